@@ -1,0 +1,22 @@
+# The two commands of the README: `make run` (the main job on the built-in synthetic data)
+# and `make test` (the test suite). Both set up the environment first.
+VENV ?= $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
+BIN := $(VENV)/bin
+
+.PHONY: setup run test lint bench
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(BIN)/mmbalance compare $(ARGS)
+
+test: setup
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/update_readme.py

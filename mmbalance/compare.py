@@ -1,0 +1,188 @@
+"""The main job: methods × samplers × seeds on one dataset, summarised as a table.
+
+Runs go to Ray tasks when Ray is installed (one CPU each, so the grid fills the machine),
+otherwise one after another. Every run is written to `OUT/runs/<method>__<sampler>__s<seed>`
+as it finishes, and the table is rebuilt from whatever finished, so an interrupted
+comparison keeps its completed runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmbalance.data.dataset import MultimodalDataset
+from mmbalance.errors import ConfigError
+
+# Which samplers each method can take (DUS needs unimodal batches: MLA only).
+DEFAULT_GRID: list[tuple[str, str]] = [
+    ("joint", "uniform"),
+    ("joint", "bss-h"),
+    ("joint", "bss-l"),
+    ("ogm-ge", "uniform"),
+    ("mla", "uniform"),
+    ("mla", "dus-h"),
+]
+
+
+@dataclass
+class RunSpec:
+    method: str
+    sampler: str
+    seed: int
+    train: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        safe = self.sampler.replace(":", "_").replace(",", "_").replace("=", "-").replace("/", "-")
+        return f"{self.method}__{safe}__s{self.seed}"
+
+
+def run_one(dataset: MultimodalDataset, spec: RunSpec, out: Path | None, threads: int = 0) -> dict:
+    """Train one run; write its folder under `out`; return its summary row."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.runs import new_run_dir, write_run
+    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.trainer import Trainer
+
+    config = TrainConfig.from_dict({**spec.train, "method": spec.method, "seed": spec.seed})
+    sampler = make_sampler(spec.sampler)
+    trainer = Trainer(dataset, config, sampler)
+    final = trainer.fit()
+    if out is not None:
+        run_dir = new_run_dir(out / "runs" / spec.key)
+        write_run(run_dir, trainer, final, {
+            "data": dataset.name, "sampler": spec.sampler, "sampler_config": sampler.config(),
+            "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
+        })
+    row = {"method": spec.method, "sampler": spec.sampler, "seed": spec.seed,
+           "best_epoch": final["best_epoch"], "train_seconds": final["train_seconds"],
+           "final_discrepancy": trainer.status.discrepancy}
+    row.update({f"test_{k}": v for k, v in final["test"].items()})
+    row.update({f"val_{k}": v for k, v in final["val"].items()})
+    return row
+
+
+def check_grid(grid: list[tuple[str, str]]) -> None:
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.trainers.config import METHODS
+    from mmbalance.trainers.methods import METHOD_CLASSES
+
+    for method, sampler in grid:
+        if method not in METHODS:
+            raise ConfigError(f"method: unknown {method!r}; allowed: {list(METHODS)}")
+        s = make_sampler(sampler)
+        if s.unimodal_batches and not METHOD_CLASSES[method].accepts_unimodal_batches:
+            raise ConfigError(
+                f"sampler '{sampler}' needs unimodal batches; method '{method}' takes paired "
+                f"batches only (use mla)"
+            )
+
+
+def _use_ray(parallel: str) -> bool:
+    if parallel == "none":
+        return False
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if parallel == "ray":
+            raise ConfigError("--parallel ray: Ray is not installed (pip install 'ray[tune]')")
+        return False
+    return parallel == "ray" or (os.cpu_count() or 1) > 1
+
+
+def run_grid(
+    dataset: MultimodalDataset,
+    specs: list[RunSpec],
+    out: Path | None,
+    parallel: str = "auto",
+    progress: bool = True,
+    address: str | None = None,
+) -> list[dict]:
+    """Run every spec; rows come back in spec order."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not progress)
+    rows: list[dict | None] = [None] * len(specs)
+    if _use_ray(parallel):
+        import ray
+
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        try:
+            remote = ray.remote(num_cpus=1)(run_one)
+            data_ref = ray.put(dataset)
+            pending = {remote.remote(data_ref, s, out, 1): i for i, s in enumerate(specs)}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(done[0])
+                rows[i] = ray.get(done[0])
+                bar.update(1)
+        finally:
+            if started:
+                ray.shutdown()
+    else:
+        for i, s in enumerate(specs):
+            bar.set_postfix_str(s.key)
+            rows[i] = run_one(dataset, s, out)
+            bar.update(1)
+    bar.close()
+    return [r for r in rows if r is not None]
+
+
+def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
+    """Mean and std over seeds per (method, sampler), in first-seen order."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["sampler"]), []).append(r)
+    metrics = ["test_acc", "test_f1", "test_map"] + [f"test_acc_{m}" for m in modalities]
+    metrics.append("final_discrepancy")
+    out = []
+    for (method, sampler), rs in groups.items():
+        row = {"method": method, "sampler": sampler, "seeds": len(rs)}
+        for k in metrics:
+            v = np.array([r[k] for r in rs], dtype=np.float64)
+            row[f"{k}_mean"] = float(v.mean())
+            row[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def markdown_table(summary: list[dict], modalities: list[str]) -> str:
+    """Mean ± std (in %) of accuracy, macro-F1, mAP and each modality's accuracy."""
+    cols = [("acc", "test_acc"), ("macro-F1", "test_f1"), ("mAP", "test_map")]
+    cols += [(f"acc {m}", f"test_acc_{m}") for m in modalities]
+    head = "| method | sampler | " + " | ".join(c for c, _ in cols) + " | final D |"
+    lines = [head, "|" + "---|" * (len(cols) + 3)]
+    for r in summary:
+        cells = [f"{100 * r[k + '_mean']:.1f} ± {100 * r[k + '_std']:.1f}" for _, k in cols]
+        d = f"{r['final_discrepancy_mean']:.3f}"
+        lines.append(f"| {r['method']} | {r['sampler']} | " + " | ".join(cells) + f" | {d} |")
+    return "\n".join(lines)
+
+
+def reference_line(dataset: MultimodalDataset) -> str:
+    if not dataset.best_accuracy:
+        return ""
+    parts = [f"{k} {100 * v:.1f}%" for k, v in dataset.best_accuracy.items()]
+    return "Bayes-optimal accuracy (known for this data): " + ", ".join(parts)
+
+
+def seeds_list(n: int, first: int = 0) -> list[int]:
+    if n < 1:
+        raise ConfigError(f"--seeds: must be >= 1, got {n}")
+    return list(range(first, first + n))
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{s / 60:.1f} min" if s >= 90 else f"{math.ceil(s)} s"

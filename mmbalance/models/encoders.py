@@ -1,0 +1,54 @@
+"""Unimodal encoders: an MLP for feature vectors and a small CNN for image-like inputs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+
+class MLPEncoder(nn.Module):
+    """Flattened input -> `layers` hidden ReLU layers -> a feature vector of size `out_dim`."""
+
+    def __init__(self, in_shape: tuple[int, ...], out_dim: int, hidden: int = 128, layers: int = 2):
+        super().__init__()
+        dims = [math.prod(in_shape)] + [hidden] * (layers - 1) + [out_dim]
+        blocks: list[nn.Module] = [nn.Flatten()]
+        for a, b in itertools.pairwise(dims):
+            blocks += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*blocks)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CNNEncoder(nn.Module):
+    """(C, H, W) input -> two conv blocks -> global average pool -> linear to `out_dim`."""
+
+    def __init__(self, in_shape: tuple[int, ...], out_dim: int, channels: int = 32):
+        super().__init__()
+        c = in_shape[0]
+        self.net = nn.Sequential(
+            nn.Conv2d(c, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels * 2, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels * 2, out_dim),
+            nn.ReLU(),
+        )
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_encoder(in_shape: tuple[int, ...], out_dim: int, hidden: int) -> nn.Module:
+    """MLP for vectors (ndim 1), CNN for (C, H, W) inputs."""
+    if len(in_shape) == 3:
+        return CNNEncoder(in_shape, out_dim, channels=max(8, hidden // 4))
+    return MLPEncoder(in_shape, out_dim, hidden=hidden)

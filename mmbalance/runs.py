@@ -1,0 +1,72 @@
+"""What a run leaves on disk, and the guard that never overwrites an earlier run.
+
+A run folder holds `config.json` (the resolved config), `steps.parquet` (one wide row per
+training step: `step`, `epoch`, `loss`, `quota_<m>`, `s_<m>`, `s_hat_<m>`, `loss_<m>`,
+`discrepancy`), `epochs.parquet` (validation metrics, learning status and sampler metrics
+per epoch), `metrics.json` (final val/test metrics of the best model) and `model.pt` (its
+state dict: tensors only, loadable with `torch.load(..., weights_only=True)`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from mmbalance.errors import UserError
+
+
+def new_run_dir(path: str | Path) -> Path:
+    """Create `path` for a new run; refuse a folder that already holds something."""
+    out = Path(path)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(
+            f"--out {out}: already exists and is not empty; choose a new folder "
+            f"(an earlier run is never overwritten)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_table(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts as one Parquet table (columns in first-seen order)."""
+    columns: dict[str, list] = {}
+    for row in rows:
+        for key in row:
+            columns.setdefault(key, [])
+    for key in columns:
+        columns[key] = [row.get(key) for row in rows]
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.table(columns) if rows else pa.table({}), tmp)
+    os.replace(tmp, path)
+
+
+def write_run(out: Path, trainer, final: dict | None, config: dict) -> None:
+    """Everything a finished (or interrupted, `final=None`) run produced."""
+    write_json(out / "config.json", config)
+    write_table(out / "steps.parquet", trainer.history.steps)
+    write_table(out / "epochs.parquet", trainer.history.epochs)
+    if final is not None:
+        write_json(out / "metrics.json", final)
+        state = trainer.best_state or trainer.model.state_dict()
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, out / "model.pt")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,76 @@
+"""Hyperparameters of one training run, in one dataclass, validated up front."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from mmbalance.errors import ConfigError
+
+METHODS = ("joint", "ogm-ge", "mla")
+OPTIMIZERS = ("sgd", "adam")
+DEVICES = ("auto", "cpu", "cuda")
+MLA_FUSIONS = ("entropy", "equal")
+
+
+@dataclass
+class TrainConfig:
+    method: str = "joint"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_step: int = 0  # StepLR step in epochs; 0 = constant lr
+    lr_gamma: float = 0.1
+    feature_dim: int = 64
+    hidden: int = 128
+    seed: int = 0
+    device: str = "auto"
+    # learning status (DESIGN.md section 3)
+    accumulation: str = "mean"  # mean (the paper's running mean) | ema
+    ema_beta: float = 0.05
+    # joint: > 0 adds per-modality CE terms through the encoders (a partial rebalancing)
+    unimodal_loss_weight: float = 0.0
+    # OGM-GE
+    ogm_alpha: float = 0.3
+    ogm_ge: bool = True
+    ogm_start: int = 0
+    ogm_end: int = 50
+    # MLA
+    mla_projection: bool = True
+    mla_proj_alpha: float = 0.1
+    mla_fusion: str = "entropy"
+
+    def check(self) -> TrainConfig:
+        choices = {
+            "method": METHODS,
+            "optimizer": OPTIMIZERS,
+            "device": DEVICES,
+            "mla_fusion": MLA_FUSIONS,
+            "accumulation": ("mean", "ema"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}: got {getattr(self, key)!r}, allowed {list(allowed)}")
+        positive = ("epochs", "batch_size", "lr", "feature_dim", "hidden", "mla_proj_alpha")
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{key}: must be > 0, got {getattr(self, key)}")
+        for key in ("momentum", "weight_decay", "lr_step", "unimodal_loss_weight", "ogm_alpha"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
+        if not 0 < self.ema_beta <= 1:
+            raise ConfigError(f"ema_beta: must be in (0, 1], got {self.ema_beta}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"train config: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**data).check()

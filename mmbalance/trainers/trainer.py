@@ -1,0 +1,238 @@
+"""The plain PyTorch training loop: asks a sampler what to feed, keeps the learning status.
+
+No Ray here. `step()` runs exactly one training iteration (starting and ending epochs as
+needed), so an environment can drive training K iterations at a time; `fit()` runs to the
+end. Model selection uses validation accuracy only; test metrics come from the best model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mmbalance.data.dataset import MultimodalDataset
+from mmbalance.errors import ConfigError
+from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.policies.base import Sampler, SamplerContext, UniformSampler
+from mmbalance.policies.bss_measure import balance_terms
+from mmbalance.trainers.config import TrainConfig
+from mmbalance.trainers.methods import METHOD_CLASSES, StepOutput
+from mmbalance.trainers.metrics import classification_metrics
+from mmbalance.trainers.status import LearningStatus
+
+EVAL_CHUNK = 4096
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' asked for but torch sees no CUDA GPU; use auto or cpu")
+    return torch.device(name)
+
+
+@dataclass
+class History:
+    steps: list[dict] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self, dataset: MultimodalDataset, config: TrainConfig, sampler: Sampler | None = None
+    ):
+        self.config = config.check()
+        self.dataset = dataset
+        self.modalities = list(dataset.modalities)
+        self.sampler = sampler or UniformSampler()
+        method_cls = METHOD_CLASSES[config.method]
+        if self.sampler.unimodal_batches and not method_cls.accepts_unimodal_batches:
+            allowed = [n for n, c in METHOD_CLASSES.items() if c.accepts_unimodal_batches]
+            raise ConfigError(
+                f"sampler '{self.sampler.name}' feeds each modality its own batch, which method "
+                f"'{config.method}' cannot train on (it needs paired batches); use method "
+                f"{allowed} or a paired sampler"
+            )
+        torch.manual_seed(config.seed)
+        self.device = resolve_device(config.device)
+        self.x = {
+            s: {m: torch.as_tensor(sp.x[m], device=self.device) for m in self.modalities}
+            for s, sp in dataset.splits.items()
+        }
+        self.y = {s: torch.as_tensor(sp.y, device=self.device) for s, sp in dataset.splits.items()}
+        self.train_x, self.train_y = self.x["train"], self.y["train"]
+        self.n_train = len(dataset.splits["train"])
+        self.model = MultimodalModel(
+            dataset.input_shapes,
+            dataset.num_classes,
+            head=method_cls.head,
+            feature_dim=config.feature_dim,
+            hidden=config.hidden,
+            fusion=config.mla_fusion,
+        ).to(self.device)
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                weight_decay=config.weight_decay,
+            )
+        else:
+            self.optimizer = torch.optim.Adam(
+                self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            )
+        self.scheduler = (
+            torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step, config.lr_gamma)
+            if config.lr_step
+            else None
+        )
+        self.method = method_cls(self)
+        self.status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
+        self.sampler.bind(
+            SamplerContext(
+                n_train=self.n_train,
+                modalities=self.modalities,
+                batch_size=config.batch_size,
+                epochs=config.epochs,
+                rng=np.random.default_rng([config.seed, 1]),
+            )
+        )
+        self.epoch = 0
+        self.global_step = 0
+        self.in_epoch = False
+        self.history = History()
+        self.best_val = -math.inf
+        self.best_epoch = -1
+        self.best_state: dict | None = None
+        self.last_step: StepOutput | None = None
+        self.train_seconds = 0.0
+
+    # ----------------------------------------------------------------- training
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    def paired_index(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        first = batch[self.modalities[0]]
+        if any(batch[m] is not first and not np.array_equal(batch[m], first) for m in batch):
+            raise ConfigError(
+                f"method '{self.config.method}' needs paired batches, but sampler "
+                f"'{self.sampler.name}' gave each modality its own"
+            )
+        return torch.as_tensor(first, device=self.device)
+
+    def step(self) -> StepOutput | None:
+        """One training iteration; None once the epoch budget is spent."""
+        while not self.done:
+            if not self.in_epoch:
+                self.sampler.start_epoch(self.epoch, self.score_train)
+                self.in_epoch = True
+                self._epoch_start = time.perf_counter()
+            batch = self.sampler.next_batch()
+            if batch is None:
+                self._end_epoch()
+                continue
+            t0 = time.perf_counter()
+            batch = {m: torch.as_tensor(np.asarray(v), device=self.device) for m, v in batch.items()}
+            out = self.method.step(batch, want_terms=self.sampler.observes)
+            self.status.update(out.scores, out.losses)
+            if self.sampler.observes:
+                self.sampler.observe(batch[self.modalities[0]].cpu().numpy(), out.sim, out.sample_loss)
+            self.sampler.update(self.status)
+            self.train_seconds += time.perf_counter() - t0
+            self.global_step += 1
+            self.last_step = out
+            self._log_step(out)
+            return out
+        return None
+
+    def _log_step(self, out: StepOutput) -> None:
+        row = {"step": self.global_step, "epoch": self.epoch, "loss": out.loss}
+        for m in self.modalities:
+            row[f"quota_{m}"] = out.sizes.get(m, 0)
+        row.update(self.status.as_dict())
+        self.history.steps.append(row)
+
+    def _end_epoch(self) -> None:
+        self.in_epoch = False
+        val = self.evaluate("val")
+        row = {"epoch": self.epoch, "step": self.global_step,
+               "seconds": time.perf_counter() - self._epoch_start,
+               "lr": self.optimizer.param_groups[0]["lr"]}
+        row.update({f"val_{k}": v for k, v in val.items()})
+        row.update(self.status.as_dict())
+        row.update({f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})
+        self.history.epochs.append(row)
+        if val["acc"] > self.best_val:
+            self.best_val, self.best_epoch = val["acc"], self.epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch += 1
+
+    def fit(self, progress: bool = False) -> dict:
+        """Train to the epoch budget; return final val/test metrics of the best model."""
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.config.epochs, desc=f"{self.config.method}/{self.sampler.name}",
+                       unit="epoch", leave=False)
+        seen = self.epoch
+        while self.step() is not None or not self.done:
+            if bar is not None and self.epoch > seen:
+                bar.update(self.epoch - seen)
+                seen = self.epoch
+                last = self.history.epochs[-1]
+                bar.set_postfix(val_acc=f"{last['val_acc']:.3f}", D=f"{last['discrepancy']:.3f}")
+        if bar is not None:
+            bar.update(self.epoch - seen)
+            bar.close()
+        return self.final_metrics()
+
+    # --------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def _logits(self, split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.model.eval()
+        xs, n = self.x[split], self.y[split].shape[0]
+        mm_parts, uni_parts = [], {m: [] for m in self.modalities}
+        for a in range(0, n, EVAL_CHUNK):
+            mm, uni = self.model({m: xs[m][a : a + EVAL_CHUNK] for m in self.modalities})
+            mm_parts.append(mm)
+            for m in self.modalities:
+                uni_parts[m].append(uni[m])
+        return torch.cat(mm_parts), {m: torch.cat(v) for m, v in uni_parts.items()}
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        mm, uni = self._logits(split)
+        return classification_metrics(
+            mm.cpu().numpy(), {m: z.cpu().numpy() for m, z in uni.items()},
+            self.y[split].cpu().numpy(), self.dataset.num_classes,
+        )
+
+    def score_train(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample BSS terms (similarity, loss) over the training set, no gradient."""
+        mm, uni = self._logits("train")
+        weights = self.sampler.loss_weights or (1.0,) * (len(self.modalities) + 1)
+        sim, loss = balance_terms([uni[m] for m in self.modalities], mm, self.train_y, weights)
+        return sim.cpu().numpy(), loss.cpu().numpy()
+
+    def final_metrics(self) -> dict:
+        """Val and test metrics of the model with the best validation accuracy."""
+        current = None
+        if self.best_state is not None:
+            current = copy.deepcopy(self.model.state_dict())
+            self.model.load_state_dict(self.best_state)
+        out = {
+            "best_epoch": self.best_epoch,
+            "val": self.evaluate("val"),
+            "test": self.evaluate("test"),
+            "train_seconds": self.train_seconds,
+            "steps": self.global_step,
+        }
+        if current is not None:
+            self.model.load_state_dict(current)
+        return out

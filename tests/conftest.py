@@ -1,0 +1,36 @@
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def small_synthetic():
+    """A small version of the default synthetic data (fast to train on)."""
+    from mmbalance.data.synthetic import SyntheticConfig, make_synthetic
+
+    return make_synthetic(SyntheticConfig(n_train=600, n_val=300, n_test=300, bayes_samples=4000))
+
+
+@pytest.fixture(scope="session")
+def three_modal():
+    from mmbalance.data.synthetic import SyntheticConfig, make_synthetic
+
+    return make_synthetic(
+        SyntheticConfig(
+            names=["rgb", "depth", "flow"], dim=[8, 12, 16], separation=[3.0, 2.0, 1.5],
+            noise=[1.0, 1.0, 1.0], informative=[0.8, 1.0, 1.0], n_train=600, n_val=200,
+            n_test=200, bayes_samples=4000,
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray cluster for the whole session (start-up costs seconds)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=200 * 1024**2, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from mmbalance.errors import ConfigError
+from mmbalance.trainers.status import LearningStatus
+
+
+def test_running_mean_is_the_mean_of_batch_scores():
+    st = LearningStatus(["a", "v"])
+    scores = [0.2, 0.4, 0.9, 0.5]
+    for s in scores:
+        st.update({"a": s, "v": 1 - s}, {"a": 1.0, "v": 2.0})
+    assert st.s_hat[0] == pytest.approx(np.mean(scores))
+    assert st.s_hat[1] == pytest.approx(1 - np.mean(scores))
+    assert st.s[0] == 0.5 and st.loss[1] == 2.0
+    assert st.discrepancy == pytest.approx(abs(2 * np.mean(scores) - 1))
+
+
+def test_ema_tracks_recent_scores_faster_than_mean():
+    mean, ema = LearningStatus(["a", "v"]), LearningStatus(["a", "v"], "ema", 0.3)
+    for s in [0.1] * 50 + [0.9] * 10:
+        for st in (mean, ema):
+            st.update({"a": s, "v": 0.5}, {"a": 0.0, "v": 0.0})
+    assert ema.s_hat[0] > 0.8
+    assert mean.s_hat[0] < 0.3
+
+
+def test_only_trained_modalities_update_and_gap_for_three():
+    st = LearningStatus(["r", "d", "f"])
+    st.update({"r": 0.9, "d": 0.6, "f": 0.3}, {"r": 0, "d": 0, "f": 0})
+    st.update({"r": 0.9}, {"r": 0})
+    assert list(st.t) == [2, 1, 1]
+    assert st.discrepancy == pytest.approx(0.6)
+    np.testing.assert_allclose(st.gap, [0.3, 0.0, -0.3])
+    assert set(st.as_dict()) >= {"discrepancy", "s_hat_r", "s_d", "loss_f"}
+
+
+def test_bad_accumulation():
+    with pytest.raises(ConfigError, match="allowed"):
+        LearningStatus(["a", "v"], "median")

@@ -1,0 +1,158 @@
+"""The training loop and its methods, on small synthetic data (real training, tiny budgets)."""
+
+import numpy as np
+import pytest
+import torch
+
+from mmbalance.errors import ConfigError
+from mmbalance.policies.registry import make_sampler
+from mmbalance.trainers.config import TrainConfig
+from mmbalance.trainers.methods import MLAMethod, ogm_coefficients
+from mmbalance.trainers.trainer import Trainer
+
+
+def fit(data, sampler="uniform", **cfg):
+    tr = Trainer(data, TrainConfig(**{"epochs": 4, **cfg}), make_sampler(sampler))
+    return tr, tr.fit()
+
+
+def test_same_seed_same_run_and_other_seed_differs(small_synthetic):
+    t1, r1 = fit(small_synthetic, "bss-l", seed=3)
+    t2, r2 = fit(small_synthetic, "bss-l", seed=3)
+    t3, _ = fit(small_synthetic, "bss-l", seed=4)
+    assert r1["test"] == r2["test"]
+    assert [s["loss"] for s in t1.history.steps] == [s["loss"] for s in t2.history.steps]
+    assert [s["loss"] for s in t1.history.steps] != [s["loss"] for s in t3.history.steps]
+
+
+@pytest.mark.parametrize("method", ["joint", "ogm-ge", "mla"])
+def test_each_method_learns_on_three_modalities(three_modal, method):
+    tr, res = fit(three_modal, method=method, epochs=6)
+    chance = 1 / three_modal.num_classes
+    assert res["test"]["acc"] > chance + 0.25
+    for m in three_modal.modalities:
+        assert res["test"][f"acc_{m}"] > chance + 0.05
+    # the learning status moved for every modality
+    assert (tr.status.t > 0).all() and (tr.status.s_hat > chance).all()
+
+
+def test_step_log_is_wide_and_complete(small_synthetic):
+    tr, res = fit(small_synthetic, "dus-h", method="mla", epochs=2)
+    steps = tr.history.steps
+    assert len(steps) == res["steps"] == 2 * int(np.ceil(600 / 64))
+    cols = set(steps[0])
+    for m in small_synthetic.modalities:
+        assert {f"quota_{m}", f"s_{m}", f"s_hat_{m}", f"loss_{m}"} <= cols
+    assert {"discrepancy", "step", "epoch"} <= cols
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+
+
+def test_model_selection_uses_validation(small_synthetic):
+    tr, res = fit(small_synthetic, epochs=5)
+    val = [e["val_acc"] for e in tr.history.epochs]
+    assert res["best_epoch"] == int(np.argmax(val))
+    assert res["val"]["acc"] == pytest.approx(max(val))
+
+
+def test_dus_needs_unimodal_batch_method(small_synthetic):
+    for method in ("joint", "ogm-ge"):
+        with pytest.raises(ConfigError, match="paired"):
+            Trainer(small_synthetic, TrainConfig(method=method), make_sampler("dus-h"))
+
+
+def test_dus_h_in_training_gives_the_weak_modality_more(small_synthetic):
+    tr, _ = fit(small_synthetic, "dus-h:strength=8", method="mla", epochs=4)
+    weak = min(small_synthetic.modalities, key=lambda m: small_synthetic.best_accuracy[m])
+    strong = next(m for m in small_synthetic.modalities if m != weak)
+    late = tr.history.steps[len(tr.history.steps) // 2 :]
+    assert np.mean([s[f"quota_{weak}"] for s in late]) > np.mean([s[f"quota_{strong}"] for s in late])
+    assert np.mean([s[f"s_hat_{weak}"] for s in late]) < np.mean([s[f"s_hat_{strong}"] for s in late])
+
+
+def test_bss_h_epoch_lengths_follow_pacing(small_synthetic):
+    from mmbalance.policies.bss_measure import pacing_size
+
+    tr, _ = fit(small_synthetic, "bss-h:lambda0=0.2,t_grow=4", epochs=5, batch_size=50)
+    per_epoch = np.bincount([s["epoch"] for s in tr.history.steps])
+    expect = [int(np.ceil(pacing_size(600, e, 0.2, 4) / 50)) for e in range(5)]
+    assert per_epoch.tolist() == expect
+    assert [e["sampler_subset_size"] for e in tr.history.epochs] == [
+        pacing_size(600, e, 0.2, 4) for e in range(5)
+    ]
+
+
+def test_ogm_coefficients_damp_only_the_leader():
+    c = ogm_coefficients([30.0, 10.0], alpha=0.3)
+    assert c[1] == 1.0 and c[0] == pytest.approx(1 - np.tanh(0.3 * 3.0))
+    c3 = ogm_coefficients([10.0, 10.0, 10.0], alpha=0.3)
+    assert c3 == [1.0, 1.0, 1.0]
+
+
+def test_ogm_scales_dominant_encoder_gradients(small_synthetic):
+    cfg = {"method": "ogm-ge", "ogm_ge": False, "epochs": 1}
+    tr = Trainer(small_synthetic, TrainConfig(**cfg), make_sampler("uniform"))
+    ref = Trainer(small_synthetic, TrainConfig(**{**cfg, "ogm_end": 0}), make_sampler("uniform"))
+    tr.step()
+    ref.step()
+    coeffs = tr.method.last_coeffs
+    assert max(coeffs.values()) == 1.0
+    for m in small_synthetic.modalities:
+        for p, q in zip(tr.model.encoders[m].parameters(), ref.model.encoders[m].parameters()):
+            torch.testing.assert_close(p.grad, q.grad * coeffs[m])
+
+
+def test_mla_projector_removes_previous_feature_direction(small_synthetic):
+    tr = Trainer(small_synthetic, TrainConfig(method="mla", mla_proj_alpha=1e-4),
+                 make_sampler("uniform"))
+    method: MLAMethod = tr.method
+    feats = torch.randn(32, tr.config.feature_dim) + 3.0
+    method.update_projector(feats)
+    r = feats.mean(0)
+    P = method.projector
+    assert torch.linalg.norm(P @ r) < 1e-3 * torch.linalg.norm(r)
+    torch.testing.assert_close(P, P.T)
+    # a direction orthogonal to r passes unchanged
+    u = torch.randn(tr.config.feature_dim)
+    u -= (u @ r) / (r @ r) * r
+    torch.testing.assert_close(P @ u, u, atol=1e-3, rtol=1e-3)
+
+
+def test_mla_projection_keeps_head_update_orthogonal(small_synthetic):
+    def head_delta(projection):
+        tr = Trainer(small_synthetic, TrainConfig(method="mla", mla_projection=projection,
+                     momentum=0.0, weight_decay=0.0, mla_proj_alpha=1e-4),
+                     make_sampler("uniform"))
+        seen = {}
+        head = tr.model.head.fc
+        orig = tr.method.update_projector
+
+        def spy(features):
+            seen["r"] = features.mean(0)
+            orig(features)
+
+        tr.method.update_projector = spy
+        # record the head weights right before the second modality's optimizer step
+        before = {}
+
+        def pre_hook(opt, args, kwargs):
+            before.setdefault(len(before), head.weight.detach().clone())
+
+        tr.optimizer.register_step_pre_hook(pre_hook)
+        tr.step()
+        delta = head.weight.detach() - before[1]
+        return delta, seen.get("r")
+
+    delta, r = head_delta(True)
+    assert torch.linalg.norm(delta @ r) < 1e-2 * torch.linalg.norm(delta) * torch.linalg.norm(r)
+    delta_off, r_off = head_delta(False)
+    assert r_off is None  # projection off: the projector is never touched
+    assert torch.linalg.norm(delta_off) > 0
+
+
+def test_bad_config_names_key():
+    with pytest.raises(ConfigError, match="method"):
+        TrainConfig(method="late-fusion").check()
+    with pytest.raises(ConfigError, match="unknown key"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig(batch_size=0).check()
