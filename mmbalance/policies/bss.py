@@ -2,7 +2,9 @@
 
 BSS-H ranks the training set by balance degree d (ascending) and at epoch e trains on the
 first floor(N λ_e) samples, shuffled; the ranking comes from a no-grad scoring pass at
-epoch 0 and, optionally, again every `rerank` epochs (the public code ranks once).
+epoch 0 and, optionally, again every `rerank` epochs (the public code ranks once). T_grow,
+the epoch at which the whole set is in, defaults to 0.4 × the run's epochs: the paper's 40
+of 100, so a shorter run still reaches all of its data.
 BSS-L rescores every epoch and draws the epoch's whole order without replacement with
 weights 2.01 - d. Its scores come from the previous epoch's training forward pass (every
 sample is trained once per epoch, so each has a fresh score) or, with `score=pass`, from
@@ -54,16 +56,27 @@ class _BSSBase(EpochOrderSampler):
 class BSSHeuristicSampler(_BSSBase):
     name = "bss-h"
 
-    def __init__(self, lambda0: float = 0.1, t_grow: float = 40.0, rerank: int = 0, loss_weights=None):
+    def __init__(
+        self,
+        lambda0: float = 0.1,
+        t_grow: float | None = None,
+        rerank: int = 0,
+        loss_weights=None,
+    ):
         super().__init__(loss_weights)
         if not 0.0 < lambda0 <= 1.0:
             raise ConfigError(f"bss-h: 'lambda0' must be in (0, 1], got {lambda0}")
-        if t_grow <= 0:
+        if t_grow is not None and t_grow <= 0:
             raise ConfigError(f"bss-h: 't_grow' must be > 0, got {t_grow}")
         if rerank < 0:
             raise ConfigError(f"bss-h: 'rerank' must be >= 0 (0 = rank once), got {rerank}")
         self.lambda0, self.t_grow, self.rerank = lambda0, t_grow, int(rerank)
         self.ranking: np.ndarray | None = None
+
+    def bind(self, ctx: SamplerContext) -> None:
+        super().bind(ctx)
+        if self.t_grow is None:  # the paper's 40 of 100 epochs, scaled to this run's budget
+            self.t_grow = max(1.0, 0.4 * ctx.epochs)
 
     def epoch_order(self, epoch: int, scorer: Scorer) -> np.ndarray:
         if self.ranking is None or (self.rerank and epoch % self.rerank == 0):

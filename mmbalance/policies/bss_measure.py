@@ -16,6 +16,46 @@ import torch
 from torch.nn import functional as F
 
 
+def true_class_log_probs(
+    uni_logits: Sequence[torch.Tensor], y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacked log-softmax (M, n, C) of detached unimodal logits and its true-class column (M, n).
+
+    The learning status (s_t, unimodal CE) and the BSS terms all read these, so a training
+    step computes them once.
+    """
+    with torch.no_grad():
+        logp = F.log_softmax(torch.stack([z.detach() for z in uni_logits]), dim=-1)
+        index = y.view(1, -1, 1).expand(logp.shape[0], -1, 1)
+        return logp, logp.gather(2, index).squeeze(2)
+
+
+def terms_from_log_probs(
+    logp: torch.Tensor,
+    true_logp: torch.Tensor,
+    mm_logits: torch.Tensor,
+    y: torch.Tensor,
+    weights: Sequence[float],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (similarity, weighted loss) from `true_class_log_probs` output."""
+    m = logp.shape[0]
+    if len(weights) != m + 1:
+        raise ValueError(f"need {m + 1} loss weights, got {len(weights)}")
+    with torch.no_grad():
+        p = logp.exp()
+        pn = p / p.norm(dim=-1, keepdim=True)
+        if m == 2:
+            sim = (pn[0] * pn[1]).sum(-1)
+        else:
+            gram = torch.einsum("anc,bnc->abn", pn, pn)
+            a, b = torch.triu_indices(m, m, 1, device=logp.device)
+            sim = gram[a, b].mean(0)
+        w = torch.tensor(weights[:-1], dtype=logp.dtype, device=logp.device)
+        mm_true = F.log_softmax(mm_logits.detach(), dim=-1).gather(1, y[:, None]).squeeze(1)
+        loss = -(w[:, None] * true_logp).sum(0) - float(weights[-1]) * mm_true
+    return sim, loss
+
+
 def balance_terms(
     uni_logits: Sequence[torch.Tensor],
     mm_logits: torch.Tensor,
@@ -23,20 +63,8 @@ def balance_terms(
     weights: Sequence[float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (similarity, weighted loss), detached. `weights` = per-modality + mm."""
-    if len(weights) != len(uni_logits) + 1:
-        raise ValueError(f"need {len(uni_logits) + 1} loss weights, got {len(weights)}")
-    with torch.no_grad():
-        probs = [F.softmax(z.detach(), dim=-1) for z in uni_logits]
-        pair_cos = [
-            F.cosine_similarity(probs[a], probs[b], dim=-1)
-            for a in range(len(probs))
-            for b in range(a + 1, len(probs))
-        ]
-        sim = torch.stack(pair_cos).mean(0)
-        loss = weights[-1] * F.cross_entropy(mm_logits.detach(), y, reduction="none")
-        for w, z in zip(weights[:-1], uni_logits):
-            loss = loss + w * F.cross_entropy(z.detach(), y, reduction="none")
-    return sim, loss
+    logp, true_logp = true_class_log_probs(uni_logits, y)
+    return terms_from_log_probs(logp, true_logp, mm_logits, y, weights)
 
 
 def _minmax(v: np.ndarray) -> np.ndarray:

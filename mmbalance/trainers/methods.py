@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mmbalance.policies.bss_measure import balance_terms
+from mmbalance.policies.bss_measure import terms_from_log_probs, true_class_log_probs
 from mmbalance.trainers.status import true_class_score
 
 
@@ -46,18 +46,32 @@ class Method:
     def step(self, batch: dict[str, np.ndarray], want_terms: bool) -> StepOutput:
         raise NotImplementedError
 
-    def _terms(self, uni: dict[str, torch.Tensor], mm: torch.Tensor, y: torch.Tensor):
-        weights = self.t.sampler.loss_weights
-        sim, loss = balance_terms([uni[m] for m in self.t.modalities], mm, y, weights)
-        return sim.cpu().numpy(), loss.cpu().numpy()
+    def _paired_stats(
+        self, uni: dict[str, torch.Tensor], mm: torch.Tensor, y: torch.Tensor, want_terms: bool
+    ) -> tuple[dict, dict, np.ndarray | None, np.ndarray | None]:
+        """Scores, unimodal CE and (optionally) BSS terms of a paired batch: one softmax
+        over the stacked logits and one device sync."""
+        names = self.t.modalities
+        logp, true = true_class_log_probs([uni[m] for m in names], y)
+        parts = [true.exp().mean(1), -true.mean(1)]
+        if want_terms:
+            parts += terms_from_log_probs(logp, true, mm, y, self.t.sampler.loss_weights)
+        vals = torch.cat(parts).cpu().numpy()
+        k = len(names)
+        scores = dict(zip(names, vals[:k].tolist()))
+        losses = dict(zip(names, vals[k : 2 * k].tolist()))
+        if not want_terms:
+            return scores, losses, None, None
+        n = y.shape[0]
+        return scores, losses, vals[2 * k : 2 * k + n], vals[2 * k + n :]
 
 
-def _summaries(uni: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[dict, dict]:
-    """Per-modality batch score and unimodal CE, with one device sync."""
+def _summaries(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Per-modality batch score and unimodal CE for per-modality batches, one device sync."""
     names = list(uni)
     with torch.no_grad():
-        s = torch.stack([true_class_score(uni[m], y).mean() for m in names])
-        ce = torch.stack([F.cross_entropy(uni[m].detach(), y) for m in names])
+        s = torch.stack([true_class_score(uni[m], ys[m]).mean() for m in names])
+        ce = torch.stack([F.cross_entropy(uni[m].detach(), ys[m]) for m in names])
         vals = torch.stack([s, ce]).cpu().numpy()
     return dict(zip(names, vals[0].tolist())), dict(zip(names, vals[1].tolist()))
 
@@ -81,11 +95,9 @@ class JointMethod(Method):
         loss.backward()
         self.modulate(uni, y)
         t.optimizer.step()
-        scores, losses = _summaries(uni, y)
-        out = StepOutput(float(loss.detach()), scores, losses, {m: len(idx) for m in t.modalities})
-        if want_terms:
-            out.sim, out.sample_loss = self._terms(uni, mm, y)
-        return out
+        scores, losses, sim, sample_loss = self._paired_stats(uni, mm, y, want_terms)
+        sizes = {m: len(idx) for m in t.modalities}
+        return StepOutput(float(loss.detach()), scores, losses, sizes, sim, sample_loss)
 
     def modulate(self, uni: dict[str, torch.Tensor], y: torch.Tensor) -> None:
         """Hook between backward and the optimizer step (OGM-GE overrides it)."""
@@ -171,16 +183,13 @@ class MLAMethod(Method):
             prev_features = feat.detach()
             uni[m] = z.detach()
             total += float(loss.detach())
-        scores, losses = {}, {}
-        for m in t.modalities:
-            s, ce = _summaries({m: uni[m]}, t.train_y[batch[m]])
-            scores.update(s)
-            losses.update(ce)
-        out = StepOutput(total, scores, losses, {m: len(batch[m]) for m in t.modalities})
-        if want_terms:
-            idx = t.paired_index(batch)
-            out.sim, out.sample_loss = self._terms(uni, head.fuse(uni), t.train_y[idx])
-        return out
+        sizes = {m: len(batch[m]) for m in t.modalities}
+        if want_terms:  # BSS samplers feed paired batches
+            y = t.train_y[t.paired_index(batch)]
+            scores, losses, sim, sample_loss = self._paired_stats(uni, head.fuse(uni), y, True)
+            return StepOutput(total, scores, losses, sizes, sim, sample_loss)
+        scores, losses = _summaries(uni, {m: t.train_y[batch[m]] for m in t.modalities})
+        return StepOutput(total, scores, losses, sizes)
 
 
 METHOD_CLASSES: dict[str, type[Method]] = {

@@ -115,28 +115,39 @@ class Trainer:
     def done(self) -> bool:
         return self.epoch >= self.config.epochs
 
-    def paired_index(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+    def paired_index(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         first = batch[self.modalities[0]]
-        if any(batch[m] is not first and not np.array_equal(batch[m], first) for m in batch):
+        if any(batch[m] is not first and not torch.equal(batch[m], first) for m in batch):
             raise ConfigError(
                 f"method '{self.config.method}' needs paired batches, but sampler "
                 f"'{self.sampler.name}' gave each modality its own"
             )
-        return torch.as_tensor(first, device=self.device)
+        return first
+
+    def _to_device(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Index arrays as device tensors; a paired batch (one shared array) is moved once."""
+        moved: dict[int, torch.Tensor] = {}
+        out = {}
+        for m, v in batch.items():
+            if id(v) not in moved:
+                moved[id(v)] = torch.as_tensor(np.asarray(v), device=self.device)
+            out[m] = moved[id(v)]
+        return out
 
     def step(self) -> StepOutput | None:
         """One training iteration; None once the epoch budget is spent."""
         while not self.done:
+            t0 = time.perf_counter()  # sampler and training time; evaluation is not counted
             if not self.in_epoch:
+                self._epoch_start = t0
                 self.sampler.start_epoch(self.epoch, self.score_train)
                 self.in_epoch = True
-                self._epoch_start = time.perf_counter()
             batch = self.sampler.next_batch()
             if batch is None:
+                self.train_seconds += time.perf_counter() - t0
                 self._end_epoch()
                 continue
-            t0 = time.perf_counter()
-            batch = {m: torch.as_tensor(np.asarray(v), device=self.device) for m, v in batch.items()}
+            batch = self._to_device(batch)
             out = self.method.step(batch, want_terms=self.sampler.observes)
             self.status.update(out.scores, out.losses)
             if self.sampler.observes:

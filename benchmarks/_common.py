@@ -1,0 +1,47 @@
+"""Shared bits of the benchmark scripts: where results go and what machine made them."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = next(
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        )
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def header(command: str) -> str:
+    return (f"Produced by `{command}` on {time.strftime('%Y-%m-%d')}, commit {commit()}; "
+            f"machine: {machine()}.")
+
+
+def invocation() -> str:
+    return "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:])
