@@ -21,10 +21,10 @@ from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.trainer import Trainer
 
 PAIRS = [  # (method, sampler, what it shows)
-    ("mla", "dus-h:strength=0", "DUS-H machinery: status, quota rule, per-modality streams "
-     "(target <= 1.05)"),
-    ("mla", "dus-h", "DUS-H, default strength: includes the compute of the samples it moves "
-     "to the weak (larger) encoder"),
+    ("mla", "dus-h:strength=0", ("DUS-H machinery: status, quota rule, per-modality streams "
+     "(target <= 1.05)")),
+    ("mla", "dus-h", ("DUS-H, default strength: includes the compute of the samples it moves "
+     "to the weak (larger) encoder")),
     ("joint", "bss-l", "BSS-L, scores from the training forward pass (target <= 1.05)"),
     ("joint", "bss-l:score=pass", "BSS-L, an extra scoring pass each epoch"),
     ("joint", "bss-h:t_grow=2", "BSS-H, ranked once (scoring pass at epoch 0)"),

@@ -156,3 +156,21 @@ def test_bad_config_names_key():
         TrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig(batch_size=0).check()
+
+
+def test_memory_mapped_features_train_like_resident_ones(small_synthetic, tmp_path):
+    import copy
+
+    import numpy as np
+
+    mapped = copy.deepcopy(small_synthetic)
+    for name, split in mapped.splits.items():
+        for m in mapped.modalities:
+            path = tmp_path / f"{name}-{m}.npy"
+            np.save(path, split.x[m])
+            split.x[m] = np.load(path, mmap_mode="r")
+    a, ra = fit(small_synthetic, "bss-l", epochs=2)
+    b, rb = fit(mapped, "bss-l", epochs=2)
+    assert not b.x["train"][mapped.modalities[0]].resident
+    assert ra["test"] == rb["test"]
+    assert [s["loss"] for s in a.history.steps] == [s["loss"] for s in b.history.steps]

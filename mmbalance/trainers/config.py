@@ -27,6 +27,7 @@ class TrainConfig:
     hidden: int = 128
     seed: int = 0
     device: str = "auto"
+    eval_batch_size: int = 4096  # chunk size of no-grad passes (validation, BSS scoring)
     # learning status (DESIGN.md section 3)
     accumulation: str = "mean"  # mean (the paper's running mean) | ema
     ema_beta: float = 0.05
@@ -53,7 +54,8 @@ class TrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: got {getattr(self, key)!r}, allowed {list(allowed)}")
-        positive = ("epochs", "batch_size", "lr", "feature_dim", "hidden", "mla_proj_alpha")
+        positive = ("epochs", "batch_size", "lr", "feature_dim", "hidden", "mla_proj_alpha",
+                    "eval_batch_size")
         for key in positive:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key}: must be > 0, got {getattr(self, key)}")

@@ -20,12 +20,11 @@ from mmbalance.errors import ConfigError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.policies.base import Sampler, SamplerContext, UniformSampler
 from mmbalance.policies.bss_measure import balance_terms
+from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.methods import METHOD_CLASSES, StepOutput
 from mmbalance.trainers.metrics import classification_metrics
 from mmbalance.trainers.status import LearningStatus
-
-EVAL_CHUNK = 4096
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,7 +60,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.device = resolve_device(config.device)
         self.x = {
-            s: {m: torch.as_tensor(sp.x[m], device=self.device) for m in self.modalities}
+            s: {m: FeatureArray(sp.x[m], self.device) for m in self.modalities}
             for s, sp in dataset.splits.items()
         }
         self.y = {s: torch.as_tensor(sp.y, device=self.device) for s, sp in dataset.splits.items()}
@@ -210,8 +209,9 @@ class Trainer:
         self.model.eval()
         xs, n = self.x[split], self.y[split].shape[0]
         mm_parts, uni_parts = [], {m: [] for m in self.modalities}
-        for a in range(0, n, EVAL_CHUNK):
-            mm, uni = self.model({m: xs[m][a : a + EVAL_CHUNK] for m in self.modalities})
+        chunk = self.config.eval_batch_size
+        for a in range(0, n, chunk):
+            mm, uni = self.model({m: xs[m][a : a + chunk] for m in self.modalities})
             mm_parts.append(mm)
             for m in self.modalities:
                 uni_parts[m].append(uni[m])
