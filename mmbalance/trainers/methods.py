@@ -137,7 +137,8 @@ class OGMGEMethod(JointMethod):
                 p.grad.mul_(c)
                 if cfg.ogm_ge and p.grad.numel() > 1:
                     std = float(p.grad.std())
-                    p.grad.add_(torch.randn_like(p.grad) * (std + 1e-8))
+                    noise = torch.randn(p.grad.shape, generator=t.generator, device=p.grad.device)
+                    p.grad.add_(noise * (std + 1e-8))
 
 
 class MLAMethod(Method):

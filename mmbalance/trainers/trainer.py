@@ -57,8 +57,11 @@ class Trainer:
                 f"'{config.method}' cannot train on (it needs paired batches); use method "
                 f"{allowed} or a paired sampler"
             )
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # model initialisation
         self.device = resolve_device(config.device)
+        # the run's own stream for training-time noise (OGM-GE), so runs interleaved in one
+        # process (several environments) stay reproducible
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.x = {
             s: {m: FeatureArray(sp.x[m], self.device) for m in self.modalities}
             for s, sp in dataset.splits.items()

@@ -1,0 +1,94 @@
+"""What both environments share: config checking, dataset resolution, the trainer they wrap."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from mmbalance.data.dataset import MultimodalDataset
+from mmbalance.errors import ConfigError
+from mmbalance.trainers.config import TrainConfig
+
+_DATA_CACHE: dict[str, MultimodalDataset] = {}
+
+
+def resolve_dataset(data: Any) -> MultimodalDataset:
+    """A selector string (cached per process), a dataset, or a Ray ObjectRef to one."""
+    if isinstance(data, MultimodalDataset):
+        return data
+    if isinstance(data, str):
+        if data not in _DATA_CACHE:
+            from mmbalance.data.registry import load_dataset
+
+            _DATA_CACHE[data] = load_dataset(data)
+        return _DATA_CACHE[data]
+    if type(data).__name__ == "ObjectRef":  # shipped by the driver with ray.put
+        import ray
+
+        return resolve_dataset(ray.get(data))
+    raise ConfigError(
+        f"data: expected a selector string, a MultimodalDataset or a Ray ObjectRef, "
+        f"got {type(data).__name__}"
+    )
+
+
+@dataclass
+class EnvConfigBase:
+    data: Any = "synthetic"
+    method: str = "mla"
+    train: dict = field(default_factory=dict)
+    reward: dict = field(default_factory=dict)
+    max_env_steps: int = 0  # 0 = no cap; a cap truncates the episode
+    max_seconds: float = 0.0  # wall-clock cap per episode; 0 = none
+
+    @classmethod
+    def from_dict(cls, data: dict | None):
+        data = dict(data or {})
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"env_config: unknown key(s) {unknown}; allowed: {known}")
+        cfg = cls(**data)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        if "seed" in self.train or "method" in self.train:
+            raise ConfigError("env_config.train: 'seed' and 'method' are set by the env, not here")
+        self.train_config(0)
+        if self.max_env_steps < 0 or self.max_seconds < 0 or not math.isfinite(self.max_seconds):
+            raise ConfigError("env_config: max_env_steps and max_seconds must be >= 0")
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig.from_dict({**self.train, "method": self.method, "seed": seed})
+
+
+class EpisodeClock:
+    """Env steps and wall time of the current episode, for truncation."""
+
+    def __init__(self, max_steps: int, max_seconds: float):
+        self.max_steps, self.max_seconds = max_steps, max_seconds
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    def tick(self) -> bool:
+        """Count one env step; True if the episode must be truncated."""
+        self.steps += 1
+        if self.max_steps and self.steps >= self.max_steps:
+            return True
+        return bool(self.max_seconds and time.perf_counter() - self.start >= self.max_seconds)
+
+
+def run_info(trainer) -> dict:
+    """The run's metrics for `info`: learning status, latest validation metrics."""
+    info: dict = {"epoch": trainer.epoch, "global_step": trainer.global_step}
+    info.update(trainer.status.as_dict())
+    if trainer.history.epochs:
+        last = trainer.history.epochs[-1]
+        info.update({k: v for k, v in last.items() if k.startswith("val_")})
+    return info

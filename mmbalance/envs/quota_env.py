@@ -1,0 +1,127 @@
+"""QuotaEnv: DUS as a Gymnasium environment. One episode is one multimodal training run.
+
+A step applies the action as per-modality sampling quotas for the next `steps_per_action`
+training iterations, trains, and returns the observation of `mmbalance.trainers.signals`
+(per-modality ŝ, s, loss, gap; D; progress; last quotas), the reward (discrepancy reduction
+by default), and `info` with the run's metrics. The episode terminates when the run's epoch
+budget is spent and is truncated by `max_env_steps` or `max_seconds`. `reset(seed=s)` starts
+a fresh model trained with seed s; `reset()` draws the next run seed from the env's RNG.
+
+`heuristic_action("dus-h")` gives the action DUS-H would take now, so heuristics run as
+fixed policies in the same env and are scored with the same reward.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from mmbalance.envs.common import EnvConfigBase, EpisodeClock, resolve_dataset, run_info
+from mmbalance.errors import ConfigError
+from mmbalance.policies.dus import QuotaSampler, dus_quotas
+from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
+from mmbalance.trainers.signals import (
+    RewardConfig,
+    quota_observation,
+    quota_observation_bounds,
+    reward,
+    snapshot,
+)
+from mmbalance.trainers.trainer import Trainer
+
+
+@dataclass
+class QuotaEnvConfig(EnvConfigBase):
+    steps_per_action: int = 10
+    action_mode: str = "discrete"  # discrete (MultiDiscrete grid) | continuous (Box [-1, 1])
+    quota_grid: tuple = DEFAULT_GRID  # batch sizes as multiples of B; continuous: [min, max]
+
+    def check(self) -> None:
+        super().check()
+        if self.steps_per_action < 1:
+            raise ConfigError(f"steps_per_action: must be >= 1, got {self.steps_per_action}")
+
+
+class QuotaEnv(gym.Env):
+    metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
+
+    def __init__(self, config: dict | None = None):
+        self.cfg = QuotaEnvConfig.from_dict(config)
+        self.dataset = resolve_dataset(self.cfg.data)
+        self.modalities = list(self.dataset.modalities)
+        b = self.cfg.train_config(0).batch_size
+        self.actions = QuotaActionMap(len(self.modalities), b, self.cfg.action_mode,
+                                      tuple(self.cfg.quota_grid))
+        self.reward_cfg = RewardConfig.from_dict(self.cfg.reward)
+        m = len(self.modalities)
+        if self.cfg.action_mode == "discrete":
+            self.action_space = gym.spaces.MultiDiscrete([len(self.actions.grid)] * m)
+        else:
+            self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(m,), dtype=np.float32)
+        low, high = quota_observation_bounds(m)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.clock = EpisodeClock(self.cfg.max_env_steps, self.cfg.max_seconds)
+        self.trainer: Trainer | None = None
+
+    # -------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        run_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
+        self.sampler = QuotaSampler(self.actions.n_min, self.actions.n_max)
+        self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
+        steps_per_epoch = math.ceil(self.trainer.n_train / self.trainer.config.batch_size)
+        self.total_steps = self.trainer.config.epochs * steps_per_epoch
+        self.clock.reset()
+        self.episode_return = 0.0
+        return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
+
+    def step(self, action):
+        if self.trainer is None:
+            raise RuntimeError("call reset() before step()")
+        quotas = self.actions.to_quotas(action)  # raises on garbage, before any training
+        before = snapshot(self.trainer)
+        self.sampler.set_quotas(quotas)
+        for _ in range(self.cfg.steps_per_action):
+            if self.trainer.step() is None:
+                break
+        terminated = self.trainer.done
+        if not terminated and self.trainer.global_step >= self.total_steps:
+            self.trainer.step()  # close the last epoch (evaluation) so the run is complete
+            terminated = self.trainer.done
+        r = reward(before, snapshot(self.trainer), self.reward_cfg)
+        self.episode_return += r
+        truncated = self.clock.tick() and not terminated
+        info = run_info(self.trainer)
+        info.update({f"quota_{m}": int(q) for m, q in zip(self.modalities, quotas)})
+        if terminated:
+            final = self.trainer.final_metrics()
+            info.update({f"final_val_{k}": v for k, v in final["val"].items()})
+            info.update({f"final_test_{k}": v for k, v in final["test"].items()})
+        return self._obs(), r, terminated, truncated, info
+
+    # ---------------------------------------------------------------- helpers
+    def _obs(self) -> np.ndarray:
+        t = self.trainer
+        progress = min(1.0, t.global_step / self.total_steps)
+        obs = quota_observation(t.status, progress, self.sampler.quotas, self.actions.n_min,
+                                self.actions.n_max, self.dataset.num_classes)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def heuristic_action(self, name: str = "dus-h", strength: float = 4.0) -> np.ndarray:
+        """The action a fixed heuristic policy takes now (`uniform` or `dus-h`)."""
+        b = self.trainer.config.batch_size
+        if name == "uniform":
+            quotas = np.full(len(self.modalities), b)
+        elif name == "dus-h":
+            status = self.trainer.status
+            if (status.t == 0).any():
+                quotas = np.full(len(self.modalities), b)
+            else:
+                quotas = dus_quotas(status.s_hat, b, strength, self.actions.n_min,
+                                    self.actions.n_max)
+        else:
+            raise ConfigError(f"heuristic: got {name!r}, allowed ['uniform', 'dus-h']")
+        return self.actions.from_quotas(quotas)

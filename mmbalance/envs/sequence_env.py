@@ -1,0 +1,180 @@
+"""SequenceEnv: BSS as a Gymnasium environment. One episode is one training run.
+
+A step is one epoch (or `epochs_per_action` epochs): the action sets the pacing fraction
+and/or the sampling weights over K balance-degree buckets (quantiles of d) for the next
+epoch, which is then trained. Observation: the status features of
+`mmbalance.trainers.signals`, progress, the last action's values in [0, 1], and each bucket's
+mean balance degree / 2. Reward and `info` as in QuotaEnv.
+
+`control`: `pacing` (one value), `buckets` (K weights, pacing 1) or `both` (1 + K).
+Continuous actions are a Box in [-1, 1] (pacing maps to [min_pacing, 1], weights to [0, 1]);
+discrete ones a MultiDiscrete of `levels` values per dimension over the same ranges.
+`heuristic_action("bss-h" | "bss-l" | "uniform")` plays the BSS heuristics in the same env.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from mmbalance.envs.common import EnvConfigBase, EpisodeClock, resolve_dataset, run_info
+from mmbalance.errors import ConfigError
+from mmbalance.policies.bss_buckets import BucketSampler
+from mmbalance.policies.bss_measure import pacing_fraction
+from mmbalance.trainers.signals import (
+    RewardConfig,
+    reward,
+    snapshot,
+    status_bounds,
+    status_features,
+)
+from mmbalance.trainers.trainer import Trainer
+
+CONTROLS = ("pacing", "buckets", "both")
+
+
+@dataclass
+class SequenceEnvConfig(EnvConfigBase):
+    method: str = "joint"
+    control: str = "both"
+    buckets: int = 4
+    action_mode: str = "continuous"  # continuous (Box [-1, 1]) | discrete (MultiDiscrete)
+    levels: int = 5
+    min_pacing: float = 0.1
+    epochs_per_action: int = 1
+
+    def check(self) -> None:
+        super().check()
+        if self.control not in CONTROLS:
+            raise ConfigError(f"control: got {self.control!r}, allowed {list(CONTROLS)}")
+        if self.action_mode not in ("continuous", "discrete"):
+            raise ConfigError(
+                f"action_mode: got {self.action_mode!r}, allowed ['continuous', 'discrete']"
+            )
+        if self.buckets < 1 or self.levels < 2 or self.epochs_per_action < 1:
+            raise ConfigError("buckets >= 1, levels >= 2 and epochs_per_action >= 1 are required")
+        if not 0.0 < self.min_pacing <= 1.0:
+            raise ConfigError(f"min_pacing: must be in (0, 1], got {self.min_pacing}")
+
+
+class SequenceEnv(gym.Env):
+    metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
+
+    def __init__(self, config: dict | None = None):
+        self.cfg = SequenceEnvConfig.from_dict(config)
+        self.dataset = resolve_dataset(self.cfg.data)
+        self.modalities = list(self.dataset.modalities)
+        self.reward_cfg = RewardConfig.from_dict(self.cfg.reward)
+        k = self.cfg.buckets
+        self.has_pacing = self.cfg.control in ("pacing", "both")
+        self.has_weights = self.cfg.control in ("buckets", "both")
+        self.dims = int(self.has_pacing) + (k if self.has_weights else 0)
+        if self.cfg.action_mode == "continuous":
+            self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.dims,), dtype=np.float32)
+        else:
+            self.action_space = gym.spaces.MultiDiscrete([self.cfg.levels] * self.dims)
+        low, high = status_bounds(len(self.modalities))
+        low = np.concatenate([low, [0.0], np.zeros(self.dims), np.zeros(k)]).astype(np.float32)
+        high = np.concatenate([high, [1.0], np.ones(self.dims), np.ones(k)]).astype(np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.clock = EpisodeClock(self.cfg.max_env_steps, self.cfg.max_seconds)
+        self.trainer: Trainer | None = None
+
+    # ------------------------------------------------------------ action mapping
+    def _unit(self, action) -> np.ndarray:
+        """Validate an action and map it to values in [0, 1] per dimension."""
+        a = np.asarray(action)
+        if a.shape != (self.dims,):
+            raise ValueError(f"action must have shape ({self.dims},), got {a.shape}")
+        if self.cfg.action_mode == "discrete":
+            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+                raise ValueError(f"discrete action must be integers, got {a.tolist()}")
+            if a.min() < 0 or a.max() >= self.cfg.levels:
+                raise ValueError(
+                    f"discrete action must be in [0, {self.cfg.levels - 1}], got {a.tolist()}"
+                )
+            return a.astype(np.float64) / (self.cfg.levels - 1)
+        a = a.astype(np.float64)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"continuous action has NaN or inf: {a.tolist()}")
+        if a.min() < -1.0 - 1e-6 or a.max() > 1.0 + 1e-6:
+            raise ValueError(f"continuous action must be in [-1, 1], got {a.tolist()}")
+        return (np.clip(a, -1, 1) + 1.0) / 2.0
+
+    def _from_unit(self, u: np.ndarray) -> np.ndarray:
+        if self.cfg.action_mode == "discrete":
+            return np.rint(np.clip(u, 0, 1) * (self.cfg.levels - 1)).astype(np.int64)
+        return (np.clip(u, 0, 1) * 2.0 - 1.0).astype(np.float32)
+
+    def _apply(self, unit: np.ndarray) -> None:
+        pacing, weights = 1.0, np.ones(self.cfg.buckets)
+        if self.has_pacing:
+            pacing = self.cfg.min_pacing + unit[0] * (1.0 - self.cfg.min_pacing)
+        if self.has_weights:
+            weights = unit[int(self.has_pacing):]
+        self.sampler.set_action(pacing, weights)
+        self.last_unit = unit
+
+    # -------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        run_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
+        self.sampler = BucketSampler(self.cfg.buckets)
+        self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
+        self.last_unit = np.ones(self.dims)
+        self.clock.reset()
+        return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
+
+    def step(self, action):
+        if self.trainer is None:
+            raise RuntimeError("call reset() before step()")
+        self._apply(self._unit(action))  # raises on garbage, before any training
+        before = snapshot(self.trainer)
+        target = min(self.trainer.epoch + self.cfg.epochs_per_action, self.trainer.config.epochs)
+        while self.trainer.epoch < target:
+            self.trainer.step()
+        terminated = self.trainer.done
+        r = reward(before, snapshot(self.trainer), self.reward_cfg)
+        truncated = self.clock.tick() and not terminated
+        info = run_info(self.trainer)
+        info.update({f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})
+        if terminated:
+            final = self.trainer.final_metrics()
+            info.update({f"final_val_{k}": v for k, v in final["val"].items()})
+            info.update({f"final_test_{k}": v for k, v in final["test"].items()})
+        return self._obs(), r, terminated, truncated, info
+
+    def _obs(self) -> np.ndarray:
+        t = self.trainer
+        progress = t.epoch / t.config.epochs
+        obs = np.concatenate([
+            status_features(t.status, self.dataset.num_classes), [progress], self.last_unit,
+            self.sampler.bucket_degree / 2.0,
+        ]).astype(np.float32)
+        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+
+    def heuristic_action(self, name: str = "bss-h", lambda0: float = 0.1,
+                         t_grow: float | None = None) -> np.ndarray:
+        """The action a BSS heuristic takes for the coming epoch, in this env's action space."""
+        k = self.cfg.buckets
+        if name == "uniform":
+            pacing, weights = 1.0, np.ones(k)
+        elif name == "bss-h":
+            grow = t_grow if t_grow is not None else max(1.0, 0.4 * self.trainer.config.epochs)
+            pacing = pacing_fraction(self.trainer.epoch, lambda0, grow)
+            weights = np.zeros(k)
+            weights[0] = 1.0  # most balanced first; the floor keeps the rest drawable, last
+        elif name == "bss-l":
+            pacing = 1.0
+            weights = 2.01 - self.sampler.bucket_degree
+            weights = weights / weights.max()
+        else:
+            raise ConfigError(f"heuristic: got {name!r}, allowed ['uniform', 'bss-h', 'bss-l']")
+        unit = []
+        if self.has_pacing:
+            unit.append((pacing - self.cfg.min_pacing) / (1.0 - self.cfg.min_pacing))
+        if self.has_weights:
+            unit.extend(weights)
+        return self._from_unit(np.asarray(unit, dtype=np.float64))

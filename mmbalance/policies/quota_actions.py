@@ -1,0 +1,70 @@
+"""How a DUS policy's action becomes per-modality quotas, for discrete and continuous agents.
+
+`discrete`: one choice per modality among the batch sizes of a grid, by default
+B × (1/4, 1/2, 1, 3/2, 2) so the uniform batch B is one of them (a MultiDiscrete action, for
+PPO/DQN/IMPALA). `continuous`: one value per
+modality in [-1, 1], mapped linearly to [n_min, n_max] and rounded (a Box, for SAC/PPO).
+Invalid actions (wrong shape, NaN, out of bounds) raise ValueError: training never runs on
+garbage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmbalance.errors import ConfigError
+
+ACTION_MODES = ("discrete", "continuous")
+DEFAULT_GRID = (0.25, 0.5, 1.0, 1.5, 2.0)
+
+
+@dataclass
+class QuotaActionMap:
+    num_modalities: int
+    batch_size: int
+    mode: str = "discrete"
+    grid_multiples: tuple[float, ...] = DEFAULT_GRID
+
+    def __post_init__(self) -> None:
+        if self.mode not in ACTION_MODES:
+            raise ConfigError(f"action_mode: got {self.mode!r}, allowed {list(ACTION_MODES)}")
+        mult = np.asarray(self.grid_multiples, dtype=np.float64)
+        if mult.ndim != 1 or len(mult) < 2 or not np.all(np.isfinite(mult)) or mult.min() <= 0:
+            raise ConfigError(
+                f"quota_grid: needs >= 2 positive multiples of the batch size, got "
+                f"{list(self.grid_multiples)}"
+            )
+        self.grid = np.unique(np.maximum(1, np.rint(mult * self.batch_size))).astype(np.int64)
+        if len(self.grid) < 2:
+            raise ConfigError(f"quota_grid: gives one batch size only ({self.grid.tolist()})")
+        self.n_min, self.n_max = int(self.grid[0]), int(self.grid[-1])
+
+    def to_quotas(self, action) -> np.ndarray:
+        a = np.asarray(action)
+        if a.shape != (self.num_modalities,):
+            raise ValueError(f"action must have shape ({self.num_modalities},), got {a.shape}")
+        if self.mode == "discrete":
+            if not np.issubdtype(a.dtype, np.integer):
+                if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+                    raise ValueError(f"discrete action must be integers, got {a.tolist()}")
+                a = a.astype(np.int64)
+            if a.min() < 0 or a.max() >= len(self.grid):
+                raise ValueError(f"discrete action must be in [0, {len(self.grid) - 1}], got {a.tolist()}")
+            return self.grid[a]
+        a = a.astype(np.float64)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"continuous action has NaN or inf: {a.tolist()}")
+        if a.min() < -1.0 - 1e-6 or a.max() > 1.0 + 1e-6:
+            raise ValueError(f"continuous action must be in [-1, 1], got {a.tolist()}")
+        q = self.n_min + (np.clip(a, -1, 1) + 1.0) / 2.0 * (self.n_max - self.n_min)
+        return np.rint(q).astype(np.int64)
+
+    def from_quotas(self, quotas) -> np.ndarray:
+        """The action that gives (the nearest representable) `quotas`: heuristics as policies."""
+        q = np.asarray(quotas, dtype=np.float64)
+        if self.mode == "discrete":
+            return np.abs(q[:, None] - self.grid[None, :]).argmin(1).astype(np.int64)
+        span = max(1, self.n_max - self.n_min)
+        return (np.clip((q - self.n_min) / span, 0, 1) * 2.0 - 1.0).astype(np.float32)
