@@ -83,6 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true")
     _add_train_options(c, defaults=False)
 
+    le = sub.add_parser("learn", help="learn a sampling policy with RLlib from a YAML config")
+    le.add_argument("config", help="YAML, e.g. tune_configs/dus_ppo.yaml")
+    le.add_argument("--iterations", type=_positive_int, help="override the training budget")
+    le.add_argument("--out", help="output folder (default runs/learn-<name>-<time>)")
+    le.add_argument("--address", help="Ray cluster address (default: the YAML's, else local)")
+    le.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a YAML key, dotted, e.g. --set env_config.train.epochs=5")
+    le.add_argument("--no-progress", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="a learned policy against the heuristics, held-out seeds")
+    ev.add_argument("policy", help="an exported policy folder (OUT/policy of `learn`)")
+    ev.add_argument("--data", help="default: the data the policy was trained on")
+    ev.add_argument("--seeds", type=_positive_int, default=5)
+    ev.add_argument("--first-seed", type=int, default=1000,
+                    help="first evaluation seed (default 1000: seeds no env episode used)")
+    ev.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto")
+    ev.add_argument("--address")
+    ev.add_argument("--out")
+    ev.add_argument("--no-progress", action="store_true")
+    _add_train_options(ev, defaults=False)
+
     r = sub.add_parser("report", help="PNG plots of a run or a comparison folder")
     r.add_argument("dir")
     return p
@@ -122,36 +143,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], overrides: dict,
+                    out_arg: str | None, kind: str, args: argparse.Namespace) -> Path:
+    """Run a grid, write results/summary/table into a new folder, print the table."""
     from mmbalance.compare import (
-        DEFAULT_GRID,
         RunSpec,
         check_grid,
         fmt_seconds,
         markdown_table,
         reference_line,
         run_grid,
-        seeds_list,
         summarize,
     )
     from mmbalance.data.registry import load_dataset
     from mmbalance.runs import new_run_dir, write_json, write_table
 
-    overrides = _train_overrides(args)
-    grid = DEFAULT_GRID
-    if args.grid:
-        grid = []
-        for item in args.grid:
-            method, slash, sampler = item.partition("/")
-            if not slash:
-                raise UserError(f"--grid {item!r}: expected METHOD/SAMPLER, e.g. mla/dus-h")
-            grid.append((method, sampler))
     check_grid(grid)
-    seeds = seeds_list(args.seeds, args.first_seed)
-    dataset = load_dataset(args.data)
-    out = new_run_dir(args.out or _default_out("compare"))
+    dataset = load_dataset(data)
+    out = new_run_dir(out_arg or _default_out(kind))
     write_json(out / "compare.json", {
-        "data": args.data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
+        "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
         "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
     })
     specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
@@ -164,13 +175,75 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table = markdown_table(summary, dataset.modalities)
     ref = reference_line(dataset)
     (out / "summary.md").write_text(
-        f"Data `{args.data}`, seeds {seeds}, test metrics of the best-validation epoch.\n\n"
+        f"Data `{data}`, seeds {seeds}, test metrics of the best-validation epoch.\n\n"
         f"{table}\n\n{ref}\n"
     )
     print(table)
     if ref:
         print(ref)
     print(f"{len(rows)} runs in {fmt_seconds(time.perf_counter() - t0)}; wrote {out}")
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mmbalance.compare import DEFAULT_GRID, seeds_list
+
+    overrides = _train_overrides(args)
+    grid = DEFAULT_GRID
+    if args.grid:
+        grid = []
+        for item in args.grid:
+            method, slash, sampler = item.partition("/")
+            if not slash:
+                raise UserError(f"--grid {item!r}: expected METHOD/SAMPLER, e.g. mla/dus-h")
+            grid.append((method, sampler))
+    seeds = seeds_list(args.seeds, args.first_seed)
+    _run_comparison(args.data, grid, seeds, overrides, args.out, "compare", args)
+    return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    from mmbalance.tune.learn import run_learn
+    from mmbalance.tune.learn_config import LearnConfig, apply_overrides
+
+    base = LearnConfig.from_yaml(args.config).to_dict()
+    sets = list(args.set)
+    if args.iterations is not None:
+        sets.append(f"iterations={args.iterations}")
+    if args.address:
+        sets.append(f"address={args.address}")
+    cfg = LearnConfig.from_dict(apply_overrides(base, sets))
+    stem = Path(args.config).stem
+    res = run_learn(cfg, args.out or _default_out(f"learn-{stem}"), progress=not args.no_progress)
+    rows = res["rows"]
+    last = rows[-1] if rows else {}
+    print(f"{cfg.algorithm}: {len(rows)} iterations, {int(last.get('env_steps', 0))} env steps, "
+          f"last episode return {last.get('episode_return_mean', float('nan')):.3f}")
+    print(f"policy: {res['out'] / 'policy'}  (use --sampler learned:{res['out'] / 'policy'})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mmbalance.compare import seeds_list
+    from mmbalance.policies.learned import load_policy
+
+    policy = load_policy(args.policy)
+    env_cfg = policy.spec["env_config"]
+    kind = policy.spec["env"]
+    method = env_cfg.get("method", "mla" if kind == "quota" else "joint")
+    overrides = {**env_cfg.get("train", {}), **_train_overrides(args)}
+    if kind == "quota":
+        samplers = [f"learned:{args.policy}", "uniform", "dus-h"]
+    else:
+        samplers = [f"learned:{args.policy}", "uniform", "bss-h", "bss-l"]
+    data = args.data or env_cfg.get("data", "synthetic")
+    seeds = seeds_list(args.seeds, args.first_seed)
+    out = _run_comparison(data, [(method, s) for s in samplers], seeds, overrides, args.out,
+                          "evaluate", args)
+    from mmbalance.report import make_report
+
+    for path in make_report(out):
+        print(path)
     return 0
 
 
@@ -185,7 +258,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": cmd_train, "compare": cmd_compare, "report": cmd_report}[args.command](args)
+        commands = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report,
+                    "learn": cmd_learn, "evaluate": cmd_evaluate}
+        return commands[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

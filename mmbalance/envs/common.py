@@ -12,6 +12,9 @@ from mmbalance.errors import ConfigError
 from mmbalance.trainers.config import TrainConfig
 
 _DATA_CACHE: dict[str, MultimodalDataset] = {}
+# Episodes reset without a seed train with run seeds from this range; `mmbalance evaluate`
+# uses seeds below it, so evaluation runs are never runs a policy was trained on.
+RUN_SEEDS = (10_000, 2**31 - 1)
 
 
 def resolve_dataset(data: Any) -> MultimodalDataset:

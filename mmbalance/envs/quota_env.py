@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from mmbalance.envs.common import EnvConfigBase, EpisodeClock, resolve_dataset, run_info
+from mmbalance.envs.common import (
+    RUN_SEEDS,
+    EnvConfigBase,
+    EpisodeClock,
+    resolve_dataset,
+    run_info,
+)
 from mmbalance.errors import ConfigError
 from mmbalance.policies.dus import QuotaSampler, dus_quotas
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
@@ -36,7 +42,7 @@ from mmbalance.trainers.trainer import Trainer
 @dataclass
 class QuotaEnvConfig(EnvConfigBase):
     steps_per_action: int = 10
-    action_mode: str = "discrete"  # discrete (MultiDiscrete grid) | continuous (Box [-1, 1])
+    action_mode: str = "discrete"  # discrete (MultiDiscrete) | flat (Discrete) | continuous (Box)
     quota_grid: tuple = DEFAULT_GRID  # batch sizes as multiples of B; continuous: [min, max]
 
     def check(self) -> None:
@@ -47,6 +53,7 @@ class QuotaEnvConfig(EnvConfigBase):
 
 class QuotaEnv(gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
+    cfg_class = QuotaEnvConfig
 
     def __init__(self, config: dict | None = None):
         self.cfg = QuotaEnvConfig.from_dict(config)
@@ -59,6 +66,8 @@ class QuotaEnv(gym.Env):
         m = len(self.modalities)
         if self.cfg.action_mode == "discrete":
             self.action_space = gym.spaces.MultiDiscrete([len(self.actions.grid)] * m)
+        elif self.cfg.action_mode == "flat":
+            self.action_space = gym.spaces.Discrete(self.actions.num_flat)
         else:
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(m,), dtype=np.float32)
         low, high = quota_observation_bounds(m)
@@ -69,12 +78,13 @@ class QuotaEnv(gym.Env):
     # -------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        run_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
+        run_seed = int(seed) if seed is not None else int(self.np_random.integers(*RUN_SEEDS))
         self.sampler = QuotaSampler(self.actions.n_min, self.actions.n_max)
         self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
         steps_per_epoch = math.ceil(self.trainer.n_train / self.trainer.config.batch_size)
         self.total_steps = self.trainer.config.epochs * steps_per_epoch
         self.clock.reset()
+        self.val0 = self.trainer.evaluate("val")["acc"] if self.reward_cfg.val_acc else 0.0
         self.episode_return = 0.0
         return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
 
@@ -82,7 +92,7 @@ class QuotaEnv(gym.Env):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
         quotas = self.actions.to_quotas(action)  # raises on garbage, before any training
-        before = snapshot(self.trainer)
+        before = snapshot(self.trainer, self.val0)
         self.sampler.set_quotas(quotas)
         for _ in range(self.cfg.steps_per_action):
             if self.trainer.step() is None:
@@ -91,7 +101,7 @@ class QuotaEnv(gym.Env):
         if not terminated and self.trainer.global_step >= self.total_steps:
             self.trainer.step()  # close the last epoch (evaluation) so the run is complete
             terminated = self.trainer.done
-        r = reward(before, snapshot(self.trainer), self.reward_cfg)
+        r = reward(before, snapshot(self.trainer, self.val0), self.reward_cfg)
         self.episode_return += r
         truncated = self.clock.tick() and not terminated
         info = run_info(self.trainer)

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from mmbalance.envs.common import EnvConfigBase, EpisodeClock, resolve_dataset, run_info
+from mmbalance.envs.common import (
+    RUN_SEEDS,
+    EnvConfigBase,
+    EpisodeClock,
+    resolve_dataset,
+    run_info,
+)
 from mmbalance.errors import ConfigError
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.bss_measure import pacing_fraction
@@ -61,6 +67,7 @@ class SequenceEnvConfig(EnvConfigBase):
 
 class SequenceEnv(gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
+    cfg_class = SequenceEnvConfig
 
     def __init__(self, config: dict | None = None):
         self.cfg = SequenceEnvConfig.from_dict(config)
@@ -120,23 +127,24 @@ class SequenceEnv(gym.Env):
     # -------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        run_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
+        run_seed = int(seed) if seed is not None else int(self.np_random.integers(*RUN_SEEDS))
         self.sampler = BucketSampler(self.cfg.buckets)
         self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
         self.last_unit = np.ones(self.dims)
         self.clock.reset()
+        self.val0 = self.trainer.evaluate("val")["acc"] if self.reward_cfg.val_acc else 0.0
         return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
 
     def step(self, action):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
         self._apply(self._unit(action))  # raises on garbage, before any training
-        before = snapshot(self.trainer)
+        before = snapshot(self.trainer, self.val0)
         target = min(self.trainer.epoch + self.cfg.epochs_per_action, self.trainer.config.epochs)
         while self.trainer.epoch < target:
             self.trainer.step()
         terminated = self.trainer.done
-        r = reward(before, snapshot(self.trainer), self.reward_cfg)
+        r = reward(before, snapshot(self.trainer, self.val0), self.reward_cfg)
         truncated = self.clock.tick() and not terminated
         info = run_info(self.trainer)
         info.update({f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})

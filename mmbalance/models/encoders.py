@@ -1,4 +1,7 @@
-"""Unimodal encoders: an MLP for feature vectors and a small CNN for image-like inputs."""
+"""Unimodal encoders: an MLP for feature vectors and a small CNN for image-like inputs.
+
+Datasets that name their backbones (ResNet, BERT, I3D) get them from `backbones.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import math
 
 import torch
 from torch import nn
+
+from mmbalance.errors import ConfigError
 
 
 class MLPEncoder(nn.Module):
@@ -47,8 +52,42 @@ class CNNEncoder(nn.Module):
         return self.net(x)
 
 
-def build_encoder(in_shape: tuple[int, ...], out_dim: int, hidden: int) -> nn.Module:
-    """MLP for vectors (ndim 1), CNN for (C, H, W) inputs."""
-    if len(in_shape) == 3:
-        return CNNEncoder(in_shape, out_dim, channels=max(8, hidden // 4))
-    return MLPEncoder(in_shape, out_dim, hidden=hidden)
+def build_encoder(
+    in_shape: tuple[int, ...],
+    out_dim: int,
+    hidden: int,
+    encoder: str | dict | None = None,
+    pretrained: str | None = None,
+    modality: str | None = None,
+) -> nn.Module:
+    """MLP for vectors (ndim 1), CNN for (C, H, W) inputs, unless `encoder` names one.
+
+    `encoder` is what a dataset asks for in `info["encoders"][modality]`: a name ("mlp",
+    "cnn", or a backbone of `mmbalance.models.backbones`: "resnet18", "resnet50", "bert",
+    "i3d", ...) or a dict `{"name": ..., **options}` (e.g. input normalisation, vocab size).
+    `pretrained` is a local checkpoint path; backbones without one start from random init.
+    """
+    if encoder is None:
+        name, options = ("cnn" if len(in_shape) == 3 else "mlp"), {}
+    elif isinstance(encoder, str):
+        name, options = encoder, {}
+    else:
+        options = dict(encoder)
+        name = options.pop("name")
+    if name in ("mlp", "cnn"):
+        if options:
+            raise ConfigError(f"encoder {name!r}: unknown option(s) {sorted(options)}")
+        enc: nn.Module = (
+            CNNEncoder(in_shape, out_dim, channels=max(8, hidden // 4))
+            if name == "cnn"
+            else MLPEncoder(in_shape, out_dim, hidden=hidden)
+        )
+        if pretrained is not None:
+            from mmbalance.models.backbones import load_pretrained
+
+            load_pretrained(enc, pretrained)
+        return enc
+    from mmbalance.models.backbones import build_backbone
+
+    return build_backbone(name, in_shape, out_dim, pretrained=pretrained, modality=modality,
+                          **options)

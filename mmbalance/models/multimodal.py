@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmbalance.errors import ConfigError
 from mmbalance.models.encoders import build_encoder
 from mmbalance.models.heads import ConcatFusionHead, SharedHead
 
@@ -18,12 +19,23 @@ class MultimodalModel(nn.Module):
         feature_dim: int = 64,
         hidden: int = 128,
         fusion: str = "entropy",
+        encoders: dict | None = None,
+        pretrained: dict | None = None,
     ):
+        """`encoders`/`pretrained`: a dataset's `info["encoders"]` / `info["pretrained"]`
+        ({modality: backbone name or spec} / {modality: local checkpoint path}); without
+        them every modality gets the MLP or CNN its input shape calls for."""
         super().__init__()
         self.modalities = list(input_shapes)
-        self.encoders = nn.ModuleDict(
-            {m: build_encoder(s, feature_dim, hidden) for m, s in input_shapes.items()}
-        )
+        encoders, pretrained = encoders or {}, pretrained or {}
+        unknown = sorted((set(encoders) | set(pretrained)) - set(self.modalities))
+        if unknown:
+            raise ConfigError(f"encoders/pretrained name unknown modalities {unknown}; "
+                             f"the data has {self.modalities}")
+        self.encoders = nn.ModuleDict({
+            m: build_encoder(s, feature_dim, hidden, encoders.get(m), pretrained.get(m), m)
+            for m, s in input_shapes.items()
+        })
         if head == "fusion":
             self.head: nn.Module = ConcatFusionHead(
                 {m: feature_dim for m in self.modalities}, num_classes

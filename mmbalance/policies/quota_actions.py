@@ -2,7 +2,8 @@
 
 `discrete`: one choice per modality among the batch sizes of a grid, by default
 B × (1/4, 1/2, 1, 3/2, 2) so the uniform batch B is one of them (a MultiDiscrete action, for
-PPO/DQN/IMPALA). `continuous`: one value per
+PPO/IMPALA). `flat`: the same grid, one Discrete choice among all L^M combinations (for DQN,
+which takes a single discrete action). `continuous`: one value per
 modality in [-1, 1], mapped linearly to [n_min, n_max] and rounded (a Box, for SAC/PPO).
 Invalid actions (wrong shape, NaN, out of bounds) raise ValueError: training never runs on
 garbage.
@@ -16,7 +17,7 @@ import numpy as np
 
 from mmbalance.errors import ConfigError
 
-ACTION_MODES = ("discrete", "continuous")
+ACTION_MODES = ("discrete", "flat", "continuous")
 DEFAULT_GRID = (0.25, 0.5, 1.0, 1.5, 2.0)
 
 
@@ -41,8 +42,20 @@ class QuotaActionMap:
             raise ConfigError(f"quota_grid: gives one batch size only ({self.grid.tolist()})")
         self.n_min, self.n_max = int(self.grid[0]), int(self.grid[-1])
 
+    @property
+    def num_flat(self) -> int:
+        return len(self.grid) ** self.num_modalities
+
     def to_quotas(self, action) -> np.ndarray:
         a = np.asarray(action)
+        if self.mode == "flat":
+            if a.shape not in ((), (1,)) or not np.all(np.isfinite(a)) or a != np.round(a):
+                raise ValueError(f"flat action must be one integer, got {a.tolist()}")
+            k = int(a.reshape(-1)[0])
+            if not 0 <= k < self.num_flat:
+                raise ValueError(f"flat action must be in [0, {self.num_flat - 1}], got {k}")
+            shape = (len(self.grid),) * self.num_modalities
+            return self.grid[np.array(np.unravel_index(k, shape))]
         if a.shape != (self.num_modalities,):
             raise ValueError(f"action must have shape ({self.num_modalities},), got {a.shape}")
         if self.mode == "discrete":
@@ -64,7 +77,11 @@ class QuotaActionMap:
     def from_quotas(self, quotas) -> np.ndarray:
         """The action that gives (the nearest representable) `quotas`: heuristics as policies."""
         q = np.asarray(quotas, dtype=np.float64)
-        if self.mode == "discrete":
-            return np.abs(q[:, None] - self.grid[None, :]).argmin(1).astype(np.int64)
+        if self.mode in ("discrete", "flat"):
+            idx = np.abs(q[:, None] - self.grid[None, :]).argmin(1).astype(np.int64)
+            if self.mode == "flat":
+                shape = (len(self.grid),) * self.num_modalities
+                return np.int64(np.ravel_multi_index(tuple(idx), shape))
+            return idx
         span = max(1, self.n_max - self.n_min)
         return (np.clip((q - self.n_min) / span, 0, 1) * 2.0 - 1.0).astype(np.float32)

@@ -19,9 +19,18 @@ SAMPLERS: dict[str, type[Sampler]] = {
 
 
 def make_sampler(spec: str) -> Sampler:
+    """A sampler from its selector; `learned:PATH` loads an exported policy (no Ray needed)."""
+    head, _, rest = spec.partition(":")
+    if head.strip().lower() == "learned":
+        if not rest:
+            raise ConfigError("sampler: 'learned' needs a path, as learned:PATH")
+        from mmbalance.policies.learned import make_learned_sampler
+
+        return make_learned_sampler(rest)
     name, options = parse_spec(spec, "sampler")
     if name not in SAMPLERS:
-        raise ConfigError(f"sampler: unknown {name!r}; allowed: {sorted(SAMPLERS)}")
+        allowed = [*sorted(SAMPLERS), "learned:PATH"]
+        raise ConfigError(f"sampler: unknown {name!r}; allowed: {allowed}")
     cls = SAMPLERS[name]
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     check_options(f"sampler '{name}'", options, allowed)

@@ -1,0 +1,222 @@
+"""Learned sampling policies as plain torch modules, runnable inside the trainer without Ray.
+
+An exported policy is a folder: `policy.json` (format, algorithm, env kind and config, the
+observation and action spaces, the layer list of the policy network) and `policy.pt` (its
+tensors). Loading builds the network from the JSON and reads the tensors with
+`torch.load(..., weights_only=True)`, so a file passed around never executes code; a tampered
+or mismatched file gives a clear error.
+
+`learned:PATH` samplers replay the policy exactly as the environment would: the same
+observation (`mmbalance.trainers.signals`), the same action mapping, the same decision
+interval; greedy actions (argmax / mean).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmbalance.errors import UserError
+from mmbalance.policies.base import SamplerContext, Scorer
+from mmbalance.policies.bss_buckets import BucketSampler
+from mmbalance.policies.dus import QuotaSampler
+from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
+from mmbalance.trainers.signals import quota_observation, status_features
+
+FORMAT = "mmbalance-policy/1"
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU,
+               "sigmoid": nn.Sigmoid, "identity": nn.Identity}
+
+
+class ExportedPolicy(nn.Module):
+    """A feed-forward policy network rebuilt from its JSON description."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self.spec = spec
+        layers: list[nn.Module] = []
+        for i, layer in enumerate(spec["layers"]):
+            kind = layer.get("kind")
+            if kind == "linear":
+                layers.append(nn.Linear(int(layer["in"]), int(layer["out"])))
+            elif kind in ACTIVATIONS:
+                layers.append(ACTIVATIONS[kind]())
+            else:
+                raise UserError(f"policy.json: layer {i} has unknown kind {kind!r}; "
+                                f"allowed: ['linear', {', '.join(map(repr, ACTIVATIONS))}]")
+        self.net = nn.Sequential(*layers)
+        self.obs_dim = int(spec["observation_space"]["dim"])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy action for one observation, in the env's action space."""
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(1, -1)
+        out = self.net(x)[0].numpy()
+        space = self.spec["action_space"]
+        if space["type"] == "Discrete":
+            return np.int64(out[: int(space["n"])].argmax())
+        if space["type"] == "MultiDiscrete":
+            parts, start = [], 0
+            for n in space["nvec"]:
+                parts.append(int(out[start : start + n].argmax()))
+                start += n
+            return np.asarray(parts, dtype=np.int64)
+        dim = len(space["low"])
+        mean = out[:dim]
+        if space.get("squash"):
+            mean = np.tanh(mean)
+            low, high = np.asarray(space["low"]), np.asarray(space["high"])
+            return (low + (mean + 1.0) / 2.0 * (high - low)).astype(np.float32)
+        return np.clip(mean, space["low"], space["high"]).astype(np.float32)
+
+
+def load_policy(path: str | Path) -> ExportedPolicy:
+    folder = Path(path)
+    meta, weights = folder / "policy.json", folder / "policy.pt"
+    if not meta.is_file() or not weights.is_file():
+        raise UserError(f"{folder}: not an exported policy (needs policy.json and policy.pt)")
+    try:
+        spec = json.loads(meta.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{meta}: not valid JSON ({exc})") from None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise UserError(f"{meta}: 'format' must be {FORMAT!r}")
+    for key in ("env", "env_config", "observation_space", "action_space", "layers"):
+        if key not in spec:
+            raise UserError(f"{meta}: missing key {key!r}")
+    policy = ExportedPolicy(spec)
+    try:
+        state = torch.load(weights, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise UserError(f"{weights}: not a tensor file that loads safely ({exc})") from None
+    try:
+        policy.load_state_dict(state)
+    except (RuntimeError, AttributeError) as exc:
+        raise UserError(f"{weights}: tensors do not match policy.json ({exc})") from None
+    return policy.eval()
+
+
+class LearnedQuotaSampler(QuotaSampler):
+    """DUS quotas chosen by an exported QuotaEnv policy every `steps_per_action` steps."""
+
+    name = "learned"
+
+    def __init__(self, policy: ExportedPolicy, path: str = ""):
+        env_cfg = policy.spec["env_config"]
+        self.policy, self.path = policy, path
+        self.k = int(env_cfg.get("steps_per_action", 10))
+        self.mode = env_cfg.get("action_mode", "discrete")
+        self.grid = tuple(env_cfg.get("quota_grid", DEFAULT_GRID))
+        super().__init__()
+
+    def bind(self, ctx: SamplerContext) -> None:
+        self.actions = QuotaActionMap(len(ctx.modalities), ctx.batch_size, self.mode, self.grid)
+        self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
+        super().bind(ctx)
+        m = len(ctx.modalities)
+        if self.policy.obs_dim != 5 * m + 2:
+            raise UserError(
+                f"learned policy {self.path}: its observation has {self.policy.obs_dim} values, "
+                f"a quota policy for {m} modalities needs {5 * m + 2} (trained on another "
+                f"number of modalities?)"
+            )
+        self.total = ctx.epochs * math.ceil(ctx.n_train / ctx.batch_size)
+        self.num_classes = int(self.policy.spec["num_classes"])
+        self.steps = 0
+        self.last_action = None
+
+    def _decide(self, status) -> None:
+        obs = quota_observation(status, min(1.0, self.steps / self.total), self.quotas,
+                                self.actions.n_min, self.actions.n_max, self.num_classes)
+        low = np.asarray(self.policy.spec["observation_space"]["low"], dtype=np.float32)
+        high = np.asarray(self.policy.spec["observation_space"]["high"], dtype=np.float32)
+        self.last_action = self.policy.act(np.clip(obs, low, high))
+        self.set_quotas(self.actions.to_quotas(self.last_action))
+
+    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
+        super().start_epoch(epoch, scorer)
+        if self.steps == 0 and self.last_action is None:
+            from mmbalance.trainers.status import LearningStatus
+
+            self._decide(LearningStatus(self.ctx.modalities))
+
+    def update(self, status) -> None:
+        self.steps += 1
+        if self.steps % self.k == 0:
+            self._decide(status)
+
+    def config(self) -> dict:
+        return {"policy": self.path, "steps_per_action": self.k, "action_mode": self.mode,
+                **super().config()}
+
+
+class LearnedSequenceSampler(BucketSampler):
+    """BSS pacing and bucket weights chosen by an exported SequenceEnv policy every epoch."""
+
+    name = "learned"
+
+    def __init__(self, policy: ExportedPolicy, path: str = ""):
+        env_cfg = policy.spec["env_config"]
+        self.policy, self.path = policy, path
+        self.control = env_cfg.get("control", "both")
+        self.mode = env_cfg.get("action_mode", "continuous")
+        self.levels = int(env_cfg.get("levels", 5))
+        self.min_pacing = float(env_cfg.get("min_pacing", 0.1))
+        super().__init__(buckets=int(env_cfg.get("buckets", 4)))
+        self.has_pacing = self.control in ("pacing", "both")
+        self.has_weights = self.control in ("buckets", "both")
+        self.dims = int(self.has_pacing) + (self.k if self.has_weights else 0)
+        self.status = None
+
+    def bind(self, ctx: SamplerContext) -> None:
+        super().bind(ctx)
+        m = len(ctx.modalities)
+        if self.policy.obs_dim != 4 * m + 2 + self.dims + self.k:
+            raise UserError(
+                f"learned policy {self.path}: its observation has {self.policy.obs_dim} values; "
+                f"a sequence policy for {m} modalities needs {4 * m + 2 + self.dims + self.k}"
+            )
+        self.num_classes = int(self.policy.spec["num_classes"])
+        self.last_unit = np.ones(self.dims)
+
+    def update(self, status) -> None:
+        self.status = status
+
+    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
+        from mmbalance.trainers.status import LearningStatus
+
+        status = self.status or LearningStatus(self.ctx.modalities)
+        obs = np.concatenate([status_features(status, self.num_classes),
+                              [epoch / self.ctx.epochs], self.last_unit,
+                              self.bucket_degree / 2.0]).astype(np.float32)
+        space = self.policy.spec["observation_space"]
+        obs = np.clip(obs, np.asarray(space["low"]), np.asarray(space["high"]))
+        a = np.asarray(self.policy.act(obs), dtype=np.float64)
+        unit = a / (self.levels - 1) if self.mode == "discrete" else (np.clip(a, -1, 1) + 1) / 2
+        pacing, weights = 1.0, np.ones(self.k)
+        if self.has_pacing:
+            pacing = self.min_pacing + unit[0] * (1.0 - self.min_pacing)
+        if self.has_weights:
+            weights = unit[int(self.has_pacing):]
+        self.set_action(pacing, weights)
+        self.last_unit = unit
+        super().start_epoch(epoch, scorer)
+
+
+def make_learned_sampler(path: str) -> QuotaSampler | BucketSampler:
+    policy = load_policy(path)
+    kind = policy.spec["env"]
+    if kind == "quota":
+        return LearnedQuotaSampler(policy, path)
+    if kind == "sequence":
+        return LearnedSequenceSampler(policy, path)
+    raise UserError(f"{path}: policy for unknown env {kind!r}; allowed: ['quota', 'sequence']")

@@ -1,0 +1,1 @@
+"""RLlib and Tune on top of the environments: learn sampling policies, export them."""

@@ -1,0 +1,25 @@
+"""RLlib callback that logs the multimodal run's metrics at each episode's end.
+
+They land under `env_runners/mml/...` in every RLlib result (and so in TensorBoard and Tune):
+the final training discrepancy, the final validation accuracy (multimodal and per modality)
+of the run's best epoch, and its test accuracy for reporting.
+"""
+
+from __future__ import annotations
+
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+
+class MMLMetricsCallback(RLlibCallback):
+    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:
+        if metrics_logger is None:
+            return
+        infos = episode.get_infos()
+        if not infos:
+            return
+        last = infos[-1]
+        for key, value in last.items():
+            if isinstance(value, (int, float)) and (
+                key == "discrepancy" or key.startswith(("final_val_", "final_test_"))
+            ):
+                metrics_logger.log_value(f"mml/{key}", float(value), reduce="mean", window=20)

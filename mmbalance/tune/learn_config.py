@@ -1,0 +1,165 @@
+"""The YAML of `mmbalance learn`: what is learned, with which RLlib algorithm, on what.
+
+```yaml
+algorithm: PPO            # PPO | APPO | IMPALA | SAC | DQN
+env: quota                # quota (DUS) | sequence (BSS)
+env_config: {...}         # QuotaEnvConfig / SequenceEnvConfig fields
+iterations: 20            # algo.train() calls
+checkpoint_every: 5       # 0 = only the final checkpoint
+seed: 0
+address: null             # a Ray cluster address; null starts a local one
+model: {fcnet_hiddens: [64, 64], fcnet_activation: tanh}
+training: {...}           # keyword arguments of the algorithm's .training()
+env_runners: {...}        # of .env_runners(), e.g. num_env_runners, num_gpus_per_env_runner
+learners: {...}           # of .learners(), e.g. num_learners, num_gpus_per_learner
+reporting: {...}          # of .reporting(), e.g. min_time_s_per_iteration
+fault_tolerance: {...}    # of .fault_tolerance(), e.g. restart_failed_env_runners
+```
+
+Loaded with a safe YAML loader; unknown keys, unknown algorithms and keyword arguments the
+algorithm does not take are errors that name the key and the allowed values, before Ray starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from mmbalance.errors import ConfigError
+
+ALGORITHMS = ("PPO", "APPO", "IMPALA", "SAC", "DQN")
+ENVS = ("quota", "sequence")
+SECTIONS = ("training", "env_runners", "learners", "reporting", "fault_tolerance")
+
+
+def algorithm_config_class(name: str):
+    if name not in ALGORITHMS:
+        raise ConfigError(f"algorithm: unknown {name!r}; allowed: {list(ALGORITHMS)}")
+    if name == "PPO":
+        from ray.rllib.algorithms.ppo import PPOConfig as cls
+    elif name == "APPO":
+        from ray.rllib.algorithms.appo import APPOConfig as cls
+    elif name == "IMPALA":
+        from ray.rllib.algorithms.impala import IMPALAConfig as cls
+    elif name == "SAC":
+        from ray.rllib.algorithms.sac import SACConfig as cls
+    else:
+        from ray.rllib.algorithms.dqn import DQNConfig as cls
+    return cls
+
+
+def allowed_kwargs(config_cls, method: str) -> list[str]:
+    """Keyword arguments `config_cls().<method>()` accepts, along its class hierarchy."""
+    names: set[str] = set()
+    for klass in inspect.getmro(config_cls):
+        fn = klass.__dict__.get(method)
+        if fn is None:
+            continue
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self":
+                names.add(p.name)
+    return sorted(names)
+
+
+@dataclass
+class LearnConfig:
+    algorithm: str = "PPO"
+    env: str = "quota"
+    env_config: dict = field(default_factory=dict)
+    iterations: int = 10
+    checkpoint_every: int = 5
+    seed: int = 0
+    address: str | None = None
+    model: dict = field(default_factory=lambda: {"fcnet_hiddens": [64, 64],
+                                                 "fcnet_activation": "tanh"})
+    training: dict = field(default_factory=dict)
+    env_runners: dict = field(default_factory=lambda: {"num_env_runners": 0})
+    learners: dict = field(default_factory=dict)
+    reporting: dict = field(default_factory=dict)
+    fault_tolerance: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LearnConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("learn config: the YAML must be a mapping of keys to values")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"learn config: unknown key(s) {unknown}; allowed: {known}")
+        cfg = cls(**data)
+        cfg.check()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> LearnConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"learn config: no such file {p}")
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+        return cls.from_dict(data or {})
+
+    def check(self) -> None:
+        cls = algorithm_config_class(self.algorithm)
+        if self.env not in ENVS:
+            raise ConfigError(f"env: unknown {self.env!r}; allowed: {list(ENVS)}")
+        if self.iterations < 1 or self.checkpoint_every < 0:
+            raise ConfigError("iterations must be >= 1 and checkpoint_every >= 0")
+        for section in SECTIONS:
+            value = getattr(self, section)
+            if not isinstance(value, dict):
+                raise ConfigError(f"{section}: must be a mapping, got {type(value).__name__}")
+            allowed = allowed_kwargs(cls, section)
+            bad = sorted(set(value) - set(allowed))
+            if bad:
+                raise ConfigError(
+                    f"{section}: {self.algorithm} does not take {bad}; allowed: {allowed}"
+                )
+        from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+        model_keys = [f.name for f in fields(DefaultModelConfig)]
+        bad = sorted(set(self.model) - set(model_keys))
+        if bad:
+            raise ConfigError(f"model: unknown key(s) {bad}; allowed: {model_keys}")
+        self.env_class().cfg_class.from_dict(self.env_config)  # validate env config now
+        mode = self.env_config.get("action_mode")
+        mode = mode or ("discrete" if self.env == "quota" else "continuous")
+        if self.algorithm == "SAC" and mode != "continuous":
+            raise ConfigError(
+                f"algorithm SAC needs env_config.action_mode 'continuous', got {mode!r}"
+            )
+        if self.algorithm == "DQN" and mode != "flat":
+            raise ConfigError(
+                f"algorithm DQN needs one discrete action: env_config.action_mode 'flat' "
+                f"(got {mode!r})"
+            )
+
+    def env_class(self):
+        from mmbalance.envs import ENVS as env_classes
+
+        return env_classes[self.env]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`key.sub=value` strings (YAML-parsed values) applied onto a nested mapping."""
+    out = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
+    for item in overrides:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. env_config.levels=3")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a mapping")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
