@@ -142,7 +142,7 @@ class SequenceEnv(gym.Env):
         before = snapshot(self.trainer, self.val0)
         target = min(self.trainer.epoch + self.cfg.epochs_per_action, self.trainer.config.epochs)
         while self.trainer.epoch < target:
-            self.trainer.step()
+            self.trainer.step(stop_at_epoch_end=True)
         terminated = self.trainer.done
         r = reward(before, snapshot(self.trainer, self.val0), self.reward_cfg)
         truncated = self.clock.tick() and not terminated

@@ -62,6 +62,13 @@ class Sampler:
         """The current sampling distribution, for logs and plots."""
         return {}
 
+    def step_metrics(self) -> dict[str, float]:
+        """Extra columns for this step's row of the step table (e.g. a policy's probabilities).
+
+        Called once per training step: keep it cheap; most samplers add nothing.
+        """
+        return {}
+
     def config(self) -> dict:
         """Hyperparameters, for the run's resolved config."""
         return {}

@@ -93,8 +93,9 @@ class Snapshot:
     val_acc: float
 
 
-def snapshot(trainer) -> Snapshot:
-    val = trainer.history.epochs[-1]["val_acc"] if trainer.history.epochs else 0.0
+def snapshot(trainer, initial_val_acc: float = 0.0) -> Snapshot:
+    """The run's state for rewards; before the first epoch ends, val is `initial_val_acc`."""
+    val = trainer.history.epochs[-1]["val_acc"] if trainer.history.epochs else initial_val_acc
     return Snapshot(trainer.status.discrepancy, float(trainer.status.s_hat.min()), float(val))
 
 

@@ -136,8 +136,13 @@ class Trainer:
             out[m] = moved[id(v)]
         return out
 
-    def step(self) -> StepOutput | None:
-        """One training iteration; None once the epoch budget is spent."""
+    def step(self, stop_at_epoch_end: bool = False) -> StepOutput | None:
+        """One training iteration; None once the epoch budget is spent.
+
+        With `stop_at_epoch_end`, a call that finds the epoch over closes it (evaluation,
+        logs) and returns None instead of starting the next one, so a caller can change the
+        sampler's plan between epochs.
+        """
         while not self.done:
             t0 = time.perf_counter()  # sampler and training time; evaluation is not counted
             if not self.in_epoch:
@@ -148,6 +153,8 @@ class Trainer:
             if batch is None:
                 self.train_seconds += time.perf_counter() - t0
                 self._end_epoch()
+                if stop_at_epoch_end:
+                    return None
                 continue
             batch = self._to_device(batch)
             out = self.method.step(batch, want_terms=self.sampler.observes)
@@ -167,6 +174,7 @@ class Trainer:
         for m in self.modalities:
             row[f"quota_{m}"] = out.sizes.get(m, 0)
         row.update(self.status.as_dict())
+        row.update(self.sampler.step_metrics())
         self.history.steps.append(row)
 
     def _end_epoch(self) -> None:

@@ -44,6 +44,9 @@ def _trace_chain(module: nn.Module, obs: torch.Tensor) -> tuple[list[nn.Module],
     try:
         with torch.no_grad():
             out = module.forward_inference({"obs": obs})
+            if "actions" in out and hasattr(module, "compute_q_values"):  # DQN acts greedily
+                calls.clear()
+                out = module.compute_q_values({"obs": obs})
     finally:
         for h in hooks:
             h.remove()

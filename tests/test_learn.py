@@ -1,0 +1,173 @@
+"""RLlib policy learning from the shipped YAMLs (one tiny iteration each), export, replay."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mmbalance.errors import ConfigError, UserError
+from mmbalance.tune.learn_config import LearnConfig, apply_overrides
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "synthetic:n_train=256,n_val=100,n_test=100,bayes_samples=1000"
+SHRINK = [
+    f"env_config.data={TINY}",
+    "env_config.train.epochs=2",
+    "env_config.train.batch_size=32",
+    "iterations=1",
+    "checkpoint_every=1",
+]
+PER_ALGO = {
+    "PPO": ["training.train_batch_size_per_learner=32", "training.minibatch_size=16",
+            "training.num_epochs=1"],
+    "SAC": ["training.train_batch_size_per_learner=16",
+            "training.num_steps_sampled_before_learning_starts=16",
+            "reporting.min_sample_timesteps_per_iteration=32"],
+    "DQN": ["training.train_batch_size_per_learner=16",
+            "training.num_steps_sampled_before_learning_starts=16",
+            "reporting.min_sample_timesteps_per_iteration=32"],
+}
+
+
+def tiny_config(name: str) -> LearnConfig:
+    base = LearnConfig.from_yaml(ROOT / "tune_configs" / name).to_dict()
+    extra = [*SHRINK, *PER_ALGO[base["algorithm"]]]
+    if base["env"] == "quota":
+        extra.append("env_config.steps_per_action=2")
+    return LearnConfig.from_dict(apply_overrides(base, extra))
+
+
+@pytest.fixture(scope="module")
+def ppo_run(ray_session, tmp_path_factory):
+    from mmbalance.tune.learn import run_learn
+
+    out = tmp_path_factory.mktemp("learn") / "dus_ppo"
+    return run_learn(tiny_config("dus_ppo.yaml"), out, progress=False)
+
+
+def test_dus_ppo_learns_checkpoints_exports_and_logs_mml_metrics(ppo_run):
+    out = ppo_run["out"]
+    progress = pd.read_parquet(out / "progress.parquet")
+    assert len(progress) == 1 and progress["env_steps"].iloc[0] >= 32
+    # the MML metrics are RLlib custom metrics of the episodes that ended
+    assert {"final_val_acc", "final_val_acc_visual", "discrepancy"} <= set(progress.columns)
+    assert (out / "checkpoints" / "iter_0001").is_dir()
+    assert list((out / "tb").iterdir())
+    spec = json.loads((out / "policy" / "policy.json").read_text())
+    assert spec["algorithm"] == "PPO" and spec["action_space"]["type"] == "MultiDiscrete"
+
+
+@pytest.mark.parametrize("name", ["dus_sac.yaml", "dus_dqn.yaml", "bss_ppo.yaml"])
+def test_each_shipped_config_runs_one_iteration(name, ray_session, tmp_path):
+    from mmbalance.policies.learned import load_policy
+    from mmbalance.tune.learn import run_learn
+
+    cfg = tiny_config(name)
+    res = run_learn(cfg, tmp_path / "run", progress=False)
+    assert len(res["rows"]) == 1
+    policy = load_policy(res["out"] / "policy")
+    assert policy.spec["algorithm"] == cfg.algorithm and policy.spec["env"] == cfg.env
+    low = np.asarray(policy.spec["observation_space"]["low"], dtype=np.float32)
+    action = policy.act(low)
+    if cfg.algorithm == "DQN":
+        assert np.ndim(action) == 0
+    elif cfg.algorithm == "SAC":
+        assert np.all(np.abs(action) <= 1.0)
+
+
+def test_learned_sampler_replays_the_env_exactly(ppo_run):
+    """The exported policy inside the plain trainer makes the env's decisions, step for step."""
+    from mmbalance.data.registry import load_dataset
+    from mmbalance.envs import QuotaEnv
+    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.trainer import Trainer
+
+    path = ppo_run["out"] / "policy"
+    policy = load_policy(path)
+    env = QuotaEnv(policy.spec["env_config"])
+    obs, _ = env.reset(seed=1234)
+    env_quotas, done = [], False
+    while not done:
+        obs, _, term, trunc, info = env.step(policy.act(obs))
+        env_quotas.append((info["quota_audio"], info["quota_visual"]))
+        done = term or trunc
+    train = policy.spec["env_config"]["train"]
+    tr = Trainer(load_dataset(TINY), TrainConfig(method="mla", seed=1234, **train),
+                 make_sampler(f"learned:{path}"))
+    tr.fit()
+    k = policy.spec["env_config"]["steps_per_action"]
+    fed = [(s["quota_audio"], s["quota_visual"]) for s in tr.history.steps][::k]
+    assert fed == env_quotas
+    assert tr.final_metrics()["test"] == pytest.approx(
+        {k[len("final_test_"):]: v for k, v in info.items() if k.startswith("final_test_")})
+
+
+def test_tampered_or_mismatched_policy_files_are_refused(ppo_run, tmp_path):
+    import shutil
+
+    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.trainer import Trainer
+
+    src = ppo_run["out"] / "policy"
+    bad = tmp_path / "bad"
+    shutil.copytree(src, bad)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, bad / "policy.pt")
+    with pytest.raises(UserError, match="safely"):
+        load_policy(bad)
+    spec = json.loads((src / "policy.json").read_text())
+    spec["layers"][0]["out"] += 1
+    shutil.copy(src / "policy.pt", bad / "policy.pt")
+    (bad / "policy.json").write_text(json.dumps(spec))
+    with pytest.raises(UserError, match="do not match"):
+        load_policy(bad)
+    # a 2-modality policy on 3-modality data: a clean error, not a crash
+    from mmbalance.data.synthetic import SyntheticConfig, make_synthetic
+
+    three = make_synthetic(SyntheticConfig(names=["a", "b", "c"], dim=[4, 4, 4],
+                                           separation=[2, 2, 2], noise=[1, 1, 1],
+                                           informative=[1, 1, 1], n_train=64, n_val=32,
+                                           n_test=32, bayes_samples=500))
+    with pytest.raises(UserError, match="modalities"):
+        Trainer(three, TrainConfig(method="mla", epochs=1), make_sampler(f"learned:{src}"))
+
+
+def test_evaluate_command_compares_on_held_out_seeds(ppo_run, tmp_path):
+    from mmbalance.cli import main
+
+    out = tmp_path / "eval"
+    rc = main(["evaluate", str(ppo_run["out"] / "policy"), "--seeds", "2", "--out", str(out),
+               "--no-progress", "--parallel", "none"])
+    assert rc == 0
+    results = pd.read_parquet(out / "results.parquet")
+    assert set(results["seed"]) == {1000, 1001}
+    assert {s.split(":")[0] for s in results["sampler"]} == {"learned", "uniform", "dus-h"}
+    assert (out / "plots" / "accuracy_by_method.png").exists()
+
+
+def test_config_errors_name_the_key():
+    base = LearnConfig.from_yaml(ROOT / "tune_configs" / "dus_ppo.yaml").to_dict()
+    with pytest.raises(ConfigError, match="allowed"):
+        LearnConfig.from_dict({**base, "algorithm": "A3C"})
+    with pytest.raises(ConfigError, match="lrr"):
+        LearnConfig.from_dict(apply_overrides(base, ["training.lrr=0.1"]))
+    with pytest.raises(ConfigError, match="unknown key"):
+        LearnConfig.from_dict({**base, "iters": 3})
+    with pytest.raises(ConfigError, match="continuous"):
+        LearnConfig.from_dict({**base, "algorithm": "SAC", "training": {}})
+    with pytest.raises(ConfigError, match="flat"):
+        LearnConfig.from_dict({**base, "algorithm": "DQN", "training": {}})
+    with pytest.raises(ConfigError, match="env_config"):
+        LearnConfig.from_dict(apply_overrides(base, ["env_config.steps=3"]))
