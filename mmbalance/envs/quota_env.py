@@ -14,6 +14,7 @@ fixed policies in the same env and are scored with the same reward.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -74,6 +75,8 @@ class QuotaEnv(gym.Env):
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.clock = EpisodeClock(self.cfg.max_env_steps, self.cfg.max_seconds)
         self.trainer: Trainer | None = None
+        # wall time inside step() and inside the trainer's own steps: the env's overhead
+        self.timing = {"env_seconds": 0.0, "trainer_seconds": 0.0}
 
     # -------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -91,9 +94,11 @@ class QuotaEnv(gym.Env):
     def step(self, action):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
+        t_enter = time.perf_counter()
         quotas = self.actions.to_quotas(action)  # raises on garbage, before any training
         before = snapshot(self.trainer, self.val0)
         self.sampler.set_quotas(quotas)
+        t_train = time.perf_counter()
         for _ in range(self.cfg.steps_per_action):
             if self.trainer.step() is None:
                 break
@@ -101,16 +106,21 @@ class QuotaEnv(gym.Env):
         if not terminated and self.trainer.global_step >= self.total_steps:
             self.trainer.step()  # close the last epoch (evaluation) so the run is complete
             terminated = self.trainer.done
+        self.timing["trainer_seconds"] += time.perf_counter() - t_train
         r = reward(before, snapshot(self.trainer, self.val0), self.reward_cfg)
         self.episode_return += r
         truncated = self.clock.tick() and not terminated
         info = run_info(self.trainer)
         info.update({f"quota_{m}": int(q) for m, q in zip(self.modalities, quotas)})
         if terminated:
+            t_final = time.perf_counter()
             final = self.trainer.final_metrics()
+            self.timing["trainer_seconds"] += time.perf_counter() - t_final
             info.update({f"final_val_{k}": v for k, v in final["val"].items()})
             info.update({f"final_test_{k}": v for k, v in final["test"].items()})
-        return self._obs(), r, terminated, truncated, info
+        obs = self._obs()
+        self.timing["env_seconds"] += time.perf_counter() - t_enter
+        return obs, r, terminated, truncated, info
 
     # ---------------------------------------------------------------- helpers
     def _obs(self) -> np.ndarray:
