@@ -100,6 +100,7 @@ class Trainer:
                 batch_size=config.batch_size,
                 epochs=config.epochs,
                 rng=np.random.default_rng([config.seed, 1]),
+                num_classes=dataset.num_classes,
             )
         )
         self.epoch = 0
@@ -143,31 +144,45 @@ class Trainer:
         logs) and returns None instead of starting the next one, so a caller can change the
         sampler's plan between epochs.
         """
+        batch = self.next_batch(stop_at_epoch_end)
+        if batch is None:
+            return None
+        out = self.method.step(batch, want_terms=self.sampler.observes)
+        self.record_step(batch, out)
+        return out
+
+    def next_batch(self, stop_at_epoch_end: bool = False) -> dict[str, torch.Tensor] | None:
+        """The sampler's next batch on the device, opening and closing epochs as needed.
+
+        `step()` is `next_batch` + the method's update + `record_step`; a caller that trains
+        several runs in one batched update (the vectorised env) uses the two halves.
+        """
         while not self.done:
-            t0 = time.perf_counter()  # sampler and training time; evaluation is not counted
+            self._t0 = time.perf_counter()  # sampler and training time; not evaluation
             if not self.in_epoch:
-                self._epoch_start = t0
+                self._epoch_start = self._t0
                 self.sampler.start_epoch(self.epoch, self.score_train)
                 self.in_epoch = True
             batch = self.sampler.next_batch()
             if batch is None:
-                self.train_seconds += time.perf_counter() - t0
+                self.train_seconds += time.perf_counter() - self._t0
                 self._end_epoch()
                 if stop_at_epoch_end:
                     return None
                 continue
-            batch = self._to_device(batch)
-            out = self.method.step(batch, want_terms=self.sampler.observes)
-            self.status.update(out.scores, out.losses)
-            if self.sampler.observes:
-                self.sampler.observe(batch[self.modalities[0]].cpu().numpy(), out.sim, out.sample_loss)
-            self.sampler.update(self.status)
-            self.train_seconds += time.perf_counter() - t0
-            self.global_step += 1
-            self.last_step = out
-            self._log_step(out)
-            return out
+            return self._to_device(batch)
         return None
+
+    def record_step(self, batch: dict[str, torch.Tensor], out: StepOutput) -> None:
+        """Fold a trained batch's output into the status, the sampler and the logs."""
+        self.status.update(out.scores, out.losses)
+        if self.sampler.observes:
+            self.sampler.observe(batch[self.modalities[0]].cpu().numpy(), out.sim, out.sample_loss)
+        self.sampler.update(self.status)
+        self.train_seconds += time.perf_counter() - self._t0
+        self.global_step += 1
+        self.last_step = out
+        self._log_step(out)
 
     def _log_step(self, out: StepOutput) -> None:
         row = {"step": self.global_step, "epoch": self.epoch, "loss": out.loss}
@@ -187,6 +202,7 @@ class Trainer:
         row.update(self.status.as_dict())
         row.update({f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})
         self.history.epochs.append(row)
+        self.sampler.on_epoch_end(row)
         if val["acc"] > self.best_val:
             self.best_val, self.best_epoch = val["acc"], self.epoch
             self.best_state = copy.deepcopy(self.model.state_dict())
