@@ -174,3 +174,33 @@ def test_memory_mapped_features_train_like_resident_ones(small_synthetic, tmp_pa
     assert not b.x["train"][mapped.modalities[0]].resident
     assert ra["test"] == rb["test"]
     assert [s["loss"] for s in a.history.steps] == [s["loss"] for s in b.history.steps]
+
+
+@pytest.mark.parametrize(
+    "method, sampler",
+    [("mla", "dus-h"), ("joint", "bss-h:t_grow=3,rerank=2"), ("joint", "bss-l"),
+     ("ogm-ge", "uniform")],
+)
+def test_restored_trainer_continues_exactly(small_synthetic, tmp_path, method, sampler):
+    cfg = TrainConfig(method=method, epochs=4, seed=5)
+    straight = Trainer(small_synthetic, cfg, make_sampler(sampler))
+    straight.fit()
+    first = Trainer(small_synthetic, cfg, make_sampler(sampler))
+    while first.epoch < 2:
+        first.step(stop_at_epoch_end=True)
+    first.save(tmp_path / "state.pt")
+    resumed = Trainer(small_synthetic, cfg, make_sampler(sampler))
+    resumed.restore(tmp_path / "state.pt")
+    resumed.fit()
+    assert [s["loss"] for s in resumed.history.steps] == [s["loss"] for s in straight.history.steps]
+    assert resumed.final_metrics()["test"] == straight.final_metrics()["test"]
+    assert resumed.best_epoch == straight.best_epoch
+
+
+def test_restore_refuses_another_config(small_synthetic, tmp_path):
+    tr = Trainer(small_synthetic, TrainConfig(epochs=1), make_sampler("uniform"))
+    tr.fit()
+    tr.save(tmp_path / "s.pt")
+    other = Trainer(small_synthetic, TrainConfig(epochs=1, batch_size=32), make_sampler("uniform"))
+    with pytest.raises(ConfigError, match="batch_size"):
+        other.restore(tmp_path / "s.pt")

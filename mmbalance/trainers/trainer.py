@@ -230,6 +230,69 @@ class Trainer:
             bar.close()
         return self.final_metrics()
 
+    # --------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """Everything needed to continue this run exactly; only between epochs."""
+        if self.in_epoch:
+            raise RuntimeError("a trainer can be saved between epochs only")
+        from mmbalance.trainers.state import object_state, to_saveable
+
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "method": object_state(self.method),
+            "sampler": object_state(self.sampler),
+            "sampler_rng": self.sampler.rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "status": to_saveable(self.status.state_dict()),
+            "counters": {"epoch": self.epoch, "global_step": self.global_step,
+                         "best_val": self.best_val, "best_epoch": self.best_epoch,
+                         "train_seconds": self.train_seconds},
+            "best_state": self.best_state,
+            "history": {"steps": self.history.steps, "epochs": self.history.epochs},
+            "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        from mmbalance.trainers.state import from_saveable, load_object_state
+
+        saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "lr")}
+        mine = {k: v for k, v in self.config.to_dict().items() if k not in ("epochs", "lr")}
+        if saved != mine:
+            diff = sorted(k for k in mine if saved.get(k) != mine[k])
+            raise ConfigError(f"checkpoint was saved with another config (differs in {diff})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a new lr (e.g. from PBT) takes effect
+            group["lr"] = self.config.lr
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        load_object_state(self.method, state["method"])
+        load_object_state(self.sampler, state["sampler"])
+        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.status.load_state_dict(from_saveable(state["status"]))
+        c = state["counters"]
+        self.epoch, self.global_step = int(c["epoch"]), int(c["global_step"])
+        self.best_val, self.best_epoch = float(c["best_val"]), int(c["best_epoch"])
+        self.train_seconds = float(c["train_seconds"])
+        self.best_state = state["best_state"]
+        self.history = History(list(state["history"]["steps"]), list(state["history"]["epochs"]))
+        self.in_epoch = False
+
+    def save(self, path) -> None:
+        from mmbalance.trainers.state import save_file
+
+        save_file(self.state_dict(), path)
+
+    def restore(self, path) -> None:
+        from mmbalance.trainers.state import load_file
+
+        self.load_state_dict(load_file(path))
+
     # --------------------------------------------------------------- evaluation
     @torch.no_grad()
     def _logits(self, split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
