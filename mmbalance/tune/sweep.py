@@ -1,0 +1,363 @@
+"""`mmbalance sweep CONFIG.yaml`: Tune sweeps over the plain trainer or RLlib policy learning.
+
+```yaml
+name: dus_h_grid
+trainable: train            # train (the plain trainer + a sampler) | learn (RLlib on an env)
+base:                       # train: {data, method, sampler, sampler_options, train, seed}
+  data: synthetic           # learn: a `mmbalance learn` config (algorithm, env, env_config...)
+  method: mla
+  sampler: dus-h
+  train: {epochs: 20}
+search_space:               # dotted keys into base -> DSL (see search_space.py)
+  sampler_options.strength: {grid: [1, 4, 8]}
+  train.lr: {loguniform: [0.003, 0.03]}
+scheduler: {type: asha, max_t: 20, grace_period: 4, reduction_factor: 2}  # fifo | asha | pbt
+search: {type: optuna}      # optional (pip install optuna); not with grid entries
+metric: val_acc
+mode: max
+num_samples: 2
+max_concurrent: 2
+resources: {cpu: 1, gpu: 0} # per trial (train); RLlib trials ask what their config needs
+stop: {training_iteration: 20}
+storage: null               # a folder or a URI pyarrow opens (s3://...); default: --out
+max_failures: 1             # retries of a crashed trial, from its last checkpoint
+```
+
+Everything is validated before Ray starts. The output folder gets `sweep.yaml`,
+`results.parquet` (one row per trial: config and last metrics), `trials.parquet` (every
+reported row of every trial), `summary.md` (best trial first) and Tune's experiment folder
+(`<storage>/<name>`), from which `--resume` continues an interrupted sweep.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from mmbalance.errors import ConfigError
+from mmbalance.tune import search_space as dsl
+
+TRAINABLES = ("train", "learn")
+SCHEDULERS = {
+    "fifo": [],
+    "asha": ["max_t", "grace_period", "reduction_factor", "brackets"],
+    "pbt": ["perturbation_interval", "resample_probability", "quantile_fraction"],
+}
+SEARCHERS = ("optuna",)
+TRAIN_BASE_KEYS = ("data", "method", "sampler", "sampler_options", "train", "seed", "fault")
+
+
+@dataclass
+class SweepConfig:
+    name: str = "sweep"
+    trainable: str = "train"
+    base: dict = field(default_factory=dict)
+    search_space: dict = field(default_factory=dict)
+    scheduler: dict = field(default_factory=lambda: {"type": "fifo"})
+    search: dict | None = None
+    metric: str = "val_acc"
+    mode: str = "max"
+    num_samples: int = 1
+    max_concurrent: int = 0
+    resources: dict = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    stop: dict = field(default_factory=dict)
+    storage: str | None = None
+    max_failures: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SweepConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("sweep config: the YAML must be a mapping")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"sweep config: unknown key(s) {unknown}; allowed: {known}")
+        cfg = cls(**data)
+        cfg.check()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SweepConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"sweep config: no such file {p}")
+        try:
+            return cls.from_dict(yaml.safe_load(p.read_text()) or {})
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # ------------------------------------------------------------------ checks
+    def check(self) -> None:
+        if self.trainable not in TRAINABLES:
+            raise ConfigError(f"trainable: got {self.trainable!r}, allowed {list(TRAINABLES)}")
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"mode: got {self.mode!r}, allowed ['max', 'min']")
+        if self.num_samples < 1 or self.max_concurrent < 0 or self.max_failures < 0:
+            raise ConfigError("num_samples >= 1, max_concurrent >= 0, max_failures >= 0 required")
+        kind = (self.scheduler or {}).get("type", "fifo")
+        if kind not in SCHEDULERS:
+            raise ConfigError(f"scheduler.type: got {kind!r}, allowed {list(SCHEDULERS)}")
+        bad = sorted(set(self.scheduler) - {"type", *SCHEDULERS[kind]})
+        if bad:
+            raise ConfigError(f"scheduler: {kind} does not take {bad}; allowed: "
+                              f"{SCHEDULERS[kind]}")
+        if self.search is not None:
+            if self.search.get("type") not in SEARCHERS:
+                raise ConfigError(f"search.type: got {self.search.get('type')!r}, allowed "
+                                  f"{list(SEARCHERS)}")
+            if any("grid" in spec for spec in self.search_space.values()):
+                raise ConfigError("search: a search algorithm cannot take 'grid' entries; "
+                                  "use choice")
+        if kind == "pbt" and any("grid" in spec for spec in self.search_space.values()):
+            raise ConfigError("scheduler pbt: mutations cannot be 'grid' entries; use choice")
+        bad = sorted(set(self.resources) - {"cpu", "gpu"})
+        if bad:
+            raise ConfigError(f"resources: unknown {bad}; allowed: ['cpu', 'gpu']")
+        if not self.search_space:
+            raise ConfigError("search_space: empty; give at least one key to sweep")
+        for key, spec in self.search_space.items():
+            dsl.check_entry(key, spec)
+        # every value each key can take must give a valid base config
+        for key, spec in self.search_space.items():
+            for value in dsl.all_values(spec):
+                trial = self.sample_base()
+                dsl.set_path(trial, key, value)
+                self.check_base(trial, key)
+
+    def sample_base(self) -> dict:
+        base = copy.deepcopy(self.base)
+        for key, spec in self.search_space.items():
+            dsl.set_path(base, key, dsl.representative(spec))
+        return base
+
+    def check_base(self, base: dict, key: str = "") -> None:
+        where = f" (with search_space.{key})" if key else ""
+        try:
+            if self.trainable == "learn":
+                from mmbalance.tune.learn_config import LearnConfig
+
+                LearnConfig.from_dict(base)
+                return
+            unknown = sorted(set(base) - set(TRAIN_BASE_KEYS))
+            if unknown:
+                raise ConfigError(f"base: unknown key(s) {unknown}; allowed: "
+                                  f"{list(TRAIN_BASE_KEYS)}")
+            from mmbalance.policies.registry import make_sampler
+            from mmbalance.trainers.config import TrainConfig
+            from mmbalance.tune.trainables import _sampler_spec
+
+            TrainConfig.from_dict({**base.get("train", {}), "method": base.get("method", "joint")})
+            make_sampler(_sampler_spec(base.get("sampler", "uniform"),
+                                       base.get("sampler_options", {})))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}{where}") from None
+
+    def grid_size(self) -> int:
+        sizes = [len(s["grid"]) for s in self.search_space.values() if "grid" in s]
+        return math.prod(sizes) if sizes else 1
+
+
+# ---------------------------------------------------------------------- running
+def _param_space(cfg: SweepConfig, dataset_ref):
+    space = copy.deepcopy(cfg.base)
+    for key, spec in cfg.search_space.items():
+        dsl.set_path(space, key, dsl.to_tune(spec))
+    if cfg.trainable == "train":
+        return space
+    from mmbalance.tune.algos import build_algorithm_config
+    from mmbalance.tune.learn_config import LearnConfig
+
+    learn = LearnConfig(**{k: v for k, v in space.items()})  # validated via check_base
+    env_config = dict(learn.env_config)
+    if dataset_ref is not None:
+        env_config["data"] = dataset_ref
+    return build_algorithm_config(learn, env_config)
+
+
+def _trainable(cfg: SweepConfig, dataset):
+    from ray import tune
+
+    if cfg.trainable == "learn":
+        return _algo_class(cfg)
+    from mmbalance.tune.trainables import plain_trial
+
+    fn = tune.with_parameters(plain_trial, dataset=dataset) if dataset is not None else plain_trial
+    res = {"cpu": float(cfg.resources.get("cpu", 1)), "gpu": float(cfg.resources.get("gpu", 0))}
+    return tune.with_resources(fn, res)
+
+
+def _algo_class(cfg: SweepConfig):
+    from mmbalance.tune.learn_config import algorithm_config_class
+
+    return algorithm_config_class(cfg.base.get("algorithm", "PPO"))().algo_class
+
+
+def _scheduler(cfg: SweepConfig):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    opts = {k: v for k, v in cfg.scheduler.items() if k != "type"}
+    kind = cfg.scheduler.get("type", "fifo")
+    if kind == "asha":
+        return ASHAScheduler(time_attr="training_iteration", **opts)
+    if kind == "pbt":
+        mutations: dict = {}
+        for key, spec in cfg.search_space.items():
+            path = key.split(".")
+            if cfg.trainable == "learn" and path[0] == "training":
+                path = path[1:]  # RLlib's training() keys sit at the top of its config dict
+            node = mutations
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = dsl.to_tune(spec)
+        return PopulationBasedTraining(time_attr="training_iteration",
+                                       hyperparam_mutations=mutations, **opts)
+    return FIFOScheduler()
+
+
+def _search(cfg: SweepConfig):
+    if cfg.search is None:
+        return None
+    try:
+        import optuna  # noqa: F401
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:
+        raise ConfigError("search: optuna is not installed (pip install optuna)") from None
+    return OptunaSearch()
+
+
+def _shared_dataset(cfg: SweepConfig):
+    """Load the data once in the driver and ship it through the object store."""
+    if cfg.trainable == "train" and not any(k == "data" for k in cfg.search_space):
+        from mmbalance.data.registry import load_dataset
+
+        return load_dataset(cfg.base.get("data", "synthetic"))
+    return None
+
+
+def _storage(cfg: SweepConfig, out: Path) -> str:
+    return cfg.storage or str(out.resolve())
+
+
+def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str | None = None,
+              resume: bool = False) -> dict:
+    import ray
+    from ray import tune
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    try:
+        dataset = _shared_dataset(cfg)
+        trainable = _trainable(cfg, dataset)
+        path = f"{_storage(cfg, out).rstrip('/')}/{cfg.name}"
+        t0 = time.perf_counter()
+        if resume:
+            if not tune.Tuner.can_restore(path):
+                raise ConfigError(f"--resume: no Tune experiment to restore at {path}")
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+                                       param_space=_param_space(cfg, None)
+                                       if cfg.trainable == "learn" else None)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=_param_space(cfg, None),
+                tune_config=tune.TuneConfig(
+                    metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
+                    scheduler=_scheduler(cfg), search_alg=_search(cfg),
+                    max_concurrent_trials=cfg.max_concurrent or None,
+                ),
+                run_config=tune.RunConfig(
+                    name=cfg.name, storage_path=_storage(cfg, out), stop=cfg.stop or None,
+                    failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    verbose=1 if progress else 0,
+                ),
+            )
+        results = tuner.fit()
+        return write_results(cfg, out, results, time.perf_counter() - t0)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _config_columns(config: dict, cfg: SweepConfig) -> dict:
+    out = {}
+    for key in cfg.search_space:
+        node = config
+        path = key.split(".")
+        if cfg.trainable == "learn" and path[0] == "training":
+            path = path[1:]
+        for part in path:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        out[f"config/{key}"] = node if not isinstance(node, dict) else None
+    return out
+
+
+def write_results(cfg: SweepConfig, out: Path, results, seconds: float) -> dict:
+    import pandas as pd
+
+    from mmbalance.runs import write_table
+
+    rows, history = [], []
+    for r in results:
+        metrics = {k: v for k, v in (r.metrics or {}).items() if k != "config"}
+        trial_id = str(metrics.get("trial_id") or (Path(r.path).name if r.path else "?"))
+        row = {"trial": trial_id, "status": "ERROR" if r.error else "TERMINATED"}
+        row.update(_config_columns(r.config or {}, cfg))
+        row.update({k: v for k, v in _flat(metrics).items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        rows.append(row)
+        if r.metrics_dataframe is not None:
+            df = r.metrics_dataframe.copy()
+            df.insert(0, "trial", trial_id)
+            history.append(df)
+    write_table(out / "results.parquet", rows)
+    if history:
+        hist = pd.concat(history, ignore_index=True)
+        keep = [c for c in hist.columns if c == "trial" or pd.api.types.is_numeric_dtype(hist[c])]
+        hist[keep].to_parquet(out / "trials.parquet")
+    metric = cfg.metric
+    ok = [r for r in rows if isinstance(r.get(metric), (int, float))]
+    ok.sort(key=lambda r: r[metric], reverse=cfg.mode == "max")
+    cols = [c for c in rows[0] if c.startswith("config/")] if rows else []
+    head = (f"Sweep `{cfg.name}`: {len(rows)} trials in {seconds / 60:.1f} min, "
+            f"metric `{metric}` ({cfg.mode}).")
+    lines = [head, ""]
+    if ok:
+        best = ok[0]
+        lines += ["Best trial: " + best["trial"] + ", " + ", ".join(
+            f"{c[len('config/'):]}={best[c]}" for c in cols) + f" -> {metric} = {best[metric]:.4f}",
+            ""]
+    lines += ["| trial | " + " | ".join(c[len("config/"):] for c in cols) + f" | {metric} |",
+              "|" + "---|" * (len(cols) + 2)]
+    for r in ok:
+        lines.append(f"| {r['trial']} | " + " | ".join(str(r[c]) for c in cols)
+                     + f" | {r[metric]:.4f} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    return {"rows": rows, "best": ok[0] if ok else None, "summary": "\n".join(lines)}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def expand_grid(cfg: SweepConfig) -> list[dict]:
+    """The grid's points (for documentation and tests); ranges are left out."""
+    grids = {k: s["grid"] for k, s in cfg.search_space.items() if "grid" in s}
+    return [dict(zip(grids, values)) for values in itertools.product(*grids.values())]
