@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from mmbalance.errors import UserError
+from mmbalance.prepare import add_prepare_parser, cmd_prepare
 
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "device")
 
@@ -104,8 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true")
     _add_train_options(ev, defaults=False)
 
+    sw = sub.add_parser("sweep", help="a Ray Tune sweep from a YAML config (or --resume DIR)")
+    sw.add_argument("config", nargs="?", help="YAML, e.g. tune_configs/sweep_dus_h.yaml")
+    sw.add_argument("--resume", metavar="DIR", help="continue the interrupted sweep in DIR")
+    sw.add_argument("--num-samples", type=_positive_int, help="override num_samples")
+    sw.add_argument("--max-concurrent", type=_positive_int, help="override max_concurrent")
+    sw.add_argument("--out", help="output folder (default runs/sweep-<name>-<time>)")
+    sw.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a YAML key, dotted, e.g. --set base.train.epochs=5")
+    sw.add_argument("--no-progress", action="store_true")
+
     r = sub.add_parser("report", help="PNG plots of a run or a comparison folder")
     r.add_argument("dir")
+    add_prepare_parser(sub)
     return p
 
 
@@ -223,6 +236,38 @@ def cmd_learn(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import yaml
+
+    from mmbalance.runs import new_run_dir
+    from mmbalance.tune.learn_config import apply_overrides
+    from mmbalance.tune.sweep import SweepConfig, run_sweep
+
+    if args.resume:
+        out = Path(args.resume)
+        saved = out / "sweep.yaml"
+        if not saved.is_file():
+            raise UserError(f"--resume {out}: no sweep.yaml there; not a sweep folder")
+        cfg = SweepConfig.from_yaml(saved)
+    else:
+        if not args.config:
+            raise UserError("sweep: give a CONFIG.yaml, or --resume DIR")
+        data = SweepConfig.from_yaml(args.config).to_dict()
+        sets = list(args.set)
+        if args.num_samples:
+            sets.append(f"num_samples={args.num_samples}")
+        if args.max_concurrent:
+            sets.append(f"max_concurrent={args.max_concurrent}")
+        cfg = SweepConfig.from_dict(apply_overrides(data, sets))
+        out = new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
+        (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    res = run_sweep(cfg, out, progress=not args.no_progress, address=args.address,
+                    resume=bool(args.resume))
+    print(res["summary"])
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mmbalance.compare import seeds_list
     from mmbalance.policies.learned import load_policy
@@ -233,7 +278,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     method = env_cfg.get("method", "mla" if kind == "quota" else "joint")
     overrides = {**env_cfg.get("train", {}), **_train_overrides(args)}
     if kind == "quota":
-        samplers = [f"learned:{args.policy}", "uniform", "dus-h"]
+        samplers = [f"learned:{args.policy}", f"dus-rl:init={args.policy}", "dus-rl", "uniform",
+                    "dus-h"]
     else:
         samplers = [f"learned:{args.policy}", "uniform", "bss-h", "bss-l"]
     data = args.data or env_cfg.get("data", "synthetic")
@@ -259,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         commands = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report,
-                    "learn": cmd_learn, "evaluate": cmd_evaluate}
+                    "learn": cmd_learn, "evaluate": cmd_evaluate, "sweep": cmd_sweep, "prepare": cmd_prepare}
         return commands[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

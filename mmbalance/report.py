@@ -1,7 +1,8 @@
 """Plots of a run folder or a comparison folder, written as PNGs into `<folder>/plots/`.
 
 A run folder (it holds `steps.parquet`) gives `accuracy.png`, `status.png`,
-`discrepancy.png`, and, when the sampler makes them vary, `quotas.png` and `subset.png`.
+`discrepancy.png`, and, when the sampler makes them vary, `quotas.png` and `subset.png`;
+an online policy's run (dus-rl: `rl_*` step columns) adds `policy.png`.
 A comparison folder (it holds `compare.json`) gives `accuracy_by_method.png`,
 `discrepancy_curves.png` and `weak_modality.png`. Modality names come from the
 `s_hat_<m>` columns of `steps.parquet`; the Bayes accuracies (`best_accuracy`, keyed by
@@ -34,7 +35,12 @@ def make_report(path: str | Path) -> list[Path]:
         return run_report(folder)
     if (folder / "compare.json").is_file():
         return compare_report(folder)
-    expected = "a run folder (with steps.parquet) or a comparison folder (with compare.json)"
+    if (folder / "sweep.yaml").is_file() and (folder / "results.parquet").is_file():
+        from mmbalance.report_sweep import sweep_report
+
+        return sweep_report(folder)
+    expected = ("a run folder (with steps.parquet), a comparison folder (with compare.json) "
+                "or a finished sweep folder (with sweep.yaml and results.parquet)")
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; expected {expected}")
     raise UserError(f"{folder}: not a run or comparison folder; expected {expected}")
@@ -104,6 +110,8 @@ def run_report(folder: Path) -> list[Path]:
         written.append(plot_quotas(steps, modalities, title, plots / "quotas.png"))
     if "sampler_subset_size" in epochs and epochs["sampler_subset_size"].nunique() > 1:
         written.append(plot_subset(epochs, title, plots / "subset.png"))
+    if "rl_reward" in steps and modalities:
+        written.append(plot_policy(steps, modalities, title, plots / "policy.png"))
     return written
 
 
@@ -189,6 +197,55 @@ def plot_subset(epochs: pd.DataFrame, title: str, out: Path) -> Path:
     ax.set(title=f"BSS subset size — {title}", xlabel="epoch", ylabel="samples in subset")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def plot_policy(steps: pd.DataFrame, modalities: list[str], title: str, out: Path) -> Path:
+    """How an online policy (dus-rl) moved: its expected quota per modality (the quota at the
+    mean action if continuous), its probability of each batch size (discrete), and the reward
+    of each decision against the moving-average baseline."""
+    grids = {m: sorted(int(c.rsplit("_", 1)[1]) for c in steps.columns
+                       if c.startswith(f"rl_p_{m}_") and c.rsplit("_", 1)[1].isdigit())
+             for m in modalities}
+    discrete = all(grids.values())
+    rows = 2 + (len(modalities) if discrete else 0)
+    fig, axes = plt.subplots(rows, 1, figsize=(7, 2.6 * rows), sharex=True)
+    ax = axes[0]
+    for i, m in enumerate(modalities):
+        if f"rl_mean_{m}" not in steps:
+            continue
+        mean = steps[f"rl_mean_{m}"].astype(float)
+        ax.plot(steps["step"], mean, color=_color(i), linewidth=1.8, label=m)
+        if f"quota_{m}" in steps:
+            ax.plot(steps["step"], steps[f"quota_{m}"], color=_color(i), alpha=0.15,
+                    linewidth=0.8)
+    ax.set(title=f"Policy — {title}", ylabel="expected quota\n(faint: sampled)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if discrete:
+        for j, m in enumerate(modalities):
+            ax = axes[1 + j]
+            probs = [steps[f"rl_p_{m}_{n}"].astype(float) for n in grids[m]]
+            colors = plt.cm.viridis(np.linspace(0.1, 0.9, len(grids[m])))
+            ax.stackplot(steps["step"], probs, labels=[str(n) for n in grids[m]], colors=colors)
+            ax.set(ylabel=f"P(quota) {m}")
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7, title="batch size", title_fontsize=7, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0))
+    ax = axes[-1]
+    decisions = steps.dropna(subset=["rl_reward"])
+    if "rl_updates" in decisions:
+        decisions = decisions.drop_duplicates("rl_updates")
+    ax.plot(decisions["step"], decisions["rl_reward"], ".", color="C7", markersize=3,
+            alpha=0.6, label="reward")
+    if "rl_baseline" in decisions:
+        ax.plot(decisions["step"], decisions["rl_baseline"], color="C3", linewidth=1.8,
+                label="baseline")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set(xlabel="step", ylabel="reward per decision")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, out)
 
 

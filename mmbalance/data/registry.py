@@ -1,4 +1,6 @@
-"""Dataset selector strings: `synthetic[:k=v,...]`, `digits[:k=v,...]`, `parquet:PATH`.
+"""Dataset selector strings: `synthetic[:k=v,...]`, `digits[:k=v,...]`, `parquet:PATH`, and
+the prepared real datasets `cremad:DIR`, `ks:DIR`, `twitter2015:DIR`, `sarcasm:DIR`,
+`nvgesture:DIR` (options `,pretrained_<modality>=PATH`, `,encoder_<modality>=NAME`).
 
 Per-modality synthetic options take '/'-separated values, e.g.
 `synthetic:separation=3/1.5,informative=0.7/1,seed=3`.
@@ -12,7 +14,8 @@ from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.errors import ConfigError
 from mmbalance.spec import check_options, parse_spec
 
-DATASETS = ("synthetic", "digits", "parquet")
+DATASETS = ("synthetic", "digits", "parquet", "cremad", "ks", "twitter2015", "sarcasm",
+            "nvgesture")
 _SYNTH_LISTS = ("names", "dim", "separation", "noise", "informative")
 
 
@@ -25,6 +28,10 @@ def load_dataset(spec: str = "synthetic") -> MultimodalDataset:
         from mmbalance.data.parquet import load_parquet
 
         return load_parquet(rest)
+    if name in DATASETS[3:]:
+        from mmbalance.data.real import load_real_spec
+
+        return load_real_spec(name, rest)
     name, options = parse_spec(spec, "data")
     if name == "synthetic":
         from mmbalance.data.synthetic import SyntheticConfig, make_synthetic

@@ -472,7 +472,7 @@ def build_backbone(name: str, in_shape: tuple[int, ...], out_dim: int,
     """
     what = f"{name} encoder" + (f" for '{modality}'" if modality else "")
     norm_opts = {k: options.pop(k) for k in ("scale", "mean", "std") if k in options}
-    norm = InputNorm(**norm_opts) if norm_opts else None
+    norm = InputNorm(**norm_opts)  # also casts uint8 frames / float16 flow to float32
     if name in ("resnet18", "resnet50"):
         if len(in_shape) not in (3, 4):
             raise ConfigError(f"{what}: needs (C, H, W) or (C, T, H, W) inputs, got {in_shape}")
@@ -497,7 +497,9 @@ def build_backbone(name: str, in_shape: tuple[int, ...], out_dim: int,
             raise ConfigError(f"{what}: the data's tokenizer has {options['vocab_size']} ids but "
                               f"the pretrained config has {cfg['vocab_size']}; prepare the "
                               "data with that model's vocab.txt")
-        enc = Encoder(name, BertTrunk(**cfg), out_dim, norm)
+        if norm_opts:
+            _no_options(what, norm_opts)
+        enc = Encoder(name, BertTrunk(**cfg), out_dim)
     else:
         raise ConfigError(f"encoder: unknown backbone {name!r}; allowed: "
                           f"{['mlp', 'cnn', *BACKBONES]}")

@@ -28,6 +28,7 @@ class SamplerContext:
     batch_size: int
     epochs: int
     rng: np.random.Generator
+    num_classes: int | None = None  # the data's classes (observations normalise losses by it)
 
 
 class Sampler:
@@ -57,6 +58,9 @@ class Sampler:
 
     def observe(self, idx: np.ndarray, sim: np.ndarray, loss: np.ndarray) -> None:
         """Per-sample balance terms from the training forward pass (if `observes`)."""
+
+    def on_epoch_end(self, metrics: dict[str, float]) -> None:
+        """Called after each epoch's validation with that epoch's row (`val_acc`, ...)."""
 
     def log_metrics(self) -> dict[str, float]:
         """The current sampling distribution, for logs and plots."""

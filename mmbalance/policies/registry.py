@@ -27,9 +27,13 @@ def make_sampler(spec: str) -> Sampler:
         from mmbalance.policies.learned import make_learned_sampler
 
         return make_learned_sampler(rest)
+    if head.strip().lower() == "dus-rl":  # its own parser: init=PATH keeps slashes and commas
+        from mmbalance.policies.dus_rl import make_dus_rl_sampler
+
+        return make_dus_rl_sampler(rest)
     name, options = parse_spec(spec, "sampler")
     if name not in SAMPLERS:
-        allowed = [*sorted(SAMPLERS), "learned:PATH"]
+        allowed = [*sorted(SAMPLERS), "dus-rl", "learned:PATH"]
         raise ConfigError(f"sampler: unknown {name!r}; allowed: {allowed}")
     cls = SAMPLERS[name]
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]

@@ -76,6 +76,8 @@ class Trainer:
             feature_dim=config.feature_dim,
             hidden=config.hidden,
             fusion=config.mla_fusion,
+            encoders=dataset.info.get("encoders"),
+            pretrained=dataset.info.get("pretrained"),
         ).to(self.device)
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(

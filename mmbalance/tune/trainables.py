@@ -44,6 +44,9 @@ def plain_trial(config: dict, dataset: MultimodalDataset | None = None) -> None:
         with checkpoint.as_directory() as d:
             trainer.restore(Path(d) / "trainer.pt")
     fault = config.get("fault") or {}
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()  # where the trial ran (cluster tests)
     while not trainer.done:
         while trainer.step(stop_at_epoch_end=True) is not None:
             pass
@@ -51,6 +54,7 @@ def plain_trial(config: dict, dataset: MultimodalDataset | None = None) -> None:
         last = trainer.history.epochs[-1]
         metrics = {k: v for k, v in last.items() if isinstance(v, (int, float))}
         metrics["epoch"] = trainer.epoch
+        metrics["node_id"] = node_id
         if trainer.done:
             final = trainer.final_metrics()
             metrics.update({f"final_val_{k}": v for k, v in final["val"].items()})

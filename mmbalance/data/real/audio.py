@@ -76,9 +76,9 @@ def log_spectrogram(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.nda
 def wav_spectrogram(path: str | Path, sample_rate: int, seconds: float) -> np.ndarray:
     """The whole pipeline for one file: (1, F, T) float32."""
     x, rate = read_wav(path)
-    x = tile_to(resample(x, rate, sample_rate), int(round(sample_rate * seconds)))
+    x = tile_to(resample(x, rate, sample_rate), round(sample_rate * seconds))
     return log_spectrogram(x)[None]
 
 
 def spectrogram_shape(sample_rate: int, seconds: float) -> tuple[int, int, int]:
-    return (1, N_FFT // 2 + 1, n_frames(int(round(sample_rate * seconds))))
+    return (1, N_FFT // 2 + 1, n_frames(round(sample_rate * seconds)))

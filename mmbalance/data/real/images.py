@@ -93,8 +93,8 @@ def _decode_avi(path: Path, start: int, end: int) -> np.ndarray:
                     break
                 if i >= start:
                     frames.append(frame.to_ndarray(format="rgb24"))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable video: {exc}") from exc
+    except Exception as exc:  # FFmpeg errors, no video stream (IndexError), bad frames...
+        raise DataError(f"{path}: unreadable video: {exc!r}") from exc
     if not frames:
         raise DataError(f"{path}: no frames in [{start}, {end})")
     return np.stack(frames)
@@ -151,7 +151,7 @@ def resize_crop(frames: np.ndarray, size: int, crop_ratio: float) -> np.ndarray:
     central size x size crop (NVGesture: 256 then centre 224)."""
     from PIL import Image
 
-    full = int(round(size / crop_ratio))
+    full = round(size / crop_ratio)
     off = (full - size) // 2
     out = np.empty((frames.shape[0], size, size, frames.shape[3]), np.uint8)
     for i, f in enumerate(frames):
@@ -189,9 +189,9 @@ def flow_clip(path: str | Path, t: int, size: int, crop_ratio: float) -> np.ndar
         raise DataError(f"{path}: optical flow must have shape (H, W, 2, T), got {arr.shape}")
     h, w, _, n = arr.shape
     first, taken, before = temporal_window(n, t)
-    ch, cw = int(round(h * crop_ratio)), int(round(w * crop_ratio))
+    ch, cw = round(h * crop_ratio), round(w * crop_ratio)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
-    part = np.asarray(arr[y0:y0 + ch, x0:x0 + cw, :, first:first + taken], dtype=np.float32)
+    part = np.array(arr[y0:y0 + ch, x0:x0 + cw, :, first:first + taken], dtype=np.float32)
     flow = torch.from_numpy(part).permute(3, 2, 0, 1)  # (taken, 2, ch, cw)
     if (ch, cw) != (size, size):
         flow = F.interpolate(flow, size=(size, size), mode="bilinear", align_corners=False)

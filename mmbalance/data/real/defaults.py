@@ -1,0 +1,57 @@
+"""Per-dataset defaults (optimiser, lr, schedule, backbones, input sizes) from YAML.
+
+The files are `tune_configs/datasets/<name>.yaml` at the repository root, one per dataset,
+each value commented with its source (the authors' code, the papers, or our choice). They
+are read with `yaml.safe_load` and validated: `train` against `TrainConfig`, `prepare`
+against the dataset's preparation settings, `encoders` against its modalities.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmbalance.errors import ConfigError
+
+KEYS = ("dataset", "encoders", "train", "prepare")
+
+
+def defaults_dir() -> Path:
+    return Path(__file__).resolve().parents[3] / "tune_configs" / "datasets"
+
+
+def dataset_defaults(name: str, folder: str | Path | None = None) -> dict:
+    """`{"dataset", "encoders", "train", "prepare"}` of `name`, validated."""
+    import yaml
+
+    from mmbalance.data.real import preparer_class
+    from mmbalance.data.real.store import make_settings
+    from mmbalance.trainers.config import TrainConfig
+
+    cls = preparer_class(name)
+    path = Path(folder or defaults_dir()) / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: defaults file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: unreadable YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {list(KEYS)}")
+    unknown = sorted(set(data) - set(KEYS))
+    missing = [k for k in KEYS if k not in data]
+    if unknown or missing:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}, missing key(s) {missing}")
+    if data["dataset"] != name:
+        raise ConfigError(f"{path}: dataset is {data['dataset']!r}, expected {name!r}")
+    try:
+        TrainConfig.from_dict(dict(data["train"]))
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"{path}: train: {exc}") from exc
+    try:
+        make_settings(cls.settings_cls, data["prepare"])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if set(data["encoders"]) != set(cls.modalities):
+        raise ConfigError(f"{path}: encoders name {sorted(data['encoders'])}, the dataset's "
+                          f"modalities are {list(cls.modalities)}")
+    return data

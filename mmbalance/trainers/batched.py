@@ -1,0 +1,373 @@
+"""K runs of one MLA model trained in one batched update: stacked parameters and `torch.func`.
+
+`StackedMLA` takes K `Trainer`s built the usual way (their own seeds, samplers, learning
+status, logs) and moves their model parameters into tensors with a leading run dimension;
+each trainer's parameters become *views* of its slice, so whatever a trainer does with its
+own model (validation at epoch ends, best-state copies, final metrics) reads and writes the
+stacked values with no copy. A trainer's iteration is still `next_batch` + update +
+`record_step`; `StackedMLA.step({run: batch})` replaces the runs' `MLAMethod.step` calls by
+one batched update and returns each run's `StepOutput`. Per modality, in MLA's order:
+
+- the runs' batches (their quotas differ) are padded to the largest with a mask; each run's
+  loss is the masked mean, so its gradient is the unpadded batch's;
+- one forward of every run through `torch.func.functional_call` under `torch.vmap` over the
+  run dimension, and one backward of the summed per-run losses (runs share no parameter,
+  so each run's gradient is that of its own loss);
+- MLA's OWM projector per run (batched matmuls with the K projectors), as `MLAMethod` does;
+- torch.optim.SGD's update on the stacked tensors (`d = g + wd·p`; `buf = μ·buf + d`, the
+  first buffer being `d`; `p -= lr·buf`) with each run's learning rate read from its own
+  optimizer, so a StepLR schedule keeps working.
+
+The result equals K separate `Trainer.step()` calls to float tolerance (only the order of
+floating-point sums differs). The momentum buffers are views too (put into each trainer's
+optimizer state) and so is each `MLAMethod.projector`, so a trainer stays consistent if it
+is later stepped on its own. Supported: method `mla`, optimizer `sgd`, samplers that do not
+observe per-sample terms (`observes = False`), models without BatchNorm or dropout.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pad_sequence
+
+from mmbalance.errors import ConfigError
+from mmbalance.trainers.methods import StepOutput
+
+HEAD = ("head.fc.weight", "head.fc.bias")
+# A group's fixed cost (one more batched forward/backward) in padded samples: on CPU with the
+# default small models, one group's overhead is about the compute of 256 padded samples.
+CPU_GROUP_COST = 256.0
+
+
+def check_batchable(trainer) -> None:
+    """Raise ConfigError if this run cannot be trained by `StackedMLA`."""
+    cfg = trainer.config
+    if cfg.method != "mla":
+        raise ConfigError(
+            f"vectorised training: method {cfg.method!r} is not supported, only 'mla' "
+            "(joint needs paired batches, which the quota sampler does not give; ogm-ge adds "
+            "random gradient noise)"
+        )
+    if cfg.optimizer != "sgd":
+        raise ConfigError(
+            f"vectorised training: optimizer {cfg.optimizer!r} is not supported, only 'sgd'"
+        )
+    if trainer.sampler.observes:
+        raise ConfigError(
+            f"vectorised training: sampler {trainer.sampler.name!r} observes per-sample terms "
+            "(BSS); only samplers that do not (quota, uniform, dus-h) are supported"
+        )
+    stateful = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+    bad = sorted({type(mod).__name__ for mod in trainer.model.modules()
+                  if isinstance(mod, stateful) and getattr(mod, "p", 1.0) != 0.0})
+    if bad:
+        raise ConfigError(f"vectorised training: models with {bad} layers are not supported")
+
+
+def _clone_state_dict(module, state_dict, prefix, local_metadata) -> None:
+    """state_dict post-hook: own copies rather than views of the stacked tensors (a deep
+    copy or torch.save of a view would carry the whole K-run storage)."""
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor):
+            state_dict[key] = value.clone()
+
+
+class StackedMLA:
+    """The parameters, momentum buffers and OWM projectors of K MLA runs, stacked."""
+
+    def __init__(self, trainers: Sequence) -> None:
+        if not trainers:
+            raise ConfigError("vectorised training: needs at least one run")
+        for t in trainers:
+            check_batchable(t)
+        t0 = trainers[0]
+        self.cfg = t0.config
+        for t in trainers[1:]:
+            self._check_same(t)
+        self.modalities = list(t0.modalities)
+        self.names = [n for n, _ in t0.model.named_parameters()]
+        if not set(HEAD) <= set(self.names):
+            raise ConfigError("vectorised training: the model has no shared head 'head.fc'")
+        self.enc_names = {m: [n for n in self.names if n.startswith(f"encoders.{m}.")]
+                          for m in self.modalities}
+        # a structural copy the functional calls run through; its own tensors never train
+        self.template = copy.deepcopy(t0.model).requires_grad_(False)
+        # MLP encoders (the default for feature vectors) run as batched matmuls; anything
+        # else through functional_call under vmap
+        self._programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
+                          for m in self.modalities}
+        self._forward = {m: torch.vmap(self._unimodal_fn(m)) for m in self.modalities}
+        with torch.no_grad():
+            per_run = [dict(t.model.named_parameters()) for t in trainers]
+            self.params = {n: torch.stack([p[n].detach() for p in per_run]).requires_grad_()
+                           for n in self.names}
+            self.bufs = ({n: torch.zeros_like(v) for n, v in self.params.items()}
+                         if self.cfg.momentum != 0 else None)
+            self.proj = torch.stack([t.method.projector for t in trainers])
+        # on CPU, runs whose batches differ much in size train in a few groups (less padding)
+        self.group_cost = None if self.proj.device.type == "cuda" else CPU_GROUP_COST
+        self.trainers = list(trainers)
+        for i in range(len(self.trainers)):
+            self._bind(i)
+
+    def __len__(self) -> int:
+        return len(self.trainers)
+
+    # ----------------------------------------------------------------- set-up
+    def _check_same(self, t) -> None:
+        a = {k: v for k, v in self.cfg.to_dict().items() if k != "seed"}
+        b = {k: v for k, v in t.config.to_dict().items() if k != "seed"}
+        if a != b:
+            diff = sorted(k for k in a if a[k] != b[k])
+            raise ConfigError(f"vectorised training: runs differ in {diff} (only seeds may)")
+
+    def _unimodal_fn(self, m: str):
+        encoder, fc = self.template.encoders[m], self.template.head.fc
+
+        def fn(enc: dict, head: dict, x: torch.Tensor):
+            feat = functional_call(encoder, enc, (x,))
+            return feat, functional_call(fc, head, (feat,))
+
+        return fn
+
+    def _bind(self, i: int) -> None:
+        """Make run i's parameters, momentum buffers and projector views of slice i."""
+        t = self.trainers[i]
+        params = dict(t.model.named_parameters())
+        for n in self.names:
+            p = params[n]
+            p.data = self.params[n].detach()[i]
+            if self.bufs is not None:
+                t.optimizer.state[p]["momentum_buffer"] = self.bufs[n][i]
+        t.method.projector = self.proj[i]
+        if not getattr(t.model, "_stacked_hook", False):
+            t.model.register_state_dict_post_hook(_clone_state_dict)
+            t.model._stacked_hook = True
+
+    def load(self, i: int, trainer) -> None:
+        """Put a fresh run (a new episode's trainer) into slot i."""
+        check_batchable(trainer)
+        self._check_same(trainer)
+        with torch.no_grad():
+            params = dict(trainer.model.named_parameters())
+            for n in self.names:
+                self.params[n][i].copy_(params[n])
+                if self.bufs is not None:
+                    self.bufs[n][i].zero_()
+            self.proj[i].copy_(trainer.method.projector)
+        self.trainers[i] = trainer
+        self._bind(i)
+
+    # ------------------------------------------------------------------ training
+    def step(self, batches: dict[int, dict[str, torch.Tensor]]) -> dict[int, StepOutput]:
+        """One MLA iteration of each run in `batches` (run index -> that run's batch)."""
+        runs = sorted(batches)
+        if not runs:
+            return {}
+        k = len(self.trainers)
+        lrs = [self.trainers[i].optimizer.param_groups[0]["lr"] for i in runs]
+        if runs == list(range(k)):
+            return dict(zip(runs, self._update(runs, self.params, self.bufs, self.proj,
+                                               [batches[i] for i in runs], lrs)))
+        # a subset of the runs: train gathered copies of their slices, then write them back
+        idx = torch.as_tensor(runs, device=self.proj.device)
+        with torch.no_grad():
+            params = {n: v[idx].requires_grad_() for n, v in self.params.items()}
+            bufs = {n: v[idx] for n, v in self.bufs.items()} if self.bufs is not None else None
+            proj = self.proj[idx]
+        outs = self._update(runs, params, bufs, proj, [batches[i] for i in runs], lrs)
+        with torch.no_grad():
+            for n in self.names:
+                self.params[n].index_copy_(0, idx, params[n])
+                if bufs is not None:
+                    self.bufs[n].index_copy_(0, idx, bufs[n])
+            self.proj.index_copy_(0, idx, proj)
+        return dict(zip(runs, outs))
+
+    def _update(self, runs: list[int], params: dict, bufs: dict | None, proj: torch.Tensor,
+                batches: list[dict], lrs: list[float]) -> list[StepOutput]:
+        cfg = self.cfg
+        r = len(runs)
+        prev_feat = None  # previous modality's mean feature per run, (R, F)
+        scores, losses = [], []
+        for m in self.modalities:
+            names = [*self.enc_names[m], *HEAD]
+            idx = [b[m] for b in batches]
+            groups = _groups([len(i) for i in idx], self.group_cost)
+            total, parts = None, []
+            for g in groups:
+                if len(groups) == 1:
+                    p = {n: params[n] for n in names}
+                else:  # a differentiable gather: gradients flow back into the R-stacked leaf
+                    gi = torch.as_tensor(g, device=self.proj.device)
+                    p = {n: params[n].index_select(0, gi) for n in names}
+                loss, s, feat = self._forward_group(m, p, [idx[j] for j in g], runs[g[0]])
+                total = loss.sum() if total is None else total + loss.sum()
+                parts.append((g, loss.detach(), s, feat))
+            grads = list(torch.autograd.grad(total, [params[n] for n in names]))
+            with torch.no_grad():
+                loss, s, feat = _assemble(parts, r)
+                if cfg.mla_projection and prev_feat is not None:
+                    rv = prev_feat.unsqueeze(-1)  # (R, F, 1)
+                    kv = torch.bmm(proj, rv)
+                    proj.sub_(torch.bmm(kv, kv.transpose(1, 2))
+                              / (cfg.mla_proj_alpha + torch.bmm(rv.transpose(1, 2), kv)))
+                    w = names.index(HEAD[0])
+                    grads[w] = torch.bmm(grads[w], proj)
+                _sgd([params[n] for n in names], grads,
+                     [bufs[n] for n in names] if bufs is not None else None,
+                     lrs, cfg.momentum, cfg.weight_decay)
+            scores.append(s)
+            losses.append(loss)
+            prev_feat = feat
+        vals = torch.stack([torch.stack(scores), torch.stack(losses)]).cpu().numpy()  # (2, M, R)
+        outs = []
+        for j, b in enumerate(batches):
+            sc = dict(zip(self.modalities, vals[0, :, j].tolist()))
+            ls = dict(zip(self.modalities, vals[1, :, j].tolist()))
+            total = 0.0
+            for m in self.modalities:  # as MLAMethod sums float(loss) per modality
+                total += ls[m]
+            outs.append(StepOutput(total, sc, ls, {m: len(b[m]) for m in self.modalities}))
+        return outs
+
+    def _forward_group(self, m: str, p: dict, idx: list[torch.Tensor], run: int):
+        """Per-run loss (with graph), batch score and mean feature of one group of runs."""
+        data = self.trainers[run]  # every run trains on the same data
+        idx_pad, mask, counts = _pad(idx)
+        r, n = idx_pad.shape
+        x = data.train_x[m][idx_pad.reshape(-1)]
+        x = x.view(r, n, *x.shape[1:])
+        y = data.train_y[idx_pad]
+        program = self._programs[m]
+        if program is not None:
+            feat = _run_program(program, p, x)
+            z = _linear(feat, p[HEAD[0]], p[HEAD[1]])
+        else:
+            prefix = f"encoders.{m}."
+            enc = {n.removeprefix(prefix): v for n, v in p.items() if n.startswith(prefix)}
+            feat, z = self._forward[m](enc, {"weight": p[HEAD[0]], "bias": p[HEAD[1]]}, x)
+        ce = F.cross_entropy(z.reshape(r * n, -1), y.reshape(-1), reduction="none")
+        loss = _masked_mean(ce.view(r, n), mask, counts)
+        with torch.no_grad():
+            s = F.softmax(z.detach(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            return loss, _masked_mean(s, mask, counts), _masked_mean(feat.detach(), mask, counts)
+
+
+def _groups(sizes: list[int], cost: float | None) -> list[list[int]]:
+    """Runs (positions) grouped so that padding each group to its largest batch wastes little.
+
+    One group (pad all to the largest) when `cost` is None or the sizes are equal; else the
+    split of the runs sorted by size that minimises sum(cost + len(g) * max size in g),
+    `cost` being a group's fixed overhead in padded-sample units.
+    """
+    if cost is None or min(sizes) == max(sizes):
+        return [list(range(len(sizes)))]
+    order = sorted(range(len(sizes)), key=lambda j: sizes[j])
+    s = [sizes[j] for j in order]
+    best = [0.0] + [float("inf")] * len(s)  # best[j]: cost of the first j sorted runs
+    cut = [0] * (len(s) + 1)
+    for j in range(1, len(s) + 1):
+        for i in range(j):
+            c = best[i] + cost + (j - i) * s[j - 1]
+            if c < best[j]:
+                best[j], cut[j] = c, i
+    bounds, j = [], len(s)
+    while j > 0:
+        bounds.append((cut[j], j))
+        j = cut[j]
+    return [order[a:b] for a, b in reversed(bounds)]
+
+
+def _assemble(parts: list[tuple], r: int) -> tuple[torch.Tensor, ...]:
+    """Per-group (positions, loss, score, feature) back into run order."""
+    if len(parts) == 1:
+        return parts[0][1:]
+    pos = torch.as_tensor([j for g, *_ in parts for j in g], device=parts[0][1].device)
+    out = []
+    for k in range(1, 4):
+        cat = torch.cat([part[k] for part in parts])
+        out.append(torch.empty_like(cat).index_copy_(0, pos, cat))
+    return tuple(out)
+
+
+def _mlp_program(module: nn.Module, prefix: str) -> list[tuple] | None:
+    """The layers of an MLP encoder as [("flatten",), ("linear", w, b), ("relu",)], or None
+    if the module is anything else (it then runs through vmap)."""
+    from mmbalance.models.encoders import MLPEncoder
+
+    if type(module) is not MLPEncoder or type(module.net) is not nn.Sequential:
+        return None
+    program: list[tuple] = []
+    for name, layer in module.net.named_children():
+        if type(layer) is nn.Flatten and layer.start_dim == 1 and layer.end_dim == -1:
+            program.append(("flatten",))
+        elif type(layer) is nn.Linear:
+            bias = f"{prefix}net.{name}.bias" if layer.bias is not None else None
+            program.append(("linear", f"{prefix}net.{name}.weight", bias))
+        elif type(layer) is nn.ReLU:
+            program.append(("relu",))
+        else:
+            return None
+    return program
+
+
+def _run_program(program: list[tuple], params: dict, x: torch.Tensor) -> torch.Tensor:
+    for op in program:
+        if op[0] == "flatten":
+            x = x.reshape(x.shape[0], x.shape[1], -1)
+        elif op[0] == "linear":
+            x = _linear(x, params[op[1]], params[op[2]] if op[2] else None)
+        else:
+            x = torch.relu(x)
+    return x
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """F.linear per run: x (R, n, in), w (R, out, in), b (R, out)."""
+    if b is None:
+        return torch.bmm(x, w.transpose(1, 2))
+    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+
+def _pad(idx: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(R, n_max) indices padded with 0, a float mask (None when no run is padded), sizes."""
+    sizes = [len(i) for i in idx]
+    counts = torch.tensor(sizes, dtype=torch.float32, device=idx[0].device)
+    if min(sizes) == max(sizes):
+        return torch.stack(idx), None, counts
+    padded = pad_sequence(idx, batch_first=True, padding_value=0)
+    mask = (torch.arange(padded.shape[1], device=padded.device)[None, :]
+            < counts[:, None]).float()
+    return padded, mask, counts
+
+
+def _masked_mean(v: torch.Tensor, mask: torch.Tensor | None, counts: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of (R, n, ...) values, counting only unmasked rows."""
+    if mask is None:
+        return v.mean(1)
+    m = mask.view(*mask.shape, *([1] * (v.ndim - 2)))
+    return (v * m).sum(1) / counts.view(-1, *([1] * (v.ndim - 2)))
+
+
+def _sgd(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor] | None,
+         lrs: list[float], momentum: float, weight_decay: float) -> None:
+    """torch.optim.SGD's step (no dampening, no Nesterov) on stacked tensors, in place."""
+    if weight_decay != 0:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if bufs is not None:
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, grads)
+        grads = bufs
+    if all(lr == lrs[0] for lr in lrs):
+        torch._foreach_add_(params, grads, alpha=-lrs[0])
+        return
+    neg_lr = torch.tensor([-lr for lr in lrs], dtype=params[0].dtype, device=params[0].device)
+    for p, g in zip(params, grads):
+        p.addcmul_(g, neg_lr.view(-1, *([1] * (p.ndim - 1))))
