@@ -76,7 +76,8 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True) -> dict:
             write_table(out / "progress.parquet", rows)  # nothing lost if interrupted
             if writer is not None:
                 for key, value in _flatten(result).items():
-                    writer.add_scalar(key, value, i)
+                    if math.isfinite(value):  # e.g. no episode has ended yet: NaN
+                        writer.add_scalar(key, value, i)
             bar.update(1)
             bar.set_postfix(ret=f"{row['episode_return_mean']:.3f}",
                             steps=int(row["env_steps"]) if math.isfinite(row["env_steps"]) else 0)
