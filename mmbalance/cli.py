@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto",
                    help="auto: Ray tasks when Ray is installed (default)")
     c.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    c.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="GPU (fraction) each Ray task asks for, e.g. 0.25 (default 0)")
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
     _add_train_options(c, defaults=False)
@@ -181,7 +183,7 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
     specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
     t0 = time.perf_counter()
     rows = run_grid(dataset, specs, out, parallel=args.parallel, progress=not args.no_progress,
-                    address=args.address)
+                    address=args.address, gpus_per_run=getattr(args, "gpus_per_run", 0.0))
     write_table(out / "results.parquet", rows)
     summary = summarize(rows, dataset.modalities)
     write_table(out / "summary.parquet", summary)

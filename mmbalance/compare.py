@@ -106,6 +106,7 @@ def run_grid(
     parallel: str = "auto",
     progress: bool = True,
     address: str | None = None,
+    gpus_per_run: float = 0.0,
 ) -> list[dict]:
     """Run every spec; rows come back in spec order."""
     from tqdm.auto import tqdm
@@ -120,7 +121,8 @@ def run_grid(
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         try:
-            remote = ray.remote(num_cpus=1)(run_one)
+            # a GPU fraction per run lets several small runs share one GPU
+            remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(run_one)
             data_ref = ray.put(dataset)
             pending = {remote.remote(data_ref, s, out, 1): i for i, s in enumerate(specs)}
             while pending:

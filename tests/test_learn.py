@@ -171,3 +171,21 @@ def test_config_errors_name_the_key():
         LearnConfig.from_dict({**base, "algorithm": "DQN", "training": {}})
     with pytest.raises(ConfigError, match="env_config"):
         LearnConfig.from_dict(apply_overrides(base, ["env_config.steps=3"]))
+
+
+def test_env_runner_crash_is_restarted_and_learning_completes(ray_session, tmp_path):
+    """A fault injected into an env step kills a remote env runner; RLlib restarts it."""
+    from mmbalance.tune.learn import run_learn
+
+    marker = tmp_path / "crashed"
+    base = tiny_config("dus_ppo.yaml").to_dict()
+    cfg = LearnConfig.from_dict(apply_overrides(base, [
+        "iterations=2", "checkpoint_every=0",
+        "env_runners.num_env_runners=1",
+        "fault_tolerance.restart_failed_env_runners=true",
+        f"env_config.fault={{at_step: 3, marker: '{marker}'}}",
+    ]))
+    res = run_learn(cfg, tmp_path / "run", progress=False)
+    assert marker.exists()  # the env did crash once
+    assert len(res["rows"]) == 2
+    assert res["rows"][-1]["env_steps"] >= 64  # and sampling went on after the restart

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from mmbalance.data.dataset import MultimodalDataset
@@ -45,6 +46,9 @@ class EnvConfigBase:
     reward: dict = field(default_factory=dict)
     max_env_steps: int = 0  # 0 = no cap; a cap truncates the episode
     max_seconds: float = 0.0  # wall-clock cap per episode; 0 = none
+    # fault drill: {at_step: N, marker: PATH} raises once in the N-th env step of an episode
+    # (the marker file remembers it across processes), to test runner restarts
+    fault: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict | None):
@@ -63,6 +67,14 @@ class EnvConfigBase:
         self.train_config(0)
         if self.max_env_steps < 0 or self.max_seconds < 0 or not math.isfinite(self.max_seconds):
             raise ConfigError("env_config: max_env_steps and max_seconds must be >= 0")
+
+    def maybe_fail(self, env_step: int) -> None:
+        if not self.fault or env_step != int(self.fault.get("at_step", -1)):
+            return
+        marker = Path(self.fault["marker"])
+        if not marker.exists():
+            marker.write_text("crashed once\n")
+            raise RuntimeError(f"injected env fault at step {env_step} (fault drill)")
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig.from_dict({**self.train, "method": self.method, "seed": seed})

@@ -94,6 +94,7 @@ class QuotaEnv(gym.Env):
     def step(self, action):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
+        self.cfg.maybe_fail(self.clock.steps + 1)
         t_enter = time.perf_counter()
         quotas = self.actions.to_quotas(action)  # raises on garbage, before any training
         before = snapshot(self.trainer, self.val0)

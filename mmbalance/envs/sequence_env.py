@@ -138,6 +138,7 @@ class SequenceEnv(gym.Env):
     def step(self, action):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
+        self.cfg.maybe_fail(self.clock.steps + 1)
         self._apply(self._unit(action))  # raises on garbage, before any training
         before = snapshot(self.trainer, self.val0)
         target = min(self.trainer.epoch + self.cfg.epochs_per_action, self.trainer.config.epochs)

@@ -32,14 +32,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def summary_row(iteration: int, result: dict, seconds: float) -> dict:
     flat = _flatten(result)
     row = {"iteration": iteration, "seconds": seconds}
-    picks = {
-        "env_steps": "env_runners/num_env_steps_sampled_lifetime",
-        "episodes": "env_runners/num_episodes_lifetime",
-        "episode_return_mean": "env_runners/episode_return_mean",
-        "episode_len_mean": "env_runners/episode_len_mean",
+    picks = {  # first key present wins (a restarted env runner can drop its own counters)
+        "env_steps": ["num_env_steps_sampled_lifetime",
+                      "env_runners/num_env_steps_sampled_lifetime"],
+        "episodes": ["env_runners/num_episodes_lifetime"],
+        "episode_return_mean": ["env_runners/episode_return_mean"],
+        "episode_len_mean": ["env_runners/episode_len_mean"],
     }
-    for name, key in picks.items():
-        row[name] = flat.get(key, math.nan)
+    for name, keys in picks.items():
+        row[name] = next((flat[k] for k in keys if k in flat), math.nan)
     for key, value in flat.items():
         if key.startswith("env_runners/mml/"):
             row[key[len("env_runners/mml/"):]] = value

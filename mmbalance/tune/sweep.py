@@ -317,8 +317,10 @@ def write_results(cfg: SweepConfig, out: Path, results, seconds: float) -> dict:
         row.update({k: v for k, v in _flat(metrics).items()
                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
         rows.append(row)
-        if r.metrics_dataframe is not None:
-            df = r.metrics_dataframe.copy()
+        df = _epoch_history(r) if cfg.trainable == "train" else None
+        if df is None:
+            df = _trial_history(r)
+        if df is not None:
             df.insert(0, "trial", trial_id)
             history.append(df)
     write_table(out / "results.parquet", rows)
@@ -345,6 +347,48 @@ def write_results(cfg: SweepConfig, out: Path, results, seconds: float) -> dict:
                      + f" | {r[metric]:.4f} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     return {"rows": rows, "best": ok[0] if ok else None, "summary": "\n".join(lines)}
+
+
+def _epoch_history(result):
+    """A plain-trainer trial's epochs from its last checkpoint: the trainer's own history,
+    restored with it across crashes and resumes, so every epoch appears exactly once."""
+    import pandas as pd
+
+    from mmbalance.trainers.state import load_file
+
+    if result.checkpoint is None:
+        return None
+    with result.checkpoint.as_directory() as d:
+        epochs = load_file(Path(d) / "trainer.pt")["history"]["epochs"]
+    df = pd.DataFrame(epochs)
+    df.insert(0, "training_iteration", df["epoch"] + 1)
+    return df
+
+
+def _trial_history(result):
+    """Every report of a trial, from its result.json (complete across retries and restores;
+    progress.csv can lose the rows before a retry), read through pyarrow's filesystems so
+    URI storage works too."""
+    import json
+
+    import pandas as pd
+    from pyarrow import fs
+
+    if result.path:
+        try:
+            filesystem, base = fs.FileSystem.from_uri(result.path)
+        except (ValueError, TypeError):
+            filesystem, base = fs.LocalFileSystem(), result.path
+        try:
+            with filesystem.open_input_stream(f"{base}/result.json") as f:
+                lines = f.read().decode().splitlines()
+            rows = [_flat({k: v for k, v in json.loads(ln).items() if k != "config"})
+                    for ln in lines if ln.strip()]
+            if rows:
+                return pd.DataFrame(rows)
+        except (OSError, json.JSONDecodeError):
+            pass
+    return result.metrics_dataframe.copy() if result.metrics_dataframe is not None else None
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
