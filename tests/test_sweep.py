@@ -202,3 +202,36 @@ def test_trials_land_on_both_nodes_of_a_two_node_cluster(tmp_path):
     assert report["rc"] == 0 and len(report["nodes"]) == 2
     assert report["trial_nodes"] == report["nodes"]  # trials ran on both nodes
     assert report["reports"] == 4 * 3  # every result came back to the driver
+
+
+def test_rllib_sweep_with_pbt_over_rl_and_env_hyperparameters(ray_session, tmp_path):
+    from mmbalance.tune.sweep import run_sweep
+
+    cfg = SweepConfig.from_dict({
+        "name": "tinyrl",
+        "trainable": "learn",
+        "base": {
+            "algorithm": "PPO",
+            "env": "quota",
+            "env_config": {"data": TINY, "method": "mla",
+                           "train": {"epochs": 2, "batch_size": 40}, "steps_per_action": 2},
+            "model": {"fcnet_hiddens": [16], "fcnet_activation": "tanh"},
+            "training": {"train_batch_size_per_learner": 32, "minibatch_size": 16,
+                         "num_epochs": 1},
+        },
+        "search_space": {"training.lr": {"loguniform": [1e-4, 1e-3]},
+                         "env_config.steps_per_action": {"choice": [2, 4]}},
+        "scheduler": {"type": "pbt", "perturbation_interval": 1},
+        "metric": "env_runners/episode_return_mean",
+        "mode": "max",
+        "num_samples": 2,
+        "max_concurrent": 2,
+        "stop": {"training_iteration": 2},
+    })
+    res = run_sweep(cfg, tmp_path, progress=False)
+    assert len(res["rows"]) == 2
+    assert all(r["training_iteration"] == 2 for r in res["rows"])
+    assert all(r["config/env_config.steps_per_action"] in (2, 4) for r in res["rows"])
+    # PBT may have perturbed lr by x0.8 or x1.2 at each of its two chances
+    assert all(1e-4 * 0.8**2 <= r["config/training.lr"] <= 1e-3 * 1.2**2 for r in res["rows"])
+    assert res["best"] is not None
