@@ -17,6 +17,9 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python benchmarks/accuracy.py
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/accuracy.py --no-progress
+	$(BIN)/python benchmarks/rl.py
+	$(BIN)/python benchmarks/vector_env.py
+	$(BIN)/python benchmarks/dus_rl.py
 	$(BIN)/python benchmarks/update_readme.py

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "with options as name:key=value,... (default synthetic)")
     t.add_argument("--method", default="joint", help="joint | ogm-ge | mla (default joint)")
     t.add_argument("--sampler", default="uniform",
-                   help="uniform | dus-h | bss-h | bss-l, with options as name:key=value,...")
+                   help="uniform | dus-h | bss-h | bss-l | dus-rl | learned:PATH, with options "
+                   "as name:key=value,...")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="output folder (default runs/train-<time>)")
     t.add_argument("--no-progress", action="store_true")

@@ -34,3 +34,14 @@ def ray_session():
              object_store_memory=200 * 1024**2, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models train faster on one thread, and a shared 2-core machine stays responsive."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

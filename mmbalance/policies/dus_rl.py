@@ -16,19 +16,25 @@ policy meets (`mmbalance.trainers.signals`):
 Every `k` iterations the sampler scores the pending decision and takes one REINFORCE step,
 `loss = -(r - b) log pi(a|s) - entropy * H(pi(.|s))` (Adam, `lr`), then moves the baseline
 `b <- b + baseline_beta (r - b)` (b starts at the first reward) and samples the next action.
-Rewards are immediate (a contextual bandit: no discounting across decisions).
+Rewards are immediate (a contextual bandit: no discounting across decisions); the last
+decision is scored at the run's last step, before the final validation. A clipped Gaussian
+also pays `10 * relu(|mean| - 1)^2`: past the clip every sample gives the same quota, the
+advantage vanishes and the policy would stay stuck at the edge.
 
 The network follows the exported-policy convention (`policies/learned.py`): it outputs
 action-distribution inputs (logits; or mean and log-std for a Box). `init=PATH` starts from
 an exported RLlib quota policy (its observation and action spaces must match this run) and
-keeps training it; without it a small MLP (`hidden`) is built. Its settings default to the
-policy's env config (`steps_per_action`, `action_mode`, `quota_grid`, `reward`).
+keeps training it; without it a small MLP (`hidden`, tanh, near-uniform or centred on the
+quota B at the start) is built. With init, the settings default to the policy's env config
+(`steps_per_action`, `action_mode`, `quota_grid`, `reward`); a DQN policy's Q-values
+(Discrete, `flat`) are read as logits.
 
 Each step adds `rl_p_<m>_<n>` (probability that modality m gets n samples; discrete),
 `rl_mean_<m>` (expected quota; continuous: the quota at the mean action), `rl_std_<m>`
 (continuous: the Gaussian's std in action units), `rl_reward`, `rl_baseline`, `rl_entropy`
 and `rl_updates` to the step table. Seeded from the run's sampler rng and a torch Generator,
-so a run repeats exactly.
+so a run repeats exactly; a trainer checkpoint carries the network, its Adam state, the
+stream and the pending decision, so a restored run continues exactly too.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -63,6 +71,28 @@ LOG_STD_RANGE = (-5.0, 2.0)
 HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 EDGE_WEIGHT = 10.0  # continuous, clipped: penalty on a Gaussian mean outside [-1, 1]
+
+
+@contextmanager
+def _one_thread():
+    """Run the policy's tiny ops on one intra-op thread, then restore the count.
+
+    Some CPU kernels (out-of-place exp and sqrt, log_softmax) enter an OpenMP parallel
+    region even for a handful of values; on a busy machine each such region costs
+    milliseconds, more than the whole update. Switching costs well under a microsecond.
+    """
+    n = torch.get_num_threads()
+    if n == 1 or not _OPENMP:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+_OPENMP = "OpenMP" in torch.__config__.parallel_info()
 
 
 def _number(name: str, value) -> float:
@@ -108,7 +138,8 @@ class DUSRLSampler(QuotaSampler):
                 raise ConfigError(f"dus-rl: mode={mode} does not match init={self.init}, whose "
                                   f"action space is {space} (mode {SPACE_MODE[space]})")
             mode = SPACE_MODE[space]
-        self.k = int(_number("k", k if k is not None else env_cfg.get("steps_per_action", 10)))
+        self.k_given = _number("k", k if k is not None else env_cfg.get("steps_per_action", 10))
+        self.k = int(self.k_given)
         self.mode = mode or env_cfg.get("action_mode", "discrete")
         self.grid = tuple(float(g) for g in (grid or env_cfg.get("quota_grid", DEFAULT_GRID)))
         self.lr, self.entropy = _number("lr", lr), _number("entropy", entropy)
@@ -126,8 +157,8 @@ class DUSRLSampler(QuotaSampler):
     def _check_options(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"dus-rl: mode={self.mode!r}; allowed {list(MODES)}")
-        if self.k < 1:
-            raise ConfigError(f"dus-rl: 'k' must be >= 1, got {self.k}")
+        if self.k < 1 or self.k != self.k_given:
+            raise ConfigError(f"dus-rl: 'k' must be an integer >= 1, got {self.k_given}")
         for key in ("lr", "entropy", "baseline_beta", "log_std0"):
             if not math.isfinite(getattr(self, key)):
                 raise ConfigError(f"dus-rl: '{key.rstrip('0')}' must be a finite number")
@@ -166,13 +197,19 @@ class DUSRLSampler(QuotaSampler):
         self.squash = bool(self.policy_file is not None
                            and self.policy_file.spec["action_space"].get("squash"))
         self.fixed_log_std = torch.full((m,), self.log_std0)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        try:  # the fused kernel: fewer tiny ops (run single-threaded, see `_one_thread`)
+            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, fused=True)
+        except (RuntimeError, TypeError):  # a torch without fused CPU Adam
+            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         self.steps = 0
         self.updates = 0
         self.baseline: float | None = None
         self.last_reward = math.nan
         self.val_acc = 1.0 / self.num_classes  # chance, until the first epoch's validation
         self.pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor, Snapshot] | None = None
+        self.pending_record: dict | None = None
+        self.policy_state: dict | None = None
+        self._synced = SimpleNamespace(state=None)  # not plain data: checkpoints skip it
         self._row: dict[str, float] = {}
 
     def _out_dim(self, m: int) -> int:
@@ -230,39 +267,49 @@ class DUSRLSampler(QuotaSampler):
         x = torch.as_tensor(np.clip(obs, self.obs_low, self.obs_high)).reshape(1, -1)
         out = self.net(x)[0]
         if self.mode != "continuous":
-            return torch.log_softmax(out.reshape(self.heads), dim=-1)
+            logits = out.reshape(self.heads)  # (log_softmax enters a parallel region: slow)
+            return logits - logits.logsumexp(-1, keepdim=True)
         m = len(self.ctx.modalities)
         log_std = out[m:].clamp(*LOG_STD_RANGE) if self.learn_std else self.fixed_log_std
         return out[:m], log_std
+
+    def _terms(self, dist, sample: torch.Tensor):
+        """log pi(sample), the entropy, and the edge penalty, with their graph."""
+        if self.mode != "continuous":
+            logp = dist.gather(1, sample).sum()
+            return logp, -(dist.exp() * dist).sum(), torch.zeros(())
+        mean, log_std = dist
+        std = log_std.exp()
+        logp = (-((sample - mean) ** 2) / (2 * std**2) - log_std - LOG_SQRT_2PI).sum()
+        edge = torch.zeros(())
+        if not self.squash:  # a mean past the clip gets no gradient signal: pull it back in
+            edge = (mean.abs() - 1.0).clamp(min=0.0).pow(2).sum()
+        return logp, (log_std + HALF_LOG_2PI_E).sum(), edge
 
     def _decide(self, status) -> None:
         """Sample the next action (keeping its graph for the REINFORCE step) and apply it."""
         progress = min(1.0, self.steps / self.total)
         obs = quota_observation(status, progress, self.quotas, self.actions.n_min,
                                 self.actions.n_max, self.num_classes)
-        edge = torch.zeros(())
         with torch.enable_grad():
             dist = self._distribution(obs)
-            if self.mode != "continuous":
-                logp_all = dist
-                idx = torch.multinomial(logp_all.detach().exp(), 1, generator=self.generator)
-                logp = logp_all.gather(1, idx).sum()
-                ent = -(logp_all.exp() * logp_all).sum()
-                action = idx[:, 0].numpy()
+            if self.mode != "continuous":  # one categorical draw per head
+                sample = torch.multinomial(dist.detach().exp(), 1, generator=self.generator)
+                action = sample[:, 0].numpy()
                 action = action[0] if self.mode == "flat" else action
-            else:
-                mean, log_std = dist
-                std = log_std.exp()
+            else:  # u ~ N(mean, std); the action is u clipped (or tanh(u) for SAC policies)
+                mean, log_std = (t.detach() for t in dist)
                 eps = torch.randn(mean.shape, generator=self.generator)
-                u = (mean + std * eps).detach()
-                logp = (-((u - mean) ** 2) / (2 * std**2) - log_std - LOG_SQRT_2PI).sum()
-                ent = (log_std + HALF_LOG_2PI_E).sum()
-                a = torch.tanh(u) if self.squash else u.clamp(-1.0, 1.0)
+                sample = mean + log_std.exp() * eps
+                a = torch.tanh(sample) if self.squash else sample.clamp(-1.0, 1.0)
                 action = a.numpy().astype(np.float32)
-                if not self.squash:  # a mean past the clip has no gradient signal: pull it in
-                    edge = (mean.abs() - 1.0).clamp(min=0.0).pow(2).sum()
+            logp, ent, edge = self._terms(dist, sample)
+        before = self._snapshot(status)
         self.set_quotas(self.actions.to_quotas(action))
-        self.pending = (logp, ent, edge, self._snapshot(status))
+        self.pending = (logp, ent, edge, before)
+        # the same decision as plain data, so a checkpoint can carry it (see `on_epoch_end`)
+        self.pending_record = {"obs": obs, "sample": sample.numpy().copy(),
+                               "before": [before.discrepancy, before.weak, before.val_acc]}
         self._log_policy(dist, float(ent.detach()))
 
     def _snapshot(self, status) -> Snapshot:
@@ -275,7 +322,7 @@ class DUSRLSampler(QuotaSampler):
     def _learn(self, status) -> None:
         """Score the pending decision and take one REINFORCE step on it."""
         logp, ent, edge, before = self.pending
-        self.pending = None
+        self.pending, self.pending_record = None, None
         r = self.decision_reward(before, self._snapshot(status))
         if self.baseline is None:
             self.baseline = r
@@ -322,18 +369,43 @@ class DUSRLSampler(QuotaSampler):
         if self.steps == 0 and self.pending is None:  # the first decision, as at env reset
             from mmbalance.trainers.status import LearningStatus
 
-            self._decide(LearningStatus(self.ctx.modalities))
+            with _one_thread():
+                self._decide(LearningStatus(self.ctx.modalities))
 
     def update(self, status) -> None:
+        if self.policy_state is not self._synced.state:  # a checkpoint was loaded into us
+            self._resume()
         self.steps += 1
         if self.steps % self.k == 0 or self.steps >= self.total:
-            if self.pending is not None:
-                self._learn(status)
-            if self.steps < self.total:
-                self._decide(status)
+            with _one_thread():
+                if self.pending is not None:
+                    self._learn(status)
+                if self.steps < self.total:
+                    self._decide(status)
 
     def on_epoch_end(self, metrics: dict[str, float]) -> None:
         self.val_acc = float(metrics["val_acc"])
+        # Trainer checkpoints (taken between epochs) save a sampler's plain attributes: keep
+        # the network, its optimizer and the random stream there too (cheap, once an epoch)
+        self.policy_state = {
+            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self.generator.get_state(),
+        }
+        self._synced.state = self.policy_state
+
+    def _resume(self) -> None:
+        """Load a restored `policy_state` and rebuild the pending decision's graph."""
+        self.net.load_state_dict(self.policy_state["net"])
+        self.optimizer.load_state_dict(self.policy_state["optimizer"])
+        self.generator.set_state(self.policy_state["generator"])
+        self._synced.state = self.policy_state
+        rec = self.pending_record
+        if rec is not None:
+            with _one_thread(), torch.enable_grad():
+                dist = self._distribution(rec["obs"])
+                logp, ent, edge = self._terms(dist, torch.as_tensor(rec["sample"]))
+            self.pending = (logp, ent, edge, Snapshot(*rec["before"]))
 
     def step_metrics(self) -> dict[str, float]:
         return self._row
@@ -356,12 +428,16 @@ OPTIONS = ("k", "lr", "entropy", "baseline_beta", "hidden", "mode", "grid", "w_d
 
 
 def make_dus_rl_sampler(rest: str) -> DUSRLSampler:
-    """`dus-rl[:key=value,...][,init=PATH]`: everything after `init=` is the path."""
-    head, sep, path = rest.partition("init=")
-    later = re.search(rf",\s*({'|'.join(OPTIONS)})\s*=", path)
-    if sep and ((head and not head.endswith(",")) or later):
-        raise ConfigError(f"sampler 'dus-rl': cannot read {rest!r}; put init=PATH last")
-    _, options = parse_spec("dus-rl:" + head.rstrip(","), "sampler")
+    """`dus-rl[:key=value,...]`; `init=PATH` keeps its slashes and commas: it runs to the end
+    or to the next `,<option>=` (so sweeps may list it anywhere)."""
+    head, sep, tail = rest.partition("init=")
+    if sep and head and not head.endswith(","):
+        raise ConfigError(f"sampler 'dus-rl': cannot read {rest!r}; write init=PATH as its own "
+                          f"option")
+    later = re.search(rf",\s*(?:{'|'.join(OPTIONS)})\s*=", tail)
+    path, after = (tail[: later.start()], tail[later.start() + 1 :]) if later else (tail, "")
+    _, options = parse_spec("dus-rl:" + ",".join(p for p in (head.rstrip(","), after) if p),
+                            "sampler")
     check_options("sampler 'dus-rl'", options, [*OPTIONS, "init"])
     if sep:
         if not path.strip():

@@ -33,16 +33,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from mmbalance.errors import ConfigError
 from mmbalance.trainers.methods import StepOutput
 
 HEAD = ("head.fc.weight", "head.fc.bias")
-# A group's fixed cost (one more batched forward/backward) in padded samples: on CPU with the
-# default small models, one group's overhead is about the compute of 256 padded samples.
-CPU_GROUP_COST = 256.0
 
 
 def check_batchable(trainer) -> None:
@@ -102,7 +98,7 @@ class StackedMLA:
         # else through functional_call under vmap
         self._programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
                           for m in self.modalities}
-        self._forward = {m: torch.vmap(self._unimodal_fn(m)) for m in self.modalities}
+        self._forward = {m: torch.vmap(self._encoder_fn(m)) for m in self.modalities}
         with torch.no_grad():
             per_run = [dict(t.model.named_parameters()) for t in trainers]
             self.params = {n: torch.stack([p[n].detach() for p in per_run]).requires_grad_()
@@ -110,8 +106,6 @@ class StackedMLA:
             self.bufs = ({n: torch.zeros_like(v) for n, v in self.params.items()}
                          if self.cfg.momentum != 0 else None)
             self.proj = torch.stack([t.method.projector for t in trainers])
-        # on CPU, runs whose batches differ much in size train in a few groups (less padding)
-        self.group_cost = None if self.proj.device.type == "cuda" else CPU_GROUP_COST
         self.trainers = list(trainers)
         for i in range(len(self.trainers)):
             self._bind(i)
@@ -127,12 +121,11 @@ class StackedMLA:
             diff = sorted(k for k in a if a[k] != b[k])
             raise ConfigError(f"vectorised training: runs differ in {diff} (only seeds may)")
 
-    def _unimodal_fn(self, m: str):
-        encoder, fc = self.template.encoders[m], self.template.head.fc
+    def _encoder_fn(self, m: str):
+        encoder = self.template.encoders[m]
 
-        def fn(enc: dict, head: dict, x: torch.Tensor):
-            feat = functional_call(encoder, enc, (x,))
-            return feat, functional_call(fc, head, (feat,))
+        def fn(enc: dict, x: torch.Tensor) -> torch.Tensor:
+            return functional_call(encoder, enc, (x,))
 
         return fn
 
@@ -193,26 +186,16 @@ class StackedMLA:
     def _update(self, runs: list[int], params: dict, bufs: dict | None, proj: torch.Tensor,
                 batches: list[dict], lrs: list[float]) -> list[StepOutput]:
         cfg = self.cfg
-        r = len(runs)
         prev_feat = None  # previous modality's mean feature per run, (R, F)
         scores, losses = [], []
         for m in self.modalities:
             names = [*self.enc_names[m], *HEAD]
             idx = [b[m] for b in batches]
-            groups = _groups([len(i) for i in idx], self.group_cost)
-            total, parts = None, []
-            for g in groups:
-                if len(groups) == 1:
-                    p = {n: params[n] for n in names}
-                else:  # a differentiable gather: gradients flow back into the R-stacked leaf
-                    gi = torch.as_tensor(g, device=self.proj.device)
-                    p = {n: params[n].index_select(0, gi) for n in names}
-                loss, s, feat = self._forward_group(m, p, [idx[j] for j in g], runs[g[0]])
-                total = loss.sum() if total is None else total + loss.sum()
-                parts.append((g, loss.detach(), s, feat))
-            grads = list(torch.autograd.grad(total, [params[n] for n in names]))
+            leaves = [params[n] for n in names]
+            loss, s, feat = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
+            grads = list(torch.autograd.grad(loss.sum(), leaves))
+            loss = loss.detach()
             with torch.no_grad():
-                loss, s, feat = _assemble(parts, r)
                 if cfg.mla_projection and prev_feat is not None:
                     rv = prev_feat.unsqueeze(-1)  # (R, F, 1)
                     kv = torch.bmm(proj, rv)
@@ -237,8 +220,8 @@ class StackedMLA:
             outs.append(StepOutput(total, sc, ls, {m: len(b[m]) for m in self.modalities}))
         return outs
 
-    def _forward_group(self, m: str, p: dict, idx: list[torch.Tensor], run: int):
-        """Per-run loss (with graph), batch score and mean feature of one group of runs."""
+    def _forward_runs(self, m: str, p: dict, idx: list[torch.Tensor], run: int):
+        """Per-run loss (with graph), batch score and mean feature; `idx`: each run's batch."""
         data = self.trainers[run]  # every run trains on the same data
         idx_pad, mask, counts = _pad(idx)
         r, n = idx_pad.shape
@@ -247,59 +230,25 @@ class StackedMLA:
         y = data.train_y[idx_pad]
         program = self._programs[m]
         if program is not None:
-            feat = _run_program(program, p, x)
-            z = _linear(feat, p[HEAD[0]], p[HEAD[1]])
+            feat_t = _run_program(program, p, x)
         else:
             prefix = f"encoders.{m}."
-            enc = {n.removeprefix(prefix): v for n, v in p.items() if n.startswith(prefix)}
-            feat, z = self._forward[m](enc, {"weight": p[HEAD[0]], "bias": p[HEAD[1]]}, x)
-        ce = F.cross_entropy(z.reshape(r * n, -1), y.reshape(-1), reduction="none")
-        loss = _masked_mean(ce.view(r, n), mask, counts)
-        with torch.no_grad():
-            s = F.softmax(z.detach(), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-            return loss, _masked_mean(s, mask, counts), _masked_mean(feat.detach(), mask, counts)
-
-
-def _groups(sizes: list[int], cost: float | None) -> list[list[int]]:
-    """Runs (positions) grouped so that padding each group to its largest batch wastes little.
-
-    One group (pad all to the largest) when `cost` is None or the sizes are equal; else the
-    split of the runs sorted by size that minimises sum(cost + len(g) * max size in g),
-    `cost` being a group's fixed overhead in padded-sample units.
-    """
-    if cost is None or min(sizes) == max(sizes):
-        return [list(range(len(sizes)))]
-    order = sorted(range(len(sizes)), key=lambda j: sizes[j])
-    s = [sizes[j] for j in order]
-    best = [0.0] + [float("inf")] * len(s)  # best[j]: cost of the first j sorted runs
-    cut = [0] * (len(s) + 1)
-    for j in range(1, len(s) + 1):
-        for i in range(j):
-            c = best[i] + cost + (j - i) * s[j - 1]
-            if c < best[j]:
-                best[j], cut[j] = c, i
-    bounds, j = [], len(s)
-    while j > 0:
-        bounds.append((cut[j], j))
-        j = cut[j]
-    return [order[a:b] for a, b in reversed(bounds)]
-
-
-def _assemble(parts: list[tuple], r: int) -> tuple[torch.Tensor, ...]:
-    """Per-group (positions, loss, score, feature) back into run order."""
-    if len(parts) == 1:
-        return parts[0][1:]
-    pos = torch.as_tensor([j for g, *_ in parts for j in g], device=parts[0][1].device)
-    out = []
-    for k in range(1, 4):
-        cat = torch.cat([part[k] for part in parts])
-        out.append(torch.empty_like(cat).index_copy_(0, pos, cat))
-    return tuple(out)
+            enc = {k.removeprefix(prefix): v for k, v in p.items() if k.startswith(prefix)}
+            feat_t = self._forward[m](enc, x).transpose(1, 2)
+        # activations are kept transposed, (R, features, n): the weight gradients come out
+        # contiguous, and the per-sample reductions over the few classes run along contiguous
+        # memory (F.cross_entropy on (R·n, C) logits is twice as slow)
+        zt = _linear_t(feat_t, p[HEAD[0]], p[HEAD[1]])  # (R, C, n)
+        ce = torch.logsumexp(zt, 1) - zt.gather(1, y.unsqueeze(1)).squeeze(1)  # (R, n)
+        loss = _masked_mean(ce, mask, counts)
+        with torch.no_grad():  # the true-class probability is exp(-CE)
+            s = _masked_mean(torch.exp(-ce.detach()), mask, counts)
+            return loss, s, _masked_mean(feat_t.detach().transpose(1, 2), mask, counts)
 
 
 def _mlp_program(module: nn.Module, prefix: str) -> list[tuple] | None:
-    """The layers of an MLP encoder as [("flatten",), ("linear", w, b), ("relu",)], or None
-    if the module is anything else (it then runs through vmap)."""
+    """The layers of an MLP encoder as [("flatten",), ("linear", w, b), ("relu",), ...], or
+    None if the module is anything else (it then runs through vmap)."""
     from mmbalance.models.encoders import MLPEncoder
 
     if type(module) is not MLPEncoder or type(module.net) is not nn.Sequential:
@@ -315,25 +264,25 @@ def _mlp_program(module: nn.Module, prefix: str) -> list[tuple] | None:
             program.append(("relu",))
         else:
             return None
-    return program
+    return program if program and program[0] == ("flatten",) else None
 
 
 def _run_program(program: list[tuple], params: dict, x: torch.Tensor) -> torch.Tensor:
-    for op in program:
-        if op[0] == "flatten":
-            x = x.reshape(x.shape[0], x.shape[1], -1)
-        elif op[0] == "linear":
-            x = _linear(x, params[op[1]], params[op[2]] if op[2] else None)
-        else:
-            x = torch.relu(x)
-    return x
+    """An MLP encoder on (R, n, ...) inputs; returns the features transposed, (R, F, n)."""
+    h = x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)  # the program's flatten
+    for op in program[1:]:
+        if op[0] == "linear":
+            h = _linear_t(h, params[op[1]], params[op[2]] if op[2] else None)
+        elif op[0] == "relu":
+            h = torch.relu(h)
+    return h
 
 
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """F.linear per run: x (R, n, in), w (R, out, in), b (R, out)."""
+def _linear_t(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """F.linear per run on transposed activations: h (R, in, n), w (R, out, in), b (R, out)."""
     if b is None:
-        return torch.bmm(x, w.transpose(1, 2))
-    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+        return torch.bmm(w, h)
+    return torch.baddbmm(b.unsqueeze(2), w, h)
 
 
 def _pad(idx: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -358,7 +307,18 @@ def _masked_mean(v: torch.Tensor, mask: torch.Tensor | None, counts: torch.Tenso
 
 def _sgd(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor] | None,
          lrs: list[float], momentum: float, weight_decay: float) -> None:
-    """torch.optim.SGD's step (no dampening, no Nesterov) on stacked tensors, in place."""
+    """torch.optim.SGD's step (no dampening, no Nesterov) on stacked tensors, in place.
+
+    One fused pass (the kernel of `SGD(fused=True)`) where torch has it and the runs share
+    the learning rate; else the foreach ops of `SGD(foreach=True)`. Momentum buffers start
+    at zero, which makes the first step's `buf = d` of torch's SGD.
+    """
+    fused = getattr(torch, "_fused_sgd_", None)
+    if fused is not None and bufs is not None and all(lr == lrs[0] for lr in lrs):
+        grads = [g.contiguous() for g in grads]  # the CPU kernel ignores strides
+        fused(params, grads, bufs, weight_decay=weight_decay, momentum=momentum, lr=lrs[0],
+              dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
+        return
     if weight_decay != 0:
         grads = torch._foreach_add(grads, params, alpha=weight_decay)
     if bufs is not None:

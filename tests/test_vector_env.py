@@ -1,0 +1,328 @@
+"""The vectorised quota env: equal to K separate QuotaEnvs, Gymnasium's autoreset conventions,
+config errors, and RLlib's env runner stepping it as its vector env."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import mmbalance.envs  # noqa: F401 - registers the environments
+from mmbalance.envs import QuotaEnv, VectorQuotaEnv
+from mmbalance.errors import ConfigError
+from mmbalance.trainers.batched import StackedMLA, check_batchable
+
+TINY = "synthetic:n_train=256,n_val=100,n_test=100,bayes_samples=1000"
+# 2 epochs of 8 iterations; 3 iterations per env step: an episode is 6 env steps and its
+# last step trains 1 iteration of 3 (the run's budget ends inside a step)
+QUOTA = {"data": TINY, "train": {"epochs": 2, "batch_size": 32}, "steps_per_action": 3}
+MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
+         "disabled": AutoresetMode.DISABLED}
+OBS_TOL = {"rtol": 1e-4, "atol": 1e-5}
+REWARD_TOL = {"rtol": 1e-3, "atol": 1e-4}  # rewards are 100 × discrepancy changes
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models: threads only add contention on a shared machine (both sides alike)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def pair(k: int, mode: str = "next_step", **extra):
+    cfg = {**QUOTA, **extra}
+    vec = VectorQuotaEnv({**cfg, "num_runs": k, "autoreset_mode": mode})
+    sep = SyncVectorEnv([lambda: QuotaEnv(cfg) for _ in range(k)], autoreset_mode=MODES[mode])
+    return vec, sep
+
+
+def assert_infos_close(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for key, va in a.items():
+        vb = b[key]
+        if isinstance(va, dict):
+            assert_infos_close(va, vb)
+        elif key == "final_obs":
+            for x, y in zip(va, vb):
+                assert (x is None) == (y is None)
+                if x is not None:
+                    np.testing.assert_allclose(x, y, **OBS_TOL)
+        else:
+            np.testing.assert_allclose(np.asarray(va, dtype=float), np.asarray(vb, dtype=float),
+                                       **OBS_TOL, err_msg=key)
+
+
+def assert_histories_close(t1, t2) -> None:
+    for rows1, rows2 in ((t1.history.steps, t2.history.steps),
+                         (t1.history.epochs, t2.history.epochs)):
+        assert len(rows1) == len(rows2)
+        for r1, r2 in zip(rows1, rows2):
+            assert r1.keys() == r2.keys()
+            for key in r1:
+                if key != "seconds":
+                    assert r1[key] == pytest.approx(r2[key], rel=1e-4, abs=1e-5), key
+
+
+def assert_step_close(out_v, out_s) -> None:
+    np.testing.assert_allclose(out_v[0], out_s[0], **OBS_TOL)
+    np.testing.assert_allclose(out_v[1], out_s[1], **REWARD_TOL)
+    np.testing.assert_array_equal(out_v[2], out_s[2])
+    np.testing.assert_array_equal(out_v[3], out_s[3])
+    assert_infos_close(out_v[4], out_s[4])
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_equals_separate_envs_with_the_same_seeds_and_actions(mode):
+    k = 3
+    vec, sep = pair(k, mode)
+    obs_v, info_v = vec.reset(seed=11)
+    obs_s, info_s = sep.reset(seed=11)
+    np.testing.assert_allclose(obs_v, obs_s, **OBS_TOL)
+    assert_infos_close(info_v, info_s)
+    assert list(info_v["run_seed"]) == [11, 12, 13]
+    vec.action_space.seed(0)
+    ends = 0
+    for step in range(14):  # two episodes and the start of a third
+        # each run its own quotas, changing every step: the batched update pads and masks
+        actions = vec.action_space.sample()
+        out_v, out_s = vec.step(actions), sep.step(actions)
+        assert_step_close(out_v, out_s)
+        if out_s[2].all():
+            ends += 1
+            final = out_v[4]["final_info"] if mode == "same_step" else out_v[4]
+            assert "final_val_acc" in final and "final_test_acc_visual" in final
+            if mode == "next_step":  # the finished runs are still there: compare them whole
+                for t_v, env in zip(vec.trainers, sep.envs):
+                    assert_histories_close(t_v, env.trainer)
+        grid, info = vec.runs[0].actions.grid, out_v[4]
+        for i in np.flatnonzero(info.get("_quota_audio", [])):  # the runs that trained
+            assert info["quota_audio"][i] == grid[actions[i][0]]
+            assert info["quota_visual"][i] == grid[actions[i][1]]
+        del step
+    assert ends == 2
+    for t_v, env in zip(vec.trainers, sep.envs):
+        assert_histories_close(t_v, env.trainer)
+
+
+def test_runs_out_of_step_train_alone_and_partial_resets_follow_gymnasium(monkeypatch):
+    """With autoreset 'disabled', resetting one run mid-episode puts the runs out of step:
+    later iterations batch a subset of the runs (the others have finished)."""
+    subsets = []
+    update = StackedMLA._update
+
+    def spy(self, runs, *args):
+        subsets.append(len(runs) < len(self))
+        return update(self, runs, *args)
+
+    monkeypatch.setattr(StackedMLA, "_update", spy)
+    vec, sep = pair(3, "disabled", action_mode="continuous")
+    vec.reset(seed=[1, 2, 3])
+    sep.reset(seed=[1, 2, 3])
+    vec.action_space.seed(1)
+    mask = np.array([True, False, False])
+    for step in range(12):
+        actions = vec.action_space.sample()
+        out_v, out_s = vec.step(actions), sep.step(actions)
+        assert_step_close(out_v, out_s)
+        if step == 1:
+            seeds = [40, None, None]
+            r_v = vec.reset(seed=seeds, options={"reset_mask": mask.copy()})
+            r_s = sep.reset(seed=seeds, options={"reset_mask": mask.copy()})
+            np.testing.assert_allclose(r_v[0], r_s[0], **OBS_TOL)
+            assert_infos_close(r_v[1], r_s[1])
+            assert list(r_v[1]["_run_seed"]) == [True, False, False]
+        done = out_v[2] | out_v[3]
+        if done.any():
+            assert not done.all()  # run 0 is behind: the others finished first
+            with pytest.raises(RuntimeError, match="reset_mask"):
+                vec.step(actions)
+            for t_v, env in zip(vec.trainers, sep.envs):
+                assert_histories_close(t_v, env.trainer)
+            r_v = vec.reset(options={"reset_mask": done.copy()})
+            r_s = sep.reset(options={"reset_mask": done.copy()})
+            np.testing.assert_allclose(r_v[0], r_s[0], **OBS_TOL)
+    for t_v, env in zip(vec.trainers, sep.envs):
+        assert_histories_close(t_v, env.trainer)
+    assert any(subsets) and not all(subsets)
+
+
+def test_next_step_autoreset_starts_a_fresh_run_and_ignores_the_action():
+    vec = VectorQuotaEnv({**QUOTA, "num_runs": 2})
+    assert vec.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    vec.reset(seed=0)
+    actions = np.array([[0, 4], [4, 0]])
+    done = False
+    while not done:
+        _, _, term, trunc, _ = vec.step(actions)
+        done = bool((term | trunc).all())
+    old = vec.trainers
+    obs, rewards, term, trunc, info = vec.step(actions)
+    assert (rewards == 0).all() and not term.any() and not trunc.any()
+    assert (obs[:, 9] == 0).all()  # progress
+    for i, t in enumerate(vec.trainers):
+        assert t is not old[i] and t.global_step == 0
+        # the new run's parameters are its own fresh initialisation, now slices of the stack
+        fresh = QuotaEnv(QUOTA)
+        fresh.reset(seed=int(info["run_seed"][i]))
+        for (name, p), q in zip(t.model.named_parameters(), fresh.trainer.model.parameters()):
+            torch.testing.assert_close(p.detach(), q.detach())
+            assert p.data_ptr() == vec.stack.params[name][i].data_ptr()
+    # the action of the reset step was ignored: the next one trains
+    vec.step(actions)
+    assert all(t.global_step == QUOTA["steps_per_action"] for t in vec.trainers)
+
+
+def test_same_step_autoreset_returns_the_final_observation_in_info():
+    vec = VectorQuotaEnv({**QUOTA, "num_runs": 2, "autoreset_mode": "same_step"})
+    vec.reset(seed=0)
+    for _ in range(6):
+        obs, _, term, _, info = vec.step(np.zeros((2, 2), dtype=np.int64))
+    assert term.all()
+    assert info["_final_obs"].all() and (info["final_obs"][0][9] == 1.0)
+    assert "final_val_acc" in info["final_info"]
+    assert (obs[:, 9] == 0).all() and all(t.global_step == 0 for t in vec.trainers)
+
+
+def test_trainers_read_the_stacked_parameters_without_copies():
+    vec = VectorQuotaEnv({**QUOTA, "num_runs": 2})
+    vec.reset(seed=0)
+    vec.step(np.array([[1, 3], [3, 1]]))
+    for i, t in enumerate(vec.trainers):
+        for name, p in t.model.named_parameters():
+            assert p.data_ptr() == vec.stack.params[name][i].data_ptr()
+            assert t.optimizer.state[p]["momentum_buffer"].data_ptr() == \
+                vec.stack.bufs[name][i].data_ptr()
+        assert t.method.projector.data_ptr() == vec.stack.proj[i].data_ptr()
+        # state_dict (best-model copies, saving) holds this run's tensors only
+        sd = t.model.state_dict()
+        assert all(v.untyped_storage().nbytes() == v.numel() * v.element_size()
+                   for v in sd.values())
+    assert (vec.stack.proj[0] - torch.eye(64)).abs().max() > 0  # the projection ran
+
+
+def test_a_trainer_stepped_on_its_own_afterwards_continues_the_same_run():
+    """The optimizer state and projector are views: the trainer's own step continues it."""
+    vec, sep = pair(2)
+    vec.reset(seed=0)
+    sep.reset(seed=0)
+    for a in ([[0, 4], [4, 0]], [[2, 1], [1, 2]]):
+        vec.step(np.array(a))
+        sep.step(np.array(a))
+    for t_v, env in zip(vec.trainers, sep.envs):
+        t_v.step()
+        env.trainer.step()
+        assert_histories_close(t_v, env.trainer)
+
+
+def test_image_encoders_run_through_vmap_and_match():
+    """A CNN encoder is not an MLP: it trains through functional_call under vmap."""
+    from mmbalance.data.dataset import MultimodalDataset, Split
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = rng.integers(0, 3, n)
+        image = rng.normal(size=(n, 1, 6, 6)) + y[:, None, None, None]
+        vector = rng.normal(size=(n, 5)) + y[:, None]
+        return Split({"vector": vector.astype(np.float32), "image": image.astype(np.float32)},
+                     y.astype(np.int64))
+
+    data = MultimodalDataset("tiny-images", ["vector", "image"], 3,
+                             {"train": split(64), "val": split(32), "test": split(32)})
+    cfg = {"data": data, "steps_per_action": 2,
+           "train": {"epochs": 1, "batch_size": 16, "hidden": 32, "feature_dim": 8}}
+    vec = VectorQuotaEnv({**cfg, "num_runs": 2})
+    sep = SyncVectorEnv([lambda: QuotaEnv(cfg) for _ in range(2)])
+    vec.reset(seed=3)
+    sep.reset(seed=3)
+    assert vec.stack._programs == {"vector": vec.stack._programs["vector"], "image": None}
+    vec.action_space.seed(2)
+    for _ in range(2):
+        actions = vec.action_space.sample()
+        assert_step_close(vec.step(actions), sep.step(actions))
+    for t_v, env in zip(vec.trainers, sep.envs):
+        assert_histories_close(t_v, env.trainer)
+
+
+def test_make_vec_and_spaces():
+    env = gym.make_vec("mmbalance/VectorQuota-v0", num_envs=3, config=QUOTA)
+    single = QuotaEnv(QUOTA)
+    assert isinstance(env.unwrapped, VectorQuotaEnv) and env.num_envs == 3
+    assert env.single_observation_space == single.observation_space
+    assert env.single_action_space == single.action_space
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, *single.observation_space.shape)
+    obs, rewards, *_ = env.step(env.action_space.sample())
+    assert obs in env.observation_space and rewards.shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ({"method": "joint"}, "mla"),
+        ({"method": "ogm-ge"}, "mla"),
+        ({"train": {"optimizer": "adam"}}, "sgd"),
+        ({"num_runs": 0}, "num_runs"),
+        ({"autoreset_mode": "sometimes"}, "autoreset_mode"),
+        ({"num_runs": 2, "num_envs": 3}, "num_envs"),
+        ({"runs": 2}, "unknown key"),
+    ],
+)
+def test_bad_config_is_refused(config, match):
+    with pytest.raises(ConfigError, match=match):
+        VectorQuotaEnv({**QUOTA, **config})
+
+
+def test_runs_must_be_batchable():
+    from mmbalance.data.registry import load_dataset
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.trainer import Trainer
+
+    data = load_dataset(TINY)
+
+    def trainer(sampler="uniform", **cfg):
+        return Trainer(data, TrainConfig(**{"method": "mla", "epochs": 1, **cfg}),
+                       make_sampler(sampler))
+
+    check_batchable(trainer())
+    with pytest.raises(ConfigError, match="observes"):
+        check_batchable(trainer("bss-l"))
+    with pytest.raises(ConfigError, match="method"):
+        check_batchable(trainer(method="joint"))
+    with pytest.raises(ConfigError, match="differ in \\['lr'\\]"):
+        StackedMLA([trainer(seed=0), trainer(seed=1, lr=0.1)])
+    vec = VectorQuotaEnv({**QUOTA, "num_runs": 2})
+    with pytest.raises(RuntimeError, match="reset"):
+        vec.step(np.zeros((2, 2), dtype=np.int64))
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        vec.step(np.array([[0, 99], [0, 0]]))
+    assert all(t.global_step == 0 for t in vec.trainers)  # nothing trained
+
+
+@pytest.mark.ray
+def test_rllib_ppo_steps_it_as_the_env_runners_vector_env(ray_session):
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    config = (
+        PPOConfig()
+        .environment(VectorQuotaEnv, env_config={**QUOTA, "steps_per_action": 4})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2,
+                     gym_env_vectorize_mode="vector_entry_point")
+        .training(train_batch_size_per_learner=32, minibatch_size=16, num_epochs=1)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+        env = algo.env_runner.env.unwrapped
+        assert isinstance(env, VectorQuotaEnv) and env.num_envs == 2
+        # 32 env steps over 2 runs of 4-step episodes: episodes ended and runs were reset
+        assert result["env_runners"]["num_env_steps_sampled"] >= 32
+        assert result["env_runners"]["num_episodes"] >= 2
+        assert env.timing["trainer_seconds"] > 0
+    finally:
+        algo.stop()
