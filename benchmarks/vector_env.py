@@ -5,9 +5,11 @@ For K = 1, 4, 16 (one run of this script): K `QuotaEnv`s reset with seeds 0..K-1
 actions (discrete quotas from the default grid). Measured: env steps per second (K per
 vector step) over `--rounds` steps after one warm-up step, the two set-ups interleaved
 step by step (their order alternating) so that load from other processes on a shared
-machine hits both alike; the ratio of wall times and, as a check on noise, of process CPU
-times. Validation at epoch ends counts (the default config ends an epoch every ~4.7 env
-steps); resets do not. The last column is the largest difference between the two set-ups'
+machine hits both alike; the ratio of total wall times and, as a check on noise, of total
+process CPU times. Validation at epoch ends counts (the default config ends an epoch every
+~4.7 env steps, on the same steps for both set-ups); resets do not. The share of time spent
+in `Trainer.evaluate` (the same per-run work in both set-ups, not batched) is reported: it
+bounds what batching the training can gain. The last column is the largest difference between the two set-ups'
 observations over the measured steps: the same runs, so it is float noise only.
 
 Defaults: the default synthetic data and training config (method mla, batch 64, MLP
@@ -29,8 +31,21 @@ import torch
 from _common import RESULTS, header, invocation
 
 from mmbalance.envs import QuotaEnv, VectorQuotaEnv
+from mmbalance.trainers.trainer import Trainer
 
 TARGET = 3.0  # at K = 16
+EVAL_SECONDS = [0.0]  # time inside Trainer.evaluate (validation at epoch ends, final metrics)
+
+
+def _timed_evaluate(evaluate):
+    def wrapper(self, split):
+        t = time.perf_counter()
+        try:
+            return evaluate(self, split)
+        finally:
+            EVAL_SECONDS[0] += time.perf_counter() - t
+
+    return wrapper
 
 
 def measure(k: int, rounds: int, config: dict, seed: int) -> dict:
@@ -41,8 +56,9 @@ def measure(k: int, rounds: int, config: dict, seed: int) -> dict:
     vec.reset(seed=0)
     for i, env in enumerate(envs):
         env.reset(seed=i)
-    wall = {"separate": 0.0, "vector": 0.0}
-    cpu = {"separate": 0.0, "vector": 0.0}
+    wall: dict[str, list[float]] = {"separate": [], "vector": []}
+    cpu: dict[str, list[float]] = {"separate": [], "vector": []}
+    evals: dict[str, float] = {"separate": 0.0, "vector": 0.0}
     max_diff = 0.0
 
     def step_separate(a) -> np.ndarray:
@@ -64,18 +80,20 @@ def measure(k: int, rounds: int, config: dict, seed: int) -> dict:
         obs = {}
         for name in order:
             fn = step_separate if name == "separate" else step_vector
-            w, c = time.perf_counter(), time.process_time()
+            w, c, e = time.perf_counter(), time.process_time(), EVAL_SECONDS[0]
             obs[name] = fn(a)
-            wall[name] += time.perf_counter() - w
-            cpu[name] += time.process_time() - c
+            wall[name].append(time.perf_counter() - w)
+            cpu[name].append(time.process_time() - c)
+            evals[name] += EVAL_SECONDS[0] - e
         max_diff = max(max_diff, float(np.abs(obs["separate"] - obs["vector"]).max()))
-    n = k * rounds
     return {
         "k": k,
-        "sep": n / wall["separate"],
-        "vec": n / wall["vector"],
-        "ratio": wall["separate"] / wall["vector"],
-        "cpu_ratio": cpu["separate"] / cpu["vector"],
+        "sep": k * rounds / sum(wall["separate"]),
+        "vec": k * rounds / sum(wall["vector"]),
+        "ratio": sum(wall["separate"]) / sum(wall["vector"]),
+        "cpu_ratio": sum(cpu["separate"]) / sum(cpu["vector"]),
+        "eval_sep": evals["separate"] / sum(wall["separate"]),
+        "eval_vec": evals["vector"] / sum(wall["vector"]),
         "diff": max_diff,
     }
 
@@ -90,6 +108,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random actions")
     args = p.parse_args()
     config = {"steps_per_action": args.steps_per_action}
+    Trainer.evaluate = _timed_evaluate(Trainer.evaluate)
     load0 = os.getloadavg()[0]
     rows = []
     for threads in args.threads:
@@ -106,12 +125,14 @@ def main() -> None:
          f"{load1:.1f} at the end."),
         "",
         ("| torch threads | K | K separate QuotaEnvs (env steps/s) | one VectorQuotaEnv of K runs "
-         "(env steps/s) | ratio (wall) | ratio (CPU time) | max abs obs difference |"),
-        "|---|---|---|---|---|---|---|",
+         "(env steps/s) | ratio (wall) | ratio (CPU time) | time in validation, separate / "
+         "vector | max abs obs difference |"),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['threads']} | {r['k']} | {r['sep']:.1f} | {r['vec']:.1f} | "
-                     f"{r['ratio']:.2f}x | {r['cpu_ratio']:.2f}x | {r['diff']:.1e} |")
+                     f"{r['ratio']:.2f}x | {r['cpu_ratio']:.2f}x | {100 * r['eval_sep']:.0f}% / "
+                     f"{100 * r['eval_vec']:.0f}% | {r['diff']:.1e} |")
     verdicts = [f"{r['ratio']:.2f}x with {r['threads']} thread(s): "
                 f"{'met' if r['ratio'] >= TARGET else 'NOT met'}"
                 for r in rows if r["k"] == 16]

@@ -22,15 +22,6 @@ OBS_TOL = {"rtol": 1e-4, "atol": 1e-5}
 REWARD_TOL = {"rtol": 1e-3, "atol": 1e-4}  # rewards are 100 × discrepancy changes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models: threads only add contention on a shared machine (both sides alike)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def pair(k: int, mode: str = "next_step", **extra):
     cfg = {**QUOTA, **extra}
     vec = VectorQuotaEnv({**cfg, "num_runs": k, "autoreset_mode": mode})
@@ -237,7 +228,8 @@ def test_image_encoders_run_through_vmap_and_match():
     sep = SyncVectorEnv([lambda: QuotaEnv(cfg) for _ in range(2)])
     vec.reset(seed=3)
     sep.reset(seed=3)
-    assert vec.stack._programs == {"vector": vec.stack._programs["vector"], "image": None}
+    assert vec.stack._programs["image"] is None  # CNN: vmap
+    assert vec.stack._programs["vector"] is not None  # MLP: batched matmuls
     vec.action_space.seed(2)
     for _ in range(2):
         actions = vec.action_space.sample()

@@ -24,8 +24,9 @@ With Gymnasium: `gymnasium.make_vec("mmbalance/VectorQuota-v0", num_envs=K, conf
 
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import gymnasium as gym
 import numpy as np
@@ -62,10 +63,9 @@ class VectorQuotaEnvConfig(QuotaEnvConfig):
 
     def run_config(self, data) -> dict:
         """The config of one sub-environment (a plain QuotaEnv config)."""
-        own = {f.name for f in fields(QuotaEnvConfig)}
-        cfg = {k: v for k, v in asdict(self).items() if k in own}
-        cfg["data"] = data
-        return cfg
+        cfg = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(QuotaEnvConfig)
+               if f.name != "data"}
+        return {**cfg, "data": data}
 
 
 class VectorQuotaEnv(gym.vector.VectorEnv):

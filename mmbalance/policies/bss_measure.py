@@ -43,16 +43,19 @@ def terms_from_log_probs(
         raise ValueError(f"need {m + 1} loss weights, got {len(weights)}")
     with torch.no_grad():
         p = logp.exp()
-        pn = p / p.norm(dim=-1, keepdim=True)
-        if m == 2:
-            sim = (pn[0] * pn[1]).sum(-1)
+        norms = p.norm(dim=-1)  # (M, n)
+        if m == 2:  # the common case, in as few kernels as possible (it runs every step)
+            sim = (p[0] * p[1]).sum(-1) / (norms[0] * norms[1])
         else:
-            gram = torch.einsum("anc,bnc->abn", pn, pn)
+            gram = torch.einsum("anc,bnc->abn", p, p) / (norms[:, None] * norms[None, :])
             a, b = torch.triu_indices(m, m, 1, device=logp.device)
             sim = gram[a, b].mean(0)
-        w = torch.tensor(weights[:-1], dtype=logp.dtype, device=logp.device)
         mm_true = F.log_softmax(mm_logits.detach(), dim=-1).gather(1, y[:, None]).squeeze(1)
-        loss = -(w[:, None] * true_logp).sum(0) - float(weights[-1]) * mm_true
+        if all(w == weights[0] for w in weights[:-1]):  # equal unimodal weights: one sum
+            loss = -float(weights[0]) * true_logp.sum(0) - float(weights[-1]) * mm_true
+        else:
+            w = torch.tensor(weights[:-1], dtype=logp.dtype, device=logp.device)
+            loss = -(w[:, None] * true_logp).sum(0) - float(weights[-1]) * mm_true
     return sim, loss
 
 

@@ -10,13 +10,17 @@ one batched update and returns each run's `StepOutput`. Per modality, in MLA's o
 
 - the runs' batches (their quotas differ) are padded to the largest with a mask; each run's
   loss is the masked mean, so its gradient is the unpadded batch's;
-- one forward of every run through `torch.func.functional_call` under `torch.vmap` over the
-  run dimension, and one backward of the summed per-run losses (runs share no parameter,
-  so each run's gradient is that of its own loss);
+- one forward of every run, and one backward of the summed per-run losses (runs share no
+  parameter, so each run's gradient is that of its own loss). MLP encoders (the default for
+  feature vectors) run as batched matmuls (`baddbmm`) on transposed activations; any other
+  encoder (CNN, ...) through `torch.func.functional_call` under `torch.vmap` over the runs.
+  The shared head's logits and the cross-entropy are computed batched too;
 - MLA's OWM projector per run (batched matmuls with the K projectors), as `MLAMethod` does;
 - torch.optim.SGD's update on the stacked tensors (`d = g + wd·p`; `buf = μ·buf + d`, the
-  first buffer being `d`; `p -= lr·buf`) with each run's learning rate read from its own
-  optimizer, so a StepLR schedule keeps working.
+  first buffer being `d`; `p -= lr·buf`) in one fused pass, with each run's learning rate
+  read from its own optimizer, so a StepLR schedule keeps working.
+- runs that have no batch this iteration (their budget ended, or they were reset at
+  another time) are left out: the others train on gathered copies of their slices.
 
 The result equals K separate `Trainer.step()` calls to float tolerance (only the order of
 floating-point sums differs). The momentum buffers are views too (put into each trainer's

@@ -114,6 +114,7 @@ class Trainer:
         self.best_state: dict | None = None
         self.last_step: StepOutput | None = None
         self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0  # this thread's CPU time: robust to other load
 
     # ----------------------------------------------------------------- training
     @property
@@ -161,6 +162,7 @@ class Trainer:
         """
         while not self.done:
             self._t0 = time.perf_counter()  # sampler and training time; not evaluation
+            self._c0 = time.thread_time()
             if not self.in_epoch:
                 self._epoch_start = self._t0
                 self.sampler.start_epoch(self.epoch, self.score_train)
@@ -168,10 +170,12 @@ class Trainer:
             batch = self.sampler.next_batch()
             if batch is None:
                 self.train_seconds += time.perf_counter() - self._t0
+                self.train_cpu_seconds += time.thread_time() - self._c0
                 self._end_epoch()
                 if stop_at_epoch_end:
                     return None
                 continue
+            self._host_batch = batch  # the sampler's own index arrays, for observe()
             return self._to_device(batch)
         return None
 
@@ -179,9 +183,10 @@ class Trainer:
         """Fold a trained batch's output into the status, the sampler and the logs."""
         self.status.update(out.scores, out.losses)
         if self.sampler.observes:
-            self.sampler.observe(batch[self.modalities[0]].cpu().numpy(), out.sim, out.sample_loss)
+            self.sampler.observe(self._host_batch[self.modalities[0]], out.sim, out.sample_loss)
         self.sampler.update(self.status)
         self.train_seconds += time.perf_counter() - self._t0
+        self.train_cpu_seconds += time.thread_time() - self._c0
         self.global_step += 1
         self.last_step = out
         self._log_step(out)

@@ -91,10 +91,18 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True) -> dict:
         if not final_ckpt.exists():
             algo.save_to_path(str(final_ckpt))
         env = cfg.env_class()(cfg.env_config)
-        env_config = {k: v for k, v in cfg.env_config.items() if k != "data"}
+        if cfg.env == "quota-vector":  # export the single run's policy: a quota policy
+            from mmbalance.envs import QuotaEnv
+
+            single = {k: v for k, v in cfg.env_config.items()
+                      if k not in ("num_runs", "autoreset_mode")}
+            env.close()
+            env = QuotaEnv(single)
+        env_config = {k: v for k, v in cfg.env_config.items()
+                      if k not in ("data", "num_runs", "autoreset_mode")}
         env_config["data"] = cfg.env_config.get("data", "synthetic")
         meta = {
-            "env": cfg.env,
+            "env": "quota" if cfg.env == "quota-vector" else cfg.env,
             "env_config": env_config,
             "num_classes": resolve_dataset(env.cfg.data).num_classes,
             "modalities": env.modalities,

@@ -2,7 +2,8 @@
 
 ```yaml
 algorithm: PPO            # PPO | APPO | IMPALA | SAC | DQN
-env: quota                # quota (DUS) | sequence (BSS)
+env: quota                # quota (DUS) | quota-vector (DUS, K runs in one batched update,
+                          #   env_config.num_runs) | sequence (BSS)
 env_config: {...}         # QuotaEnvConfig / SequenceEnvConfig fields
 iterations: 20            # algo.train() calls
 checkpoint_every: 5       # 0 = only the final checkpoint
@@ -31,7 +32,7 @@ import yaml
 from mmbalance.errors import ConfigError
 
 ALGORITHMS = ("PPO", "APPO", "IMPALA", "SAC", "DQN")
-ENVS = ("quota", "sequence")
+ENVS = ("quota", "quota-vector", "sequence")
 SECTIONS = ("training", "env_runners", "learners", "reporting", "fault_tolerance")
 
 
@@ -128,7 +129,7 @@ class LearnConfig:
             raise ConfigError(f"model: unknown key(s) {bad}; allowed: {model_keys}")
         self.env_class().cfg_class.from_dict(self.env_config)  # validate env config now
         mode = self.env_config.get("action_mode")
-        mode = mode or ("discrete" if self.env == "quota" else "continuous")
+        mode = mode or ("continuous" if self.env == "sequence" else "discrete")
         if self.algorithm == "SAC" and mode != "continuous":
             raise ConfigError(
                 f"algorithm SAC needs env_config.action_mode 'continuous', got {mode!r}"
@@ -142,6 +143,10 @@ class LearnConfig:
     def env_class(self):
         from mmbalance.envs import ENVS as env_classes
 
+        if self.env == "quota-vector":
+            from mmbalance.envs.vector_quota_env import VectorQuotaEnv
+
+            return VectorQuotaEnv
         return env_classes[self.env]
 
     def to_dict(self) -> dict:
