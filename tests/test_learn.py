@@ -157,7 +157,8 @@ def test_evaluate_command_compares_on_held_out_seeds(ppo_run, tmp_path):
     assert rc == 0
     results = pd.read_parquet(out / "results.parquet")
     assert set(results["seed"]) == {1000, 1001}
-    assert {s.split(":")[0] for s in results["sampler"]} == {"learned", "uniform", "dus-h"}
+    kinds = {s.split(":")[0] for s in results["sampler"]}
+    assert kinds == {"learned", "dus-rl", "uniform", "dus-h"}
     assert (out / "plots" / "accuracy_by_method.png").exists()
 
 
