@@ -61,8 +61,8 @@ def main() -> None:
         f"{args.epochs} epochs per measurement, {args.reps} interleaved repetitions, 1 torch "
         "thread."),
         "",
-        "| method | sampler | what | CPU ms / step (min) | uniform CPU ms / step (min) | ratio of minima "
-        "| median of ratios |",
+        ("| method | sampler | what | CPU ms / step (min) | uniform CPU ms / step (min) "
+         "| ratio of minima | median of ratios |"),
         "|---|---|---|---|---|---|---|",
     ]
     for method, sampler, what in PAIRS:
