@@ -204,3 +204,16 @@ def test_restore_refuses_another_config(small_synthetic, tmp_path):
     other = Trainer(small_synthetic, TrainConfig(epochs=1, batch_size=32), make_sampler("uniform"))
     with pytest.raises(ConfigError, match="batch_size"):
         other.restore(tmp_path / "s.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_the_gpu(small_synthetic):
+    tr, res = fit(small_synthetic, "bss-l", device="cuda", epochs=2)
+    assert next(tr.model.parameters()).is_cuda
+    assert res["test"]["acc"] > 1 / small_synthetic.num_classes
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(small_synthetic):
+    with pytest.raises(ConfigError, match="cuda"):
+        Trainer(small_synthetic, TrainConfig(device="cuda"), make_sampler("uniform"))
