@@ -22,4 +22,5 @@ bench: setup
 	$(BIN)/python benchmarks/rl.py
 	$(BIN)/python benchmarks/vector_env.py
 	$(BIN)/python benchmarks/dus_rl.py
+	$(BIN)/python benchmarks/sweep_throughput.py
 	$(BIN)/python benchmarks/update_readme.py
