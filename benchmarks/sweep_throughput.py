@@ -54,9 +54,9 @@ def main() -> None:
     base = rows[0][1]
     lines = [
         header(invocation()),
-        f"A grid of {args.trials} trials (MLA + DUS-H on the default synthetic data, "
-        f"{args.epochs} epochs each, 1 CPU per trial), one Ray session on "
-        f"{os.cpu_count()} CPUs; wall time includes Tune's own start-up and bookkeeping.",
+        (f"A grid of {args.trials} trials (MLA + DUS-H on the default synthetic data, "
+         f"{args.epochs} epochs each, 1 CPU per trial), one Ray session on "
+         f"{os.cpu_count()} CPUs; wall time includes Tune's own start-up and bookkeeping."),
         "",
         "| concurrent trials | minutes | trials / minute | ratio to 1 |",
         "|---|---|---|---|",
