@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mmbalance.policies.bss_measure import terms_from_log_probs, true_class_log_probs
+from mmbalance.policies.bss_measure import true_class_log_probs
 from mmbalance.trainers.status import true_class_score
 
 
@@ -30,8 +30,8 @@ class StepOutput:
     scores: dict[str, float]  # s_t per trained modality
     losses: dict[str, float]  # unimodal CE per trained modality
     sizes: dict[str, int]
-    sim: np.ndarray | None = None  # per-sample balance terms (paired batches only)
-    sample_loss: np.ndarray | None = None
+    # paired batches of a scoring sampler: detached unimodal + multimodal logits (M + 1, n, C)
+    logits: torch.Tensor | None = None
 
 
 class Method:
@@ -48,22 +48,18 @@ class Method:
 
     def _paired_stats(
         self, uni: dict[str, torch.Tensor], mm: torch.Tensor, y: torch.Tensor, want_terms: bool
-    ) -> tuple[dict, dict, np.ndarray | None, np.ndarray | None]:
-        """Scores, unimodal CE and (optionally) BSS terms of a paired batch: one softmax
-        over the stacked logits and one device sync."""
+    ) -> tuple[dict, dict, torch.Tensor | None]:
+        """Scores and unimodal CE of a paired batch (one softmax over the stacked logits, one
+        device sync) and, for samplers that score samples, the detached logits (M + 1, n, C)
+        the trainer keeps to compute the BSS terms of the whole epoch in one pass."""
         names = self.t.modalities
-        logp, true = true_class_log_probs([uni[m] for m in names], y)
-        parts = [true.exp().mean(1), -true.mean(1)]
-        if want_terms:
-            parts += terms_from_log_probs(logp, true, mm, y, self.t.sampler.loss_weights)
-        vals = torch.cat(parts).cpu().numpy()
+        _, true = true_class_log_probs([uni[m] for m in names], y)
+        vals = torch.cat([true.exp().mean(1), -true.mean(1)]).cpu().numpy()
         k = len(names)
         scores = dict(zip(names, vals[:k].tolist()))
         losses = dict(zip(names, vals[k : 2 * k].tolist()))
-        if not want_terms:
-            return scores, losses, None, None
-        n = y.shape[0]
-        return scores, losses, vals[2 * k : 2 * k + n], vals[2 * k + n :]
+        logits = torch.stack([*(uni[m].detach() for m in names), mm.detach()]) if want_terms else None
+        return scores, losses, logits
 
 
 def _summaries(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor]) -> tuple[dict, dict]:
@@ -95,9 +91,9 @@ class JointMethod(Method):
         loss.backward()
         self.modulate(uni, y)
         t.optimizer.step()
-        scores, losses, sim, sample_loss = self._paired_stats(uni, mm, y, want_terms)
+        scores, losses, logits = self._paired_stats(uni, mm, y, want_terms)
         sizes = {m: len(idx) for m in t.modalities}
-        return StepOutput(float(loss.detach()), scores, losses, sizes, sim, sample_loss)
+        return StepOutput(float(loss.detach()), scores, losses, sizes, logits)
 
     def modulate(self, uni: dict[str, torch.Tensor], y: torch.Tensor) -> None:
         """Hook between backward and the optimizer step (OGM-GE overrides it)."""
@@ -187,8 +183,8 @@ class MLAMethod(Method):
         sizes = {m: len(batch[m]) for m in t.modalities}
         if want_terms:  # BSS samplers feed paired batches
             y = t.train_y[t.paired_index(batch)]
-            scores, losses, sim, sample_loss = self._paired_stats(uni, head.fuse(uni), y, True)
-            return StepOutput(total, scores, losses, sizes, sim, sample_loss)
+            scores, losses, logits = self._paired_stats(uni, head.fuse(uni), y, True)
+            return StepOutput(total, scores, losses, sizes, logits)
         scores, losses = _summaries(uni, {m: t.train_y[batch[m]] for m in t.modalities})
         return StepOutput(total, scores, losses, sizes)
 

@@ -113,6 +113,8 @@ class Trainer:
         self.best_epoch = -1
         self.best_state: dict | None = None
         self.last_step: StepOutput | None = None
+        self._seen_logits: torch.Tensor | None = None  # scoring samplers: this epoch's logits
+        self._seen: np.ndarray | None = None
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0  # this thread's CPU time: robust to other load
 
@@ -169,6 +171,9 @@ class Trainer:
                 self.in_epoch = True
             batch = self.sampler.next_batch()
             if batch is None:
+                # the epoch's BSS terms: counted as training time, done before any
+                # checkpoint between epochs can be taken
+                self._flush_observed()
                 self.train_seconds += time.perf_counter() - self._t0
                 self.train_cpu_seconds += time.thread_time() - self._c0
                 self._end_epoch()
@@ -182,14 +187,37 @@ class Trainer:
     def record_step(self, batch: dict[str, torch.Tensor], out: StepOutput) -> None:
         """Fold a trained batch's output into the status, the sampler and the logs."""
         self.status.update(out.scores, out.losses)
-        if self.sampler.observes:
-            self.sampler.observe(self._host_batch[self.modalities[0]], out.sim, out.sample_loss)
+        if self.sampler.observes and out.logits is not None:
+            self._keep_logits(batch[self.modalities[0]], out.logits)
         self.sampler.update(self.status)
         self.train_seconds += time.perf_counter() - self._t0
         self.train_cpu_seconds += time.thread_time() - self._c0
         self.global_step += 1
         self.last_step = out
         self._log_step(out)
+
+    def _keep_logits(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
+        """Store a trained batch's logits; the epoch's BSS terms come from them in one pass."""
+        if self._seen_logits is None:
+            m1, _, c = logits.shape
+            self._seen_logits = torch.empty((self.n_train, m1, c), device=self.device)
+            self._seen = np.zeros(self.n_train, dtype=bool)
+        self._seen_logits[idx] = logits.transpose(0, 1)
+        self._seen[self._host_batch[self.modalities[0]]] = True
+
+    def _flush_observed(self) -> None:
+        """Hand the sampler the per-sample terms of every sample trained since the last flush
+        (computed from the training forward pass's own logits, no extra forward)."""
+        if self._seen is None or not self._seen.any():
+            return
+        rows = np.flatnonzero(self._seen)
+        idx = torch.as_tensor(rows, device=self.device)
+        logits = self._seen_logits[idx]
+        weights = self.sampler.loss_weights or (1.0,) * (len(self.modalities) + 1)
+        sim, loss = balance_terms(list(logits.transpose(0, 1)[:-1]), logits[:, -1],
+                                  self.train_y[idx], weights)
+        self.sampler.observe(rows, sim.cpu().numpy(), loss.cpu().numpy())
+        self._seen[:] = False
 
     def _log_step(self, out: StepOutput) -> None:
         row = {"step": self.global_step, "epoch": self.epoch, "loss": out.loss}
