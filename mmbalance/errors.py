@@ -11,3 +11,14 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """A bad data file; the message names the column and the row."""
+
+
+def reject_unknown_keys(what: str, data: dict, config_class: type) -> None:
+    """A config mapping may only use the fields of its dataclass: name the strays and the
+    allowed keys (shared by every `from_dict` of the project's config dataclasses)."""
+    from dataclasses import fields
+
+    known = [f.name for f in fields(config_class)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{what}: unknown key(s) {unknown}; allowed: {known}")

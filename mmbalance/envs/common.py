@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown_keys
 from mmbalance.trainers.config import TrainConfig
 
 _DATA_CACHE: dict[str, MultimodalDataset] = {}
@@ -53,10 +53,7 @@ class EnvConfigBase:
     @classmethod
     def from_dict(cls, data: dict | None):
         data = dict(data or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"env_config: unknown key(s) {unknown}; allowed: {known}")
+        reject_unknown_keys("env_config", data, cls)
         cfg = cls(**data)
         cfg.check()
         return cfg

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown_keys
 
 METHODS = ("joint", "ogm-ge", "mla")
 OPTIMIZERS = ("sgd", "adam")
@@ -71,8 +71,5 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"train config: unknown key(s) {unknown}; allowed: {sorted(known)}")
+        reject_unknown_keys("train config", data, cls)
         return cls(**data).check()

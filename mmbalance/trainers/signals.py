@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown_keys
 
 PER_MODALITY = ("s_hat", "s", "loss", "gap")
 LOSS_CLIP = 5.0
@@ -72,12 +72,9 @@ class RewardConfig:
     @classmethod
     def from_dict(cls, data: dict | None) -> RewardConfig:
         data = dict(data or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"reward: unknown key(s) {unknown}; allowed: {known}")
+        reject_unknown_keys("reward", data, cls)
         cfg = cls(**data)
-        for key in known:
+        for key in [f.name for f in fields(cls)]:
             if not math.isfinite(float(getattr(cfg, key))):
                 raise ConfigError(f"reward.{key}: must be a finite number")
         return cfg

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown_keys
 
 ALGORITHMS = ("PPO", "APPO", "IMPALA", "SAC", "DQN")
 ENVS = ("quota", "quota-vector", "sequence")
@@ -86,10 +86,7 @@ class LearnConfig:
     def from_dict(cls, data: dict) -> LearnConfig:
         if not isinstance(data, dict):
             raise ConfigError("learn config: the YAML must be a mapping of keys to values")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"learn config: unknown key(s) {unknown}; allowed: {known}")
+        reject_unknown_keys("learn config", data, cls)
         cfg = cls(**data)
         cfg.check()
         return cfg

@@ -35,12 +35,12 @@ import copy
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown_keys
 from mmbalance.tune import search_space as dsl
 
 TRAINABLES = ("train", "learn")
@@ -74,10 +74,7 @@ class SweepConfig:
     def from_dict(cls, data: dict) -> SweepConfig:
         if not isinstance(data, dict):
             raise ConfigError("sweep config: the YAML must be a mapping")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"sweep config: unknown key(s) {unknown}; allowed: {known}")
+        reject_unknown_keys("sweep config", data, cls)
         cfg = cls(**data)
         cfg.check()
         return cfg
