@@ -76,11 +76,17 @@ class QuotaSampler(Sampler):
 def dus_quotas(
     s_hat: np.ndarray, batch_size: int, strength: float, n_min: int, n_max: int
 ) -> np.ndarray:
-    """DUS-H's quotas for cumulative scores `s_hat` (see the module docstring)."""
-    s_hat = np.asarray(s_hat, dtype=np.float64)
-    w = np.exp(-strength * (s_hat - s_hat.mean()))
-    q = np.rint(batch_size * len(s_hat) * w / w.sum())
-    return np.clip(q, n_min, n_max).astype(np.int64)
+    """DUS-H's quotas for cumulative scores `s_hat` (see the module docstring).
+
+    Plain Python over the M values: it runs after every training step, and for a handful
+    of modalities numpy's per-call overhead would cost more than the arithmetic.
+    """
+    values = [float(v) for v in s_hat]
+    mean = sum(values) / len(values)
+    w = [math.exp(-strength * (v - mean)) for v in values]
+    scale = batch_size * len(values) / sum(w)
+    q = [min(n_max, max(n_min, round(scale * wi))) for wi in w]
+    return np.asarray(q, dtype=np.int64)
 
 
 class DUSHeuristicSampler(QuotaSampler):
@@ -95,7 +101,7 @@ class DUSHeuristicSampler(QuotaSampler):
         self.strength = strength
 
     def update(self, status) -> None:
-        if (status.t == 0).any():  # every modality needs a score first
+        if status.t.min() == 0:  # every modality needs a score first
             return
         self.quotas = dus_quotas(
             status.s_hat, self.ctx.batch_size, self.strength, self.n_min, self.n_max
