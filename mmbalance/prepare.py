@@ -12,19 +12,7 @@ import argparse
 import time
 
 from mmbalance.errors import UserError
-
-
-def _setting_value(text: str) -> bool | int | float | str:
-    """int, float or bool when the text is one, else the text itself (paths keep their '/')."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+from mmbalance.spec import parse_scalar
 
 
 def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -62,7 +50,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        settings[key.strip()] = _setting_value(value.strip())
+        settings[key.strip()] = parse_scalar(value.strip())
     if args.tokenizer is not None:
         if "tokenizer" not in preparer_class(name).settings_cls.__dataclass_fields__:
             raise UserError(f"--tokenizer: dataset {name!r} has no text modality")

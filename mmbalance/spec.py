@@ -9,9 +9,8 @@ from __future__ import annotations
 from mmbalance.errors import ConfigError
 
 
-def parse_value(text: str):
-    if "/" in text:
-        return [parse_value(t) for t in text.split("/")]
+def parse_scalar(text: str) -> bool | int | float | str:
+    """int, float or bool when the text is one, else the text itself (paths keep their '/')."""
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -21,6 +20,28 @@ def parse_value(text: str):
         except ValueError:
             pass
     return text
+
+
+def parse_value(text: str):
+    """A scalar, or a '/'-separated list of scalars (per-modality values)."""
+    if "/" in text:
+        return [parse_scalar(t) for t in text.split("/")]
+    return parse_scalar(text)
+
+
+def load_yaml_mapping(path, what: str) -> dict:
+    """A YAML file read with the safe loader; a missing file or bad YAML is a ConfigError."""
+    from pathlib import Path
+
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what}: no such file {p}")
+    try:
+        return yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
 
 
 def parse_spec(spec: str, what: str) -> tuple[str, dict]:

@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from mmbalance.errors import ConfigError, reject_unknown_keys
+from mmbalance.spec import load_yaml_mapping
 
 ALGORITHMS = ("PPO", "APPO", "IMPALA", "SAC", "DQN")
 ENVS = ("quota", "quota-vector", "sequence")
@@ -93,14 +94,7 @@ class LearnConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> LearnConfig:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"learn config: no such file {p}")
-        try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
-        return cls.from_dict(data or {})
+        return cls.from_dict(load_yaml_mapping(path, "learn config"))
 
     def check(self) -> None:
         cls = algorithm_config_class(self.algorithm)

@@ -38,9 +38,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from mmbalance.errors import ConfigError, reject_unknown_keys
+from mmbalance.spec import load_yaml_mapping
 from mmbalance.tune import search_space as dsl
 
 TRAINABLES = ("train", "learn")
@@ -81,13 +80,7 @@ class SweepConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SweepConfig:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"sweep config: no such file {p}")
-        try:
-            return cls.from_dict(yaml.safe_load(p.read_text()) or {})
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+        return cls.from_dict(load_yaml_mapping(path, "sweep config"))
 
     def to_dict(self) -> dict:
         return asdict(self)
