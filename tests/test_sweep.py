@@ -49,6 +49,8 @@ def tiny_sweep(**over) -> dict:
         ({"scheduler": {"type": "asha", "max_iters": 3}}, "max_t"),
         ({"search": {"type": "optuna"}}, "grid"),
         ({"trials": 3}, "unknown key"),
+        ({"keep_checkpoints": 1}, "keep_checkpoints"),
+        ({"keep_checkpoints": "all"}, "keep_checkpoints"),
         ({"trainable": "learn", "base": {"algorithm": "A2C"}}, "allowed"),
     ],
 )
@@ -184,6 +186,11 @@ def test_sweep_resumes_after_the_driver_is_killed(ray_session, tmp_path):
     trials = pd.read_parquet(out / "trials.parquet")
     for _, rows in trials.groupby("trial"):  # every epoch reported exactly once
         assert sorted(rows["training_iteration"]) == [1, 2, 3, 4, 5, 6]
+    # every epoch's checkpoint is kept, so the (periodic) experiment state never names a
+    # checkpoint that is gone by the time it is restored
+    for trial_dir in (out / "tiny").glob("plain_trial_*"):
+        assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == [
+            f"checkpoint_{i:06d}" for i in range(6)]
 
 
 def test_trials_land_on_both_nodes_of_a_two_node_cluster(tmp_path):
@@ -235,3 +242,7 @@ def test_rllib_sweep_with_pbt_over_rl_and_env_hyperparameters(ray_session, tmp_p
     # PBT may have perturbed lr by x0.8 or x1.2 at each of its two chances
     assert all(1e-4 * 0.8**2 <= r["config/training.lr"] <= 1e-3 * 1.2**2 for r in res["rows"])
     assert res["best"] is not None
+    trial_dirs = [p for p in (tmp_path / "tinyrl").iterdir() if p.is_dir()]
+    assert len(trial_dirs) == 2
+    for trial_dir in trial_dirs:  # learn trials checkpoint every iteration too
+        assert len(list(trial_dir.glob("checkpoint_*"))) >= 2, trial_dir

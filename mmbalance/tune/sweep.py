@@ -21,12 +21,19 @@ resources: {cpu: 1, gpu: 0} # per trial (train); RLlib trials ask what their con
 stop: {training_iteration: 20}
 storage: null               # a folder or a URI pyarrow opens (s3://...); default: --out
 max_failures: 1             # retries of a crashed trial, from its last checkpoint
+keep_checkpoints: null      # checkpoints kept per trial; null = all (see below)
 ```
 
 Everything is validated before Ray starts. The output folder gets `sweep.yaml`,
 `results.parquet` (one row per trial: config and last metrics), `trials.parquet` (every
 reported row of every trial), `summary.md` (best trial first) and Tune's experiment folder
 (`<storage>/<name>`), from which `--resume` continues an interrupted sweep.
+
+Every trial checkpoints after each epoch (train) or iteration (learn). By default all are
+kept: Tune snapshots its experiment state only every few seconds, so after a hard kill the
+snapshot can name a checkpoint that a smaller `keep_checkpoints` had already deleted, and
+that trial could not resume (PBT also exploits older checkpoints). Set `keep_checkpoints`
+(>= 2) only where disk is short.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ class SweepConfig:
     stop: dict = field(default_factory=dict)
     storage: str | None = None
     max_failures: int = 1
+    keep_checkpoints: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> SweepConfig:
@@ -93,6 +101,10 @@ class SweepConfig:
             raise ConfigError(f"mode: got {self.mode!r}, allowed ['max', 'min']")
         if self.num_samples < 1 or self.max_concurrent < 0 or self.max_failures < 0:
             raise ConfigError("num_samples >= 1, max_concurrent >= 0, max_failures >= 0 required")
+        if self.keep_checkpoints is not None and (
+                not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 2):
+            raise ConfigError(f"keep_checkpoints: got {self.keep_checkpoints!r}, allowed null "
+                              "(keep all) or an integer >= 2")
         kind = (self.scheduler or {}).get("type", "fifo")
         if kind not in SCHEDULERS:
             raise ConfigError(f"scheduler.type: got {kind!r}, allowed {list(SCHEDULERS)}")
@@ -269,7 +281,11 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str |
                 run_config=tune.RunConfig(
                     name=cfg.name, storage_path=_storage(cfg, out), stop=cfg.stop or None,
                     failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=cfg.keep_checkpoints,
+                        # RLlib trials are class trainables: Tune saves them when asked
+                        checkpoint_frequency=1 if cfg.trainable == "learn" else 0,
+                        checkpoint_at_end=cfg.trainable == "learn"),
                     verbose=1 if progress else 0,
                 ),
             )
@@ -374,8 +390,11 @@ def _trial_history(result):
                 lines = f.read().decode().splitlines()
             rows = [_flat({k: v for k, v in json.loads(ln).items() if k != "config"})
                     for ln in lines if ln.strip()]
-            if rows:
-                return pd.DataFrame(rows)
+            if rows:  # an iteration re-run after a restore: its last report counts
+                df = pd.DataFrame(rows)
+                if "training_iteration" in df:
+                    df = df.drop_duplicates("training_iteration", keep="last")
+                return df.reset_index(drop=True)
         except (OSError, json.JSONDecodeError):
             pass
     return result.metrics_dataframe.copy() if result.metrics_dataframe is not None else None
