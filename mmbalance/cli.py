@@ -55,6 +55,24 @@ def _train_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:
+    """The papers' training set-up for their datasets: where `--data` names one (cremad:,
+    ks:, ...), the `train` section of tune_configs/datasets/<name>.yaml is the base that
+    flags and --set override, so `train --data cremad:DIR` runs as the papers did."""
+    from mmbalance.data.real import REAL_DATASETS
+
+    name = data.partition(":")[0].strip().lower()
+    if name not in REAL_DATASETS or args.no_dataset_defaults:
+        return {}
+    from mmbalance.data.real.defaults import dataset_defaults
+
+    train = dict(dataset_defaults(name)["train"])
+    shown = ", ".join(f"{k}={v}" for k, v in train.items())
+    print(f"{name} defaults (tune_configs/datasets/{name}.yaml): {shown}; flags and --set "
+          "override them, --no-dataset-defaults drops them", file=sys.stderr)
+    return train
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mmbalance", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -70,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output folder (default runs/train-<time>)")
     t.add_argument("--no-progress", action="store_true")
     _add_train_options(t, defaults=True)
+    t.add_argument("--no-dataset-defaults", action="store_true",
+                   help="for cremad:/ks:/twitter2015:/sarcasm:/nvgesture: data, do not start "
+                   "from the papers' settings in tune_configs/datasets/<name>.yaml")
 
     c = sub.add_parser("compare", help="methods × samplers × seeds on one dataset (main job)")
     c.add_argument("--data", default="synthetic")
@@ -86,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
     _add_train_options(c, defaults=False)
+    c.add_argument("--no-dataset-defaults", action="store_true",
+                   help="for cremad:/ks:/twitter2015:/sarcasm:/nvgesture: data, do not start "
+                   "from the papers' settings in tune_configs/datasets/<name>.yaml")
 
     le = sub.add_parser("learn", help="learn a sampling policy with RLlib from a YAML config")
     le.add_argument("config", help="YAML, e.g. tune_configs/dus_ppo.yaml")
@@ -136,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
-    overrides = _train_overrides(args)
+    overrides = {**_dataset_defaults(args.data, args), **_train_overrides(args)}
     config = TrainConfig.from_dict({**overrides, "method": args.method, "seed": args.seed})
     sampler = make_sampler(args.sampler)
     dataset = load_dataset(args.data)
@@ -204,7 +228,7 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
 def cmd_compare(args: argparse.Namespace) -> int:
     from mmbalance.compare import DEFAULT_GRID, seeds_list
 
-    overrides = _train_overrides(args)
+    overrides = {**_dataset_defaults(args.data, args), **_train_overrides(args)}
     grid = DEFAULT_GRID
     if args.grid:
         grid = []

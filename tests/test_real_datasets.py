@@ -638,4 +638,27 @@ def test_train_command_on_prepared_data(cremad, trainer_with_backbones, tmp_path
                  "--device", "cpu", "--set", "feature_dim=16", "--set", "eval_batch_size=8",
                  "--no-progress", "--out", str(run)]) == 0
     assert (run / "metrics.json").exists()
-    assert json.loads((run / "config.json").read_text())["data"] == f"cremad:{out}"
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["data"] == f"cremad:{out}"
+    # the papers' set-up from tune_configs/datasets/cremad.yaml is the base; flags win
+    paper = dataset_defaults("cremad")["train"]
+    train = resolved["train"]
+    assert (train["optimizer"], train["momentum"], train["weight_decay"]) == (
+        paper["optimizer"], paper["momentum"], paper["weight_decay"])
+    assert (train["lr_step"], train["lr_gamma"]) == (paper["lr_step"], paper["lr_gamma"])
+    assert (train["epochs"], train["batch_size"], train["feature_dim"]) == (1, 6, 16)
+    assert "cremad defaults" in capsys.readouterr().err
+
+
+def test_dataset_defaults_apply_only_to_the_papers_datasets():
+    from mmbalance.cli import _dataset_defaults, build_parser
+    from mmbalance.trainers.config import TrainConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", "ks:/x"])
+    assert _dataset_defaults(args.data, args) == dataset_defaults("ks")["train"]
+    args = parser.parse_args(["compare", "--data", "ks:/x", "--no-dataset-defaults"])
+    assert _dataset_defaults(args.data, args) == {}
+    args = parser.parse_args(["train", "--data", "synthetic"])
+    assert _dataset_defaults(args.data, args) == {}
+    assert TrainConfig.from_dict({}).epochs != dataset_defaults("ks")["train"]["epochs"]
