@@ -157,3 +157,68 @@ def test_reward_terms():
     assert reward(before, after, full) == pytest.approx(10 * (0.1 + 2 * 0.05 + 3 * 0.1))
     with pytest.raises(ConfigError, match="allowed"):
         RewardConfig.from_dict({"accuracy": 1})
+
+
+def _random_sequence_policy(env: SequenceEnv, seed: int):
+    """An exported-format policy with random weights for `env` (what `learn` would export)."""
+    from dataclasses import asdict
+
+    import torch
+
+    from mmbalance.policies.learned import FORMAT, ExportedPolicy
+    from mmbalance.tune.export import _space_json
+
+    space = env.action_space
+    outputs = int(sum(space.nvec)) if hasattr(space, "nvec") else 2 * space.shape[0]
+    obs = env.observation_space
+    spec = {
+        "format": FORMAT, "algorithm": "PPO", "env": "sequence", "env_config": asdict(env.cfg),
+        "num_classes": env.dataset.num_classes,
+        "observation_space": {"dim": obs.shape[0], "low": obs.low.tolist(),
+                              "high": obs.high.tolist()},
+        "action_space": _space_json(space, squash=False),
+        "layers": [{"kind": "linear", "in": obs.shape[0], "out": 16}, {"kind": "tanh"},
+                   {"kind": "linear", "in": 16, "out": outputs}],
+    }
+    torch.manual_seed(seed)
+    policy = ExportedPolicy(spec)
+    with torch.no_grad():
+        policy.net[2].weight.mul_(3.0)  # decisive outputs, so the actions vary over the run
+    return policy.eval()
+
+
+@pytest.mark.parametrize("mode, epochs_per_action", [("continuous", 1), ("discrete", 2)])
+def test_learned_sequence_sampler_replays_the_env_exactly(mode, epochs_per_action):
+    """The same policy in SequenceEnv and as a sampler in the plain trainer takes the same
+    pacing and bucket weights at the same epochs and ends at the same metrics."""
+    from mmbalance.policies.learned import LearnedSequenceSampler
+    from mmbalance.trainers.trainer import Trainer
+
+    cfg = {**SEQ, "train": {"epochs": 4, "batch_size": 32}, "action_mode": mode,
+           "epochs_per_action": epochs_per_action}
+    env = SequenceEnv(cfg)
+    policy = _random_sequence_policy(env, seed=1)
+    obs, _ = env.reset(seed=77)
+    env_actions, done = [], False
+    while not done:
+        unit = env.actions.to_unit(policy.act(obs))
+        env_actions.append(env.actions.pacing_weights(unit))
+        obs, _, term, trunc, info = env.step(policy.act(obs))
+        done = term or trunc
+    assert len(env_actions) == 4 // epochs_per_action
+    # the policy really varies its choice over the run
+    assert len({tuple(np.round(np.r_[p, w], 6)) for p, w in env_actions}) > 1
+
+    sampler = LearnedSequenceSampler(policy)
+    seen = []
+    original = sampler.set_action
+    sampler.set_action = lambda p, w: (seen.append((p, np.asarray(w))), original(p, w))[1]
+    tr = Trainer(env.dataset, env.cfg.train_config(77), sampler)
+    tr.fit()
+    assert len(seen) == len(env_actions)
+    for (p_env, w_env), (p, w) in zip(env_actions, seen, strict=True):
+        assert p == pytest.approx(p_env) and np.allclose(w, w_env)
+    assert [e["sampler_subset_size"] for e in tr.history.epochs] == [
+        e["sampler_subset_size"] for e in env.trainer.history.epochs]
+    assert tr.final_metrics()["test"] == pytest.approx(
+        {k[len("final_test_"):]: v for k, v in info.items() if k.startswith("final_test_")})

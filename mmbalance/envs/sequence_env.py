@@ -29,6 +29,7 @@ from mmbalance.envs.common import (
 from mmbalance.errors import ConfigError
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.bss_measure import pacing_fraction
+from mmbalance.policies.sequence_actions import SequenceActionMap
 from mmbalance.trainers.signals import (
     RewardConfig,
     reward,
@@ -37,8 +38,6 @@ from mmbalance.trainers.signals import (
     status_features,
 )
 from mmbalance.trainers.trainer import Trainer
-
-CONTROLS = ("pacing", "buckets", "both")
 
 
 @dataclass
@@ -53,16 +52,14 @@ class SequenceEnvConfig(EnvConfigBase):
 
     def check(self) -> None:
         super().check()
-        if self.control not in CONTROLS:
-            raise ConfigError(f"control: got {self.control!r}, allowed {list(CONTROLS)}")
-        if self.action_mode not in ("continuous", "discrete"):
-            raise ConfigError(
-                f"action_mode: got {self.action_mode!r}, allowed ['continuous', 'discrete']"
-            )
-        if self.buckets < 1 or self.levels < 2 or self.epochs_per_action < 1:
-            raise ConfigError("buckets >= 1, levels >= 2 and epochs_per_action >= 1 are required")
-        if not 0.0 < self.min_pacing <= 1.0:
-            raise ConfigError(f"min_pacing: must be in (0, 1], got {self.min_pacing}")
+        if self.epochs_per_action < 1:
+            raise ConfigError(f"epochs_per_action: must be >= 1, got {self.epochs_per_action}")
+        self.action_map()  # validates control, action_mode, buckets, levels, min_pacing
+
+    def action_map(self) -> SequenceActionMap:
+        return SequenceActionMap(buckets=self.buckets, control=self.control,
+                                 mode=self.action_mode, levels=self.levels,
+                                 min_pacing=self.min_pacing)
 
 
 class SequenceEnv(gym.Env):
@@ -75,9 +72,8 @@ class SequenceEnv(gym.Env):
         self.modalities = list(self.dataset.modalities)
         self.reward_cfg = RewardConfig.from_dict(self.cfg.reward)
         k = self.cfg.buckets
-        self.has_pacing = self.cfg.control in ("pacing", "both")
-        self.has_weights = self.cfg.control in ("buckets", "both")
-        self.dims = int(self.has_pacing) + (k if self.has_weights else 0)
+        self.actions = self.cfg.action_map()
+        self.dims = self.actions.dims
         if self.cfg.action_mode == "continuous":
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.dims,), dtype=np.float32)
         else:
@@ -89,39 +85,8 @@ class SequenceEnv(gym.Env):
         self.clock = EpisodeClock(self.cfg.max_env_steps, self.cfg.max_seconds)
         self.trainer: Trainer | None = None
 
-    # ------------------------------------------------------------ action mapping
-    def _unit(self, action) -> np.ndarray:
-        """Validate an action and map it to values in [0, 1] per dimension."""
-        a = np.asarray(action)
-        if a.shape != (self.dims,):
-            raise ValueError(f"action must have shape ({self.dims},), got {a.shape}")
-        if self.cfg.action_mode == "discrete":
-            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-                raise ValueError(f"discrete action must be integers, got {a.tolist()}")
-            if a.min() < 0 or a.max() >= self.cfg.levels:
-                raise ValueError(
-                    f"discrete action must be in [0, {self.cfg.levels - 1}], got {a.tolist()}"
-                )
-            return a.astype(np.float64) / (self.cfg.levels - 1)
-        a = a.astype(np.float64)
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"continuous action has NaN or inf: {a.tolist()}")
-        if a.min() < -1.0 - 1e-6 or a.max() > 1.0 + 1e-6:
-            raise ValueError(f"continuous action must be in [-1, 1], got {a.tolist()}")
-        return (np.clip(a, -1, 1) + 1.0) / 2.0
-
-    def _from_unit(self, u: np.ndarray) -> np.ndarray:
-        if self.cfg.action_mode == "discrete":
-            return np.rint(np.clip(u, 0, 1) * (self.cfg.levels - 1)).astype(np.int64)
-        return (np.clip(u, 0, 1) * 2.0 - 1.0).astype(np.float32)
-
     def _apply(self, unit: np.ndarray) -> None:
-        pacing, weights = 1.0, np.ones(self.cfg.buckets)
-        if self.has_pacing:
-            pacing = self.cfg.min_pacing + unit[0] * (1.0 - self.cfg.min_pacing)
-        if self.has_weights:
-            weights = unit[int(self.has_pacing):]
-        self.sampler.set_action(pacing, weights)
+        self.sampler.set_action(*self.actions.pacing_weights(unit))
         self.last_unit = unit
 
     # -------------------------------------------------------------------- gym API
@@ -139,7 +104,7 @@ class SequenceEnv(gym.Env):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
         self.cfg.maybe_fail(self.clock.steps + 1)
-        self._apply(self._unit(action))  # raises on garbage, before any training
+        self._apply(self.actions.to_unit(action))  # raises on garbage, before any training
         before = snapshot(self.trainer, self.val0)
         target = min(self.trainer.epoch + self.cfg.epochs_per_action, self.trainer.config.epochs)
         while self.trainer.epoch < target:
@@ -181,9 +146,4 @@ class SequenceEnv(gym.Env):
             weights = weights / weights.max()
         else:
             raise ConfigError(f"heuristic: got {name!r}, allowed ['uniform', 'bss-h', 'bss-l']")
-        unit = []
-        if self.has_pacing:
-            unit.append((pacing - self.cfg.min_pacing) / (1.0 - self.cfg.min_pacing))
-        if self.has_weights:
-            unit.extend(weights)
-        return self._from_unit(np.asarray(unit, dtype=np.float64))
+        return self.actions.from_unit(self.actions.unit_of(pacing, weights))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmbalance.errors import UserError
+from mmbalance.errors import ConfigError, UserError
 from mmbalance.policies.base import SamplerContext, Scorer
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.dus import QuotaSampler
@@ -160,21 +160,27 @@ class LearnedQuotaSampler(QuotaSampler):
 
 
 class LearnedSequenceSampler(BucketSampler):
-    """BSS pacing and bucket weights chosen by an exported SequenceEnv policy every epoch."""
+    """BSS pacing and bucket weights chosen by an exported SequenceEnv policy, at the env's
+    decision points (every `epochs_per_action` epochs), through the env's own action map."""
 
     name = "learned"
 
     def __init__(self, policy: ExportedPolicy, path: str = ""):
+        from mmbalance.policies.sequence_actions import SequenceActionMap
+
         env_cfg = policy.spec["env_config"]
         self.policy, self.path = policy, path
-        self.control = env_cfg.get("control", "both")
-        self.mode = env_cfg.get("action_mode", "continuous")
-        self.levels = int(env_cfg.get("levels", 5))
-        self.min_pacing = float(env_cfg.get("min_pacing", 0.1))
-        super().__init__(buckets=int(env_cfg.get("buckets", 4)))
-        self.has_pacing = self.control in ("pacing", "both")
-        self.has_weights = self.control in ("buckets", "both")
-        self.dims = int(self.has_pacing) + (self.k if self.has_weights else 0)
+        try:
+            self.actions = SequenceActionMap(
+                buckets=int(env_cfg.get("buckets", 4)), control=env_cfg.get("control", "both"),
+                mode=env_cfg.get("action_mode", "continuous"),
+                levels=int(env_cfg.get("levels", 5)),
+                min_pacing=float(env_cfg.get("min_pacing", 0.1)))
+        except ConfigError as exc:
+            raise UserError(f"learned policy {path}: env_config: {exc}") from None
+        self.epochs_per_action = int(env_cfg.get("epochs_per_action", 1))
+        super().__init__(buckets=self.actions.buckets)
+        self.dims = self.actions.dims
         self.status = None
 
     def bind(self, ctx: SamplerContext) -> None:
@@ -194,20 +200,17 @@ class LearnedSequenceSampler(BucketSampler):
     def start_epoch(self, epoch: int, scorer: Scorer) -> None:
         from mmbalance.trainers.status import LearningStatus
 
+        if epoch % self.epochs_per_action:  # the env's action holds for epochs_per_action
+            super().start_epoch(epoch, scorer)
+            return
         status = self.status or LearningStatus(self.ctx.modalities)
         obs = np.concatenate([status_features(status, self.num_classes),
                               [epoch / self.ctx.epochs], self.last_unit,
                               self.bucket_degree / 2.0]).astype(np.float32)
         space = self.policy.spec["observation_space"]
         obs = np.clip(obs, np.asarray(space["low"]), np.asarray(space["high"]))
-        a = np.asarray(self.policy.act(obs), dtype=np.float64)
-        unit = a / (self.levels - 1) if self.mode == "discrete" else (np.clip(a, -1, 1) + 1) / 2
-        pacing, weights = 1.0, np.ones(self.k)
-        if self.has_pacing:
-            pacing = self.min_pacing + unit[0] * (1.0 - self.min_pacing)
-        if self.has_weights:
-            weights = unit[int(self.has_pacing):]
-        self.set_action(pacing, weights)
+        unit = self.actions.to_unit(self.policy.act(obs))
+        self.set_action(*self.actions.pacing_weights(unit))
         self.last_unit = unit
         super().start_epoch(epoch, scorer)
 
