@@ -41,6 +41,12 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: bool) -> None:
                    help="any other TrainConfig field, e.g. --set optimizer=adam (repeatable)")
 
 
+def _add_dataset_defaults_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-dataset-defaults", action="store_true",
+                   help="for cremad:/ks:/twitter2015:/sarcasm:/nvgesture: data, do not start "
+                   "from the papers' settings in tune_configs/datasets/<name>.yaml")
+
+
 def _train_overrides(args: argparse.Namespace) -> dict:
     from mmbalance.spec import parse_value
     from mmbalance.trainers.config import TrainConfig
@@ -88,9 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output folder (default runs/train-<time>)")
     t.add_argument("--no-progress", action="store_true")
     _add_train_options(t, defaults=True)
-    t.add_argument("--no-dataset-defaults", action="store_true",
-                   help="for cremad:/ks:/twitter2015:/sarcasm:/nvgesture: data, do not start "
-                   "from the papers' settings in tune_configs/datasets/<name>.yaml")
+    _add_dataset_defaults_flag(t)
 
     c = sub.add_parser("compare", help="methods × samplers × seeds on one dataset (main job)")
     c.add_argument("--data", default="synthetic")
@@ -107,9 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
     _add_train_options(c, defaults=False)
-    c.add_argument("--no-dataset-defaults", action="store_true",
-                   help="for cremad:/ks:/twitter2015:/sarcasm:/nvgesture: data, do not start "
-                   "from the papers' settings in tune_configs/datasets/<name>.yaml")
+    _add_dataset_defaults_flag(c)
 
     le = sub.add_parser("learn", help="learn a sampling policy with RLlib from a YAML config")
     le.add_argument("config", help="YAML, e.g. tune_configs/dus_ppo.yaml")

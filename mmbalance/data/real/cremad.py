@@ -22,10 +22,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from mmbalance.data.real import audio, images
-from mmbalance.data.real.store import Item, Preparer
+from mmbalance.data.real.audiovisual import AudioVisualPreparer
+from mmbalance.data.real.store import Item
 from mmbalance.errors import ConfigError, DataError
 
 CLASSES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")  # the authors' class order
@@ -65,9 +63,8 @@ def read_annotations(path: Path) -> list[tuple[str, str]]:
     return rows
 
 
-class CremadPreparer(Preparer):
+class CremadPreparer(AudioVisualPreparer):
     name = "cremad"
-    modalities = ("audio", "visual")
     settings_cls = Settings
 
     def items(self) -> tuple[list[Item], list[str]]:
@@ -86,21 +83,3 @@ class CremadPreparer(Preparer):
                                     {"wav": str(wav.relative_to(self.root)),
                                      "frames": str(folder.relative_to(self.root))}))
         return out, list(CLASSES)
-
-    def arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
-        s = self.settings
-        return {"audio": (audio.spectrogram_shape(s.sample_rate, s.audio_seconds), "float32"),
-                "visual": ((3, s.frames, s.image_size, s.image_size), "uint8")}
-
-    def process(self, item: Item) -> dict[str, np.ndarray]:
-        s = self.settings
-        return {
-            "audio": audio.wav_spectrogram(self.root / item.src["wav"], s.sample_rate,
-                                           s.audio_seconds),
-            "visual": images.read_frames(self.root / item.src["frames"], s.frames, s.image_size),
-        }
-
-    def encoders(self) -> dict[str, dict]:
-        return {"audio": {"name": "resnet18"},
-                "visual": {"name": "resnet18", "scale": 1 / 255, "mean": images.IMAGENET_MEAN,
-                           "std": images.IMAGENET_STD}}
