@@ -156,8 +156,10 @@ def test_a_run_repeats_exactly_under_its_seed():
     assert set(np.unique(steps_a["quota_visual"])) <= {4 * 4, 8 * 4, 16 * 4, 24 * 4, 32 * 4}
 
 
-@pytest.mark.parametrize("sampler", ["dus-rl:k=3,lr=0.05", "dus-rl:k=3,mode=continuous"])
-def test_a_restored_run_continues_exactly(tmp_path, sampler):
+@pytest.mark.parametrize("sampler, mid_epoch", [("dus-rl:k=3,lr=0.05", False),
+                                                ("dus-rl:k=3,mode=continuous", False),
+                                                ("dus-rl:k=3,lr=0.05", True)])
+def test_a_restored_run_continues_exactly(tmp_path, sampler, mid_epoch):
     """Trainer checkpoints carry the policy: weights, Adam state, its random stream and the
     decision pending across the epoch boundary (taken at step 6 of 8, scored at step 9)."""
     from mmbalance.data.registry import load_dataset
@@ -168,6 +170,8 @@ def test_a_restored_run_continues_exactly(tmp_path, sampler):
     first = Trainer(data, cfg, make_sampler(sampler))
     while first.epoch < 2:
         first.step(stop_at_epoch_end=True)
+    for _ in range(4 if mid_epoch else 0):  # within epoch 2, between two decisions
+        first.step()
     first.save(tmp_path / "state.pt")
     resumed = Trainer(data, cfg, make_sampler(sampler))
     resumed.restore(tmp_path / "state.pt")

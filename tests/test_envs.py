@@ -222,3 +222,47 @@ def test_learned_sequence_sampler_replays_the_env_exactly(mode, epochs_per_actio
         e["sampler_subset_size"] for e in env.trainer.history.epochs]
     assert tr.final_metrics()["test"] == pytest.approx(
         {k[len("final_test_"):]: v for k, v in info.items() if k.startswith("final_test_")})
+
+
+@pytest.mark.parametrize("kind", ["quota", "sequence"])
+def test_an_episode_saved_mid_run_continues_exactly(kind, tmp_path):
+    """save() mid-episode (for QuotaEnv: mid-epoch), restore() into a fresh env: the rest of
+    the episode (observations, rewards, final metrics) and the next reset's run seed match."""
+    if kind == "quota":  # 8 trainer steps an epoch, 3 a decision: 3 decisions end mid-epoch 1
+        cfg = {**QUOTA, "train": {"epochs": 3, "batch_size": 32}, "steps_per_action": 3,
+               "action_mode": "continuous"}
+        make, policy = QuotaEnv, (lambda e: e.heuristic_action("dus-h", strength=50))
+    else:
+        cfg = {**SEQ, "train": {"epochs": 4, "batch_size": 32}}
+        make, policy = SequenceEnv, (lambda e: e.heuristic_action("bss-l"))
+
+    def rest_of_episode(env):
+        out, done = [], False
+        while not done:
+            obs, r, term, trunc, info = env.step(policy(env))
+            out.append((obs, r, term, trunc))
+            done = term or trunc
+        return out, info
+
+    env = make(cfg)
+    env.reset()  # run seed drawn from the env's own stream
+    for _ in range(3 if kind == "quota" else 2):
+        env.step(policy(env))
+    if kind == "quota":
+        assert env.trainer.in_epoch and env.trainer.epoch == 1
+    env.save(tmp_path / "episode.pt")
+    straight, final = rest_of_episode(env)
+
+    resumed_env = make(cfg)
+    resumed_env.restore(tmp_path / "episode.pt")
+    resumed, final_resumed = rest_of_episode(resumed_env)
+    assert len(resumed) == len(straight) > 0
+    for (o1, r1, t1, u1), (o2, r2, t2, u2) in zip(straight, resumed, strict=True):
+        assert np.array_equal(o1, o2) and r1 == r2 and (t1, u1) == (t2, u2)
+    finals = {k: v for k, v in final.items() if k.startswith("final_")}
+    assert finals and finals == {k: final_resumed[k] for k in finals}
+    assert env.reset()[1]["run_seed"] == resumed_env.reset()[1]["run_seed"]
+
+    other = make({**cfg, "reward": {"weak_gain": 1.0}})
+    with pytest.raises(ConfigError, match="reward"):
+        other.restore(tmp_path / "episode.pt")

@@ -176,18 +176,24 @@ def test_memory_mapped_features_train_like_resident_ones(small_synthetic, tmp_pa
     assert [s["loss"] for s in a.history.steps] == [s["loss"] for s in b.history.steps]
 
 
+@pytest.mark.parametrize("mid_epoch", [False, True], ids=["between-epochs", "mid-epoch"])
 @pytest.mark.parametrize(
     "method, sampler",
     [("mla", "dus-h"), ("joint", "bss-h:t_grow=3,rerank=2"), ("joint", "bss-l"),
      ("ogm-ge", "uniform")],
 )
-def test_restored_trainer_continues_exactly(small_synthetic, tmp_path, method, sampler):
+def test_restored_trainer_continues_exactly(small_synthetic, tmp_path, method, sampler,
+                                            mid_epoch):
     cfg = TrainConfig(method=method, epochs=4, seed=5)
     straight = Trainer(small_synthetic, cfg, make_sampler(sampler))
     straight.fit()
     first = Trainer(small_synthetic, cfg, make_sampler(sampler))
     while first.epoch < 2:
         first.step(stop_at_epoch_end=True)
+    if mid_epoch:  # into epoch 2, with part of its plan and BSS scores already used
+        for _ in range(3):
+            first.step()
+        assert first.in_epoch and first.epoch == 2
     first.save(tmp_path / "state.pt")
     resumed = Trainer(small_synthetic, cfg, make_sampler(sampler))
     resumed.restore(tmp_path / "state.pt")

@@ -77,6 +77,68 @@ class EnvConfigBase:
         return TrainConfig.from_dict({**self.train, "method": self.method, "seed": seed})
 
 
+class SavableEpisode:
+    """`save(path)` / `restore(path)` for an environment mid-episode, so a resumed trial
+    continues its episode rather than restarting it: the trainer's full state (model,
+    optimizer, sampler with its epoch plan, learning status, every random stream; between
+    epochs or within one), the episode's clock and reward baseline, and the env's own random
+    stream. The env must have been built with the same config (checked). Subclasses
+    provide `_new_run(run_seed)` (a fresh sampler and trainer) and list in `episode_keys`
+    the plain attributes that belong to the episode."""
+
+    episode_keys: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        from mmbalance.trainers.state import to_saveable
+
+        if self.trainer is None:
+            raise RuntimeError("call reset() before saving an episode")
+        return {
+            "config": _comparable(self.cfg),
+            "run_seed": self.run_seed,
+            "trainer": self.trainer.state_dict(),
+            "episode": {k: to_saveable(getattr(self, k)) for k in self.episode_keys},
+            "clock": {"steps": self.clock.steps,
+                      "seconds": time.perf_counter() - self.clock.start},
+            "np_random": self.np_random.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        from mmbalance.trainers.state import from_saveable
+
+        mine = _comparable(self.cfg)
+        if state["config"] != mine:
+            diff = sorted(k for k in set(mine) | set(state["config"])
+                          if state["config"].get(k) != mine.get(k))
+            raise ConfigError(f"episode was saved with another env config (differs in {diff})")
+        self._new_run(int(state["run_seed"]))
+        self.trainer.load_state_dict(state["trainer"])
+        for k, v in state["episode"].items():
+            setattr(self, k, from_saveable(v))
+        self.clock.steps = int(state["clock"]["steps"])
+        self.clock.start = time.perf_counter() - float(state["clock"]["seconds"])
+        self.np_random.bit_generator.state = state["np_random"]
+
+    def save(self, path: str | Path) -> None:
+        from mmbalance.trainers.state import save_file
+
+        save_file(self.state_dict(), path)
+
+    def restore(self, path: str | Path) -> None:
+        from mmbalance.trainers.state import load_file
+
+        self.load_state_dict(load_file(path))
+
+
+def _comparable(cfg: EnvConfigBase) -> dict:
+    """The env config as plain values; a dataset given as an object is named by its type."""
+    from dataclasses import fields
+
+    out = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("data", "fault")}
+    out["data"] = cfg.data if isinstance(cfg.data, str) else type(cfg.data).__name__
+    return out
+
+
 class EpisodeClock:
     """Env steps and wall time of the current episode, for truncation."""
 

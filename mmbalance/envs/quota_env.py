@@ -24,6 +24,7 @@ from mmbalance.envs.common import (
     RUN_SEEDS,
     EnvConfigBase,
     EpisodeClock,
+    SavableEpisode,
     resolve_dataset,
     run_info,
 )
@@ -52,9 +53,10 @@ class QuotaEnvConfig(EnvConfigBase):
             raise ConfigError(f"steps_per_action: must be >= 1, got {self.steps_per_action}")
 
 
-class QuotaEnv(gym.Env):
+class QuotaEnv(SavableEpisode, gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
     cfg_class = QuotaEnvConfig
+    episode_keys = ("val0", "episode_return")  # with the trainer, what save()/restore() carry
 
     def __init__(self, config: dict | None = None):
         self.cfg = QuotaEnvConfig.from_dict(config)
@@ -82,14 +84,18 @@ class QuotaEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         run_seed = int(seed) if seed is not None else int(self.np_random.integers(*RUN_SEEDS))
-        self.sampler = QuotaSampler(self.actions.n_min, self.actions.n_max)
-        self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
-        steps_per_epoch = math.ceil(self.trainer.n_train / self.trainer.config.batch_size)
-        self.total_steps = self.trainer.config.epochs * steps_per_epoch
+        self._new_run(run_seed)
         self.clock.reset()
         self.val0 = self.trainer.evaluate("val")["acc"] if self.reward_cfg.val_acc else 0.0
         self.episode_return = 0.0
         return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
+
+    def _new_run(self, run_seed: int) -> None:
+        self.run_seed = run_seed
+        self.sampler = QuotaSampler(self.actions.n_min, self.actions.n_max)
+        self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
+        steps_per_epoch = math.ceil(self.trainer.n_train / self.trainer.config.batch_size)
+        self.total_steps = self.trainer.config.epochs * steps_per_epoch
 
     def step(self, action):
         if self.trainer is None:

@@ -23,6 +23,7 @@ from mmbalance.envs.common import (
     RUN_SEEDS,
     EnvConfigBase,
     EpisodeClock,
+    SavableEpisode,
     resolve_dataset,
     run_info,
 )
@@ -62,9 +63,10 @@ class SequenceEnvConfig(EnvConfigBase):
                                  min_pacing=self.min_pacing)
 
 
-class SequenceEnv(gym.Env):
+class SequenceEnv(SavableEpisode, gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
     cfg_class = SequenceEnvConfig
+    episode_keys = ("val0", "last_unit")  # with the trainer, what save()/restore() carry
 
     def __init__(self, config: dict | None = None):
         self.cfg = SequenceEnvConfig.from_dict(config)
@@ -93,12 +95,16 @@ class SequenceEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         run_seed = int(seed) if seed is not None else int(self.np_random.integers(*RUN_SEEDS))
-        self.sampler = BucketSampler(self.cfg.buckets)
-        self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
+        self._new_run(run_seed)
         self.last_unit = np.ones(self.dims)
         self.clock.reset()
         self.val0 = self.trainer.evaluate("val")["acc"] if self.reward_cfg.val_acc else 0.0
         return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
+
+    def _new_run(self, run_seed: int) -> None:
+        self.run_seed = run_seed
+        self.sampler = BucketSampler(self.cfg.buckets)
+        self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
 
     def step(self, action):
         if self.trainer is None:

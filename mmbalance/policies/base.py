@@ -62,6 +62,10 @@ class Sampler:
     def on_epoch_end(self, metrics: dict[str, float]) -> None:
         """Called after each epoch's validation with that epoch's row (`val_acc`, ...)."""
 
+    def before_save(self) -> None:
+        """Called before a checkpoint: put any state held outside plain attributes (a
+        network, an optimizer) into plain ones, which the checkpoint saves."""
+
     def log_metrics(self) -> dict[str, float]:
         """The current sampling distribution, for logs and plots."""
         return {}

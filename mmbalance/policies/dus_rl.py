@@ -385,8 +385,13 @@ class DUSRLSampler(QuotaSampler):
 
     def on_epoch_end(self, metrics: dict[str, float]) -> None:
         self.val_acc = float(metrics["val_acc"])
-        # Trainer checkpoints (taken between epochs) save a sampler's plain attributes: keep
-        # the network, its optimizer and the random stream there too (cheap, once an epoch)
+        self.before_save()  # once an epoch, so a sweep's checkpoint never waits on it
+
+    def before_save(self) -> None:
+        # Trainer checkpoints save a sampler's plain attributes: put the network, its
+        # optimizer and the random stream there too
+        if self.policy_state is not self._synced.state:  # restored, not yet loaded (a run
+            self._resume()                               # restored just before an epoch end)
         self.policy_state = {
             "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),

@@ -1,7 +1,7 @@
 """A trainer's full state as plain tensors and Python values, for exact resumption.
 
-Saved at epoch boundaries: model, optimizer, lr schedule, method state (MLA's projector),
-sampler state, learning status, every random stream (the sampler's numpy generator, the
+Saved between epochs or within one: model, optimizer, lr schedule, method state (MLA's
+projector), sampler state (its epoch plan and position), learning status, every random stream (the sampler's numpy generator, the
 run's torch generator, torch's global one), counters, histories and the best model so far.
 Files are written with `torch.save` and read with `torch.load(..., weights_only=True)`:
 numpy arrays travel as tensors, tagged so they come back as arrays.

@@ -267,11 +267,14 @@ class Trainer:
 
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        """Everything needed to continue this run exactly; only between epochs."""
-        if self.in_epoch:
-            raise RuntimeError("a trainer can be saved between epochs only")
+        """Everything needed to continue this run exactly, between epochs or within one
+        (the sampler's epoch plan and position, and the logits kept for BSS scoring so far)."""
         from mmbalance.trainers.state import object_state, to_saveable
 
+        self.sampler.before_save()
+        mid = None
+        if self.in_epoch and self._seen is not None:
+            mid = {"seen": to_saveable(self._seen), "seen_logits": self._seen_logits.cpu()}
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -284,7 +287,8 @@ class Trainer:
             "status": to_saveable(self.status.state_dict()),
             "counters": {"epoch": self.epoch, "global_step": self.global_step,
                          "best_val": self.best_val, "best_epoch": self.best_epoch,
-                         "train_seconds": self.train_seconds},
+                         "train_seconds": self.train_seconds, "in_epoch": self.in_epoch},
+            "observed": mid,
             "best_state": self.best_state,
             "history": {"steps": self.history.steps, "epochs": self.history.epochs},
             "config": self.config.to_dict(),
@@ -316,7 +320,12 @@ class Trainer:
         self.train_seconds = float(c["train_seconds"])
         self.best_state = state["best_state"]
         self.history = History(list(state["history"]["steps"]), list(state["history"]["epochs"]))
-        self.in_epoch = False
+        self.in_epoch = bool(c.get("in_epoch", False))
+        self._epoch_start = time.perf_counter()  # the epoch's wall time restarts here
+        mid = state.get("observed")
+        if mid is not None:
+            self._seen = from_saveable(mid["seen"])
+            self._seen_logits = mid["seen_logits"].to(self.device)
 
     def save(self, path) -> None:
         from mmbalance.trainers.state import save_file
