@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_defaults_flag(c)
 
     le = sub.add_parser("learn", help="learn a sampling policy with RLlib from a YAML config")
-    le.add_argument("config", help="YAML, e.g. tune_configs/dus_ppo.yaml")
+    le.add_argument("config", nargs="?", help="YAML, e.g. tune_configs/dus_ppo.yaml")
+    le.add_argument("--resume", metavar="DIR", help="continue the learn run in DIR from its "
+                    "newest checkpoint (--iterations raises its budget)")
     le.add_argument("--iterations", type=_positive_int, help="override the training budget")
     le.add_argument("--out", help="output folder (default runs/learn-<name>-<time>)")
     le.add_argument("--address", help="Ray cluster address (default: the YAML's, else local)")
@@ -245,18 +247,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
-    from mmbalance.tune.learn import run_learn
+    from mmbalance.tune.learn import resume_learn, run_learn
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
-    base = LearnConfig.from_yaml(args.config).to_dict()
-    sets = list(args.set)
-    if args.iterations is not None:
-        sets.append(f"iterations={args.iterations}")
-    if args.address:
-        sets.append(f"address={args.address}")
-    cfg = LearnConfig.from_dict(apply_overrides(base, sets))
-    stem = Path(args.config).stem
-    res = run_learn(cfg, args.out or _default_out(f"learn-{stem}"), progress=not args.no_progress)
+    if args.resume:
+        if args.config or args.set or args.out or args.address:
+            raise UserError("--resume DIR takes its config from DIR; only --iterations and "
+                            "--no-progress go with it")
+        res = resume_learn(args.resume, args.iterations, progress=not args.no_progress)
+        cfg = LearnConfig.from_yaml(Path(args.resume) / "learn_config.yaml")
+    else:
+        if not args.config:
+            raise UserError("learn: give a CONFIG.yaml, or --resume DIR")
+        base = LearnConfig.from_yaml(args.config).to_dict()
+        sets = list(args.set)
+        if args.iterations is not None:
+            sets.append(f"iterations={args.iterations}")
+        if args.address:
+            sets.append(f"address={args.address}")
+        cfg = LearnConfig.from_dict(apply_overrides(base, sets))
+        stem = Path(args.config).stem
+        res = run_learn(cfg, args.out or _default_out(f"learn-{stem}"),
+                        progress=not args.no_progress)
     rows = res["rows"]
     last = rows[-1] if rows else {}
     print(f"{cfg.algorithm}: {len(rows)} iterations, {int(last.get('env_steps', 0))} env steps, "

@@ -194,3 +194,35 @@ def test_env_runner_crash_is_restarted_and_learning_completes(ray_session, tmp_p
     assert marker.exists()  # the env did crash once
     assert len(res["rows"]) == 2  # and learning went on to the end of its budget
     assert (res["out"] / "policy" / "policy.pt").is_file()
+
+
+def test_learn_resumes_from_its_newest_checkpoint(ppo_run, tmp_path, capsys):
+    """`learn --resume` restores the algorithm from the checkpoint (its policy weights and its
+    lifetime counters), runs only the missing iterations and keeps one row per iteration."""
+    import shutil
+
+    from mmbalance.cli import main
+    from mmbalance.tune.learn import resume_learn
+
+    run = tmp_path / "run"
+    shutil.copytree(ppo_run["out"], run)
+    # with no iteration left to run, the exported policy is the checkpoint's own
+    res = resume_learn(run, progress=False)
+    assert len(res["rows"]) == 1
+    original = torch.load(ppo_run["out"] / "policy" / "policy.pt", weights_only=True)
+    again = torch.load(run / "policy" / "policy.pt", weights_only=True)
+    assert all(torch.equal(original[k], again[k]) for k in original)
+
+    (run / "checkpoints" / "iter_0002.partial").mkdir()  # a save killed midway: ignored
+    assert main(["learn", "--resume", str(run), "--iterations", "3", "--no-progress"]) == 0
+    progress = pd.read_parquet(run / "progress.parquet")
+    assert progress["iteration"].tolist() == [1, 2, 3]
+    steps = progress["env_steps"].tolist()
+    assert steps[1] >= steps[0] + 32 and steps[2] >= steps[1] + 32  # counters continued
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "iter_0001", "iter_0002", "iter_0003"]
+    assert json.loads((run / "policy" / "policy.json").read_text())["iterations"] == 3
+
+    assert main(["learn", "--resume", str(run), "--iterations", "2"]) == 2
+    assert main(["learn", "--resume", str(tmp_path)]) == 2
+    assert "learn_config.yaml" in capsys.readouterr().err

@@ -4,16 +4,25 @@ Output folder: `learn_config.yaml` (the resolved config), `progress.parquet` (on
 iteration: env steps, episode return, the MML metrics), TensorBoard events in `tb/`,
 checkpoints in `checkpoints/iter_NNNN/` (RLlib's `save_to_path`), and the exported policy in
 `policy/` (plain torch + JSON, runnable with `--sampler learned:OUT/policy`).
+
+`mmbalance learn --resume OUT [--iterations N]` continues an interrupted (or finished) run
+from its newest complete checkpoint: RLlib restores the algorithm (policy, optimizer, env
+runner and metric state), iterations after that checkpoint are run again and their rows in
+`progress.parquet` replaced, so every iteration appears once. A checkpoint is written under
+a temporary name and renamed when complete, so a kill mid-save never leaves one that looks
+whole.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 
 import yaml
 
+from mmbalance.errors import UserError
 from mmbalance.runs import new_run_dir, write_table
 from mmbalance.tune.learn_config import LearnConfig
 
@@ -47,8 +56,62 @@ def summary_row(iteration: int, result: dict, seconds: float) -> dict:
     return row
 
 
-def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True) -> dict:
-    """Train `cfg.iterations` iterations; return where things were written."""
+def latest_checkpoint(out: Path) -> tuple[int, Path] | None:
+    """The newest complete checkpoint of a learn folder, as (iteration, path)."""
+    found = []
+    for path in (out / "checkpoints").glob("iter_*"):
+        digits = path.name[len("iter_"):]
+        if path.is_dir() and digits.isdigit():
+            found.append((int(digits), path))
+    return max(found) if found else None
+
+
+def _save(algo, out: Path, i: int) -> None:
+    final = out / "checkpoints" / f"iter_{i:04d}"
+    tmp = final.with_name(final.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    algo.save_to_path(str(tmp.resolve()))
+    if final.exists():  # the same iteration again after a resume
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def resume_learn(out: str | Path, iterations: int | None = None,
+                 progress: bool = True) -> dict:
+    """Continue the learn run in `out` from its newest checkpoint (to `iterations` if given,
+    else the run's own budget)."""
+    import pandas as pd
+
+    out = Path(out)
+    saved = out / "learn_config.yaml"
+    if not saved.is_file():
+        raise UserError(f"--resume: {out} is not a `mmbalance learn` output folder "
+                        "(no learn_config.yaml)")
+    data = LearnConfig.from_yaml(saved).to_dict()
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise UserError(f"--resume: {out} has no complete checkpoint to continue from")
+    if iterations is not None:
+        if iterations < ckpt[0]:
+            raise UserError(f"--iterations {iterations}: the run already has a checkpoint at "
+                            f"iteration {ckpt[0]}; give at least that")
+        data["iterations"] = iterations
+    cfg = LearnConfig.from_dict(data)
+    rows: list[dict] = []
+    if (out / "progress.parquet").is_file():
+        rows = [r for r in pd.read_parquet(out / "progress.parquet").to_dict("records")
+                if r["iteration"] <= ckpt[0]]
+    if ckpt[0] >= cfg.iterations:
+        print(f"--resume: {out} already has a checkpoint at iteration {ckpt[0]} >= "
+              f"{cfg.iterations}; exporting the policy from it")
+    return run_learn(cfg, out, progress, start=ckpt, rows=rows)
+
+
+def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
+              start: tuple[int, Path] | None = None, rows: list[dict] | None = None) -> dict:
+    """Train to `cfg.iterations` iterations; return where things were written. `start`
+    (iteration, checkpoint) continues a run in `out` (see `resume_learn`)."""
     import ray
     from tqdm.auto import tqdm
 
@@ -56,21 +119,24 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True) -> dict:
     from mmbalance.tune.algos import build_algorithm_config
     from mmbalance.tune.export import export_policy
 
-    out = new_run_dir(out)
+    out = Path(out) if start is not None else new_run_dir(out)
     (out / "learn_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    first = start[0] + 1 if start is not None else 1
+    rows = list(rows or [])
     started = not ray.is_initialized()
     if started:
         ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     algo = None
-    rows: list[dict] = []
     try:
         algo = build_algorithm_config(cfg).build_algo()
+        if start is not None:
+            algo.restore_from_path(str(start[1].resolve()))
         writer = _tensorboard(out / "tb")
-        bar = tqdm(total=cfg.iterations, desc=f"{cfg.algorithm} on {cfg.env}", unit="iter",
-                   disable=not progress)
-        t0 = time.perf_counter()
-        for i in range(1, cfg.iterations + 1):
+        bar = tqdm(total=cfg.iterations, initial=first - 1, unit="iter",
+                   desc=f"{cfg.algorithm} on {cfg.env}", disable=not progress)
+        t0 = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
+        for i in range(first, cfg.iterations + 1):
             result = algo.train()
             row = summary_row(i, result, time.perf_counter() - t0)
             rows.append(row)
@@ -83,13 +149,13 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True) -> dict:
             bar.set_postfix(ret=f"{row['episode_return_mean']:.3f}",
                             steps=int(row["env_steps"]) if math.isfinite(row["env_steps"]) else 0)
             if cfg.checkpoint_every and i % cfg.checkpoint_every == 0:
-                algo.save_to_path(str((out / "checkpoints" / f"iter_{i:04d}").resolve()))
+                _save(algo, out, i)
         bar.close()
         if writer is not None:
             writer.close()
-        final_ckpt = (out / "checkpoints" / f"iter_{cfg.iterations:04d}").resolve()
-        if not final_ckpt.exists():
-            algo.save_to_path(str(final_ckpt))
+        last = max(cfg.iterations, first - 1)
+        if not (out / "checkpoints" / f"iter_{last:04d}").exists():
+            _save(algo, out, last)
         env = cfg.env_class()(cfg.env_config)
         if cfg.env == "quota-vector":  # export the single run's policy: a quota policy
             from mmbalance.envs import QuotaEnv
@@ -107,7 +173,7 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True) -> dict:
             "num_classes": resolve_dataset(env.cfg.data).num_classes,
             "modalities": env.modalities,
             "seed": cfg.seed,
-            "iterations": cfg.iterations,
+            "iterations": last,
         }
         export_policy(algo.get_module(), env, out / "policy", meta, cfg.algorithm, cfg.seed)
     finally:
