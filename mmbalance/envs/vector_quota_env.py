@@ -169,6 +169,44 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
         return (self._obs.copy(), self._rewards.copy(), self._terminations.copy(),
                 self._truncations.copy(), self._merge_infos(infos))
 
+    # ------------------------------------------------------------ checkpoints
+    _VECTOR_KEYS = ("_obs", "_rewards", "_terminations", "_truncations", "_autoreset_envs")
+
+    def state_dict(self) -> dict:
+        """Every run's episode state (see QuotaEnv.save) and the batch's last step."""
+        from mmbalance.trainers.state import to_saveable
+
+        if self.stack is None:
+            raise RuntimeError("call reset() before saving")
+        return {"runs": [r.state_dict() for r in self.runs],
+                "vector": {k: to_saveable(getattr(self, k).copy()) for k in self._VECTOR_KEYS}}
+
+    def load_state_dict(self, state: dict) -> None:
+        from mmbalance.trainers.state import from_saveable
+
+        if len(state["runs"]) != self.num_envs:
+            raise ConfigError(f"num_runs: the saved state has {len(state['runs'])} runs, this "
+                              f"env {self.num_envs}")
+        for run, saved in zip(self.runs, state["runs"], strict=True):
+            run.load_state_dict(saved)
+        if self.stack is None:
+            self.stack = StackedMLA(self.trainers)
+        else:
+            for i, run in enumerate(self.runs):
+                self.stack.load(i, run.trainer)
+        for k in self._VECTOR_KEYS:
+            setattr(self, k, from_saveable(state["vector"][k]))
+
+    def save(self, path) -> None:
+        from mmbalance.trainers.state import save_file
+
+        save_file(self.state_dict(), path)
+
+    def restore(self, path) -> None:
+        from mmbalance.trainers.state import load_file
+
+        self.load_state_dict(load_file(path))
+
     # ---------------------------------------------------------------- internals
     def _reset_run(self, i: int, seed: int | None, options: dict | None):
         run = self.runs[i]

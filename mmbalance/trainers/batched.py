@@ -107,8 +107,8 @@ class StackedMLA:
             per_run = [dict(t.model.named_parameters()) for t in trainers]
             self.params = {n: torch.stack([p[n].detach() for p in per_run]).requires_grad_()
                            for n in self.names}
-            self.bufs = ({n: torch.zeros_like(v) for n, v in self.params.items()}
-                         if self.cfg.momentum != 0 else None)
+            self.bufs = ({n: torch.stack([_momentum(t, n) for t in trainers])
+                          for n in self.names} if self.cfg.momentum != 0 else None)
             self.proj = torch.stack([t.method.projector for t in trainers])
         self.trainers = list(trainers)
         for i in range(len(self.trainers)):
@@ -148,7 +148,8 @@ class StackedMLA:
             t.model._stacked_hook = True
 
     def load(self, i: int, trainer) -> None:
-        """Put a fresh run (a new episode's trainer) into slot i."""
+        """Put a run into slot i: a new episode's trainer, or one restored from a checkpoint
+        (its momentum buffers come along)."""
         check_batchable(trainer)
         self._check_same(trainer)
         with torch.no_grad():
@@ -156,7 +157,7 @@ class StackedMLA:
             for n in self.names:
                 self.params[n][i].copy_(params[n])
                 if self.bufs is not None:
-                    self.bufs[n][i].zero_()
+                    self.bufs[n][i].copy_(_momentum(trainer, n))
             self.proj[i].copy_(trainer.method.projector)
         self.trainers[i] = trainer
         self._bind(i)
@@ -248,6 +249,14 @@ class StackedMLA:
         with torch.no_grad():  # the true-class probability is exp(-CE)
             s = _masked_mean(torch.exp(-ce.detach()), mask, counts)
             return loss, s, _masked_mean(feat_t.detach().transpose(1, 2), mask, counts)
+
+
+def _momentum(trainer, name: str) -> torch.Tensor:
+    """A run's SGD momentum buffer for parameter `name`; zeros before its first step (the
+    first update then equals plain SGD, as torch's SGD does)."""
+    p = dict(trainer.model.named_parameters())[name]
+    buf = trainer.optimizer.state.get(p, {}).get("momentum_buffer")
+    return buf.detach().clone() if buf is not None else torch.zeros_like(p.detach())
 
 
 def _mlp_program(module: nn.Module, prefix: str) -> list[tuple] | None:
