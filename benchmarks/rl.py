@@ -22,7 +22,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import yaml
@@ -30,6 +29,7 @@ from _common import RESULTS, header, invocation
 
 from mmbalance.cli import main as cli
 from mmbalance.envs import QuotaEnv
+from mmbalance.report_learn import plot_learning_curve
 from mmbalance.runs import read_json
 
 CONFIG = "tune_configs/dus_ppo.yaml"
@@ -102,25 +102,8 @@ def main() -> None:
         "dus-h": fixed_policy_episodes(env_config, lambda e: e.heuristic_action("dus-h"),
                                        heur_seeds),
     }
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, col, lvl, title in [
-        (axes[0], "episode_return_mean", "return", "episode return"),
-        (axes[1], "discrepancy", "final_D", "final discrepancy D"),
-        (axes[2], "final_val_acc", "final_val_acc", "final val accuracy (best epoch)"),
-    ]:
-        if col in progress:
-            ax.plot(progress["env_steps"], progress[col], marker="o", label="PPO (mean of "
-                    "recent episodes)")
-        for (name, lv), style in zip(levels.items(), ["--", ":"]):
-            ax.axhline(lv[lvl], linestyle=style, color="gray" if name == "uniform" else "C3",
-                       label=f"{name} (fixed policy)")
-        ax.set_xlabel("env steps")
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"DUS quotas learned with PPO ({CONFIG}), synthetic data")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "rl_curve.png", dpi=110)
-    plt.close(fig)
+    plot_learning_curve(progress, f"DUS quotas learned with PPO ({CONFIG}), synthetic data",
+                        RESULTS / "rl_curve.png", levels)
     parts.append(
         f"**Learning** (`mmbalance learn {CONFIG} --iterations {args.iterations} "
         f"{' '.join('--set ' + o for o in OVERRIDES)}`): "

@@ -39,8 +39,13 @@ def make_report(path: str | Path) -> list[Path]:
         from mmbalance.report_sweep import sweep_report
 
         return sweep_report(folder)
-    expected = ("a run folder (with steps.parquet), a comparison folder (with compare.json) "
-                "or a finished sweep folder (with sweep.yaml and results.parquet)")
+    if (folder / "learn_config.yaml").is_file() and (folder / "progress.parquet").is_file():
+        from mmbalance.report_learn import learn_report
+
+        return learn_report(folder)
+    expected = ("a run folder (with steps.parquet), a comparison folder (with compare.json), "
+                "a finished sweep folder (with sweep.yaml and results.parquet) or a learn "
+                "folder (with learn_config.yaml and progress.parquet)")
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; expected {expected}")
     raise UserError(f"{folder}: not a run or comparison folder; expected {expected}")

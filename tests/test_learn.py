@@ -226,3 +226,19 @@ def test_learn_resumes_from_its_newest_checkpoint(ppo_run, tmp_path, capsys):
     assert main(["learn", "--resume", str(run), "--iterations", "2"]) == 2
     assert main(["learn", "--resume", str(tmp_path)]) == 2
     assert "learn_config.yaml" in capsys.readouterr().err
+
+
+def test_report_plots_a_learn_folder(ppo_run, tmp_path):
+    import shutil
+
+    from mmbalance.report import make_report
+    from mmbalance.report_learn import PANELS
+
+    run = tmp_path / "run"
+    shutil.copytree(ppo_run["out"], run)
+    paths = make_report(run)
+    assert [p.name for p in paths] == ["learning_curve.png"]
+    from PIL import Image
+
+    with Image.open(paths[0]) as img:  # one panel per tracked quantity, side by side
+        assert img.size[0] > img.size[1] * (len(PANELS) - 1)

@@ -207,3 +207,26 @@ def test_missing_folder_is_a_user_error(tmp_path: Path) -> None:
         make_report(missing)
     assert str(missing) in str(info.value)
     assert not missing.exists()
+
+
+def test_learning_curve_draws_progress_and_fixed_policy_levels():
+    import math
+
+    import pandas as pd
+
+    from mmbalance.report_learn import learning_curve_figure
+
+    progress = pd.DataFrame({"iteration": [1, 2, 3], "env_steps": [32.0, 64.0, 96.0],
+                             "episode_return_mean": [1.0, 2.0, 1.5],
+                             "discrepancy": [math.nan] * 3, "final_val_acc": [0.5, 0.6, 0.7]})
+    fig = learning_curve_figure(progress, "t", {"dus-h": {"return": 1.8, "final_D": 0.1}})
+    ret, disc, acc = fig.axes
+    curve, level = ret.get_lines()
+    assert list(curve.get_xdata()) == [32.0, 64.0, 96.0]
+    assert list(curve.get_ydata()) == [1.0, 2.0, 1.5]
+    assert list(level.get_ydata()) == [1.8, 1.8] and "dus-h" in level.get_label()
+    # no episode ended yet: said, not drawn as an empty curve; the level is still shown
+    assert [t.get_text() for t in disc.texts] == ["no episode has ended yet"]
+    assert len(disc.get_lines()) == 1
+    assert len(acc.get_lines()) == 1  # no final_val_acc level was given
+    plt.close(fig)
