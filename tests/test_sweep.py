@@ -246,3 +246,27 @@ def test_rllib_sweep_with_pbt_over_rl_and_env_hyperparameters(ray_session, tmp_p
     assert len(trial_dirs) == 2
     for trial_dir in trial_dirs:  # learn trials checkpoint every iteration too
         assert len(list(trial_dir.glob("checkpoint_*"))) >= 2, trial_dir
+
+
+def test_a_trial_whose_checkpoint_is_gone_keeps_its_reported_history(tmp_path):
+    """results are written from result.json when a trial's last checkpoint cannot be read
+    (one lost checkpoint must not lose the whole sweep's tables)."""
+    import json
+    from types import SimpleNamespace
+
+    from ray.tune import Checkpoint
+
+    from mmbalance.tune.sweep import _epoch_history, _trial_history
+
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    # iterations 2-3 ran, the trial was restored from its iteration-1 checkpoint and re-ran them
+    reports = [{"training_iteration": i, "val_acc": v}
+               for i, v in [(1, 0.1), (2, 0.2), (3, 0.3), (2, 0.25), (3, 0.35), (4, 0.4)]]
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in reports))
+    result = SimpleNamespace(checkpoint=Checkpoint.from_directory(str(tmp_path / "gone")),
+                             path=str(trial), metrics_dataframe=None)
+    assert _epoch_history(result) is None
+    history = _trial_history(result)  # each iteration once, as the run that went on had it
+    assert history["training_iteration"].tolist() == [1, 2, 3, 4]
+    assert history["val_acc"].tolist() == pytest.approx([0.1, 0.25, 0.35, 0.4])

@@ -45,7 +45,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mmbalance.errors import ConfigError, reject_unknown_keys
+from mmbalance.errors import ConfigError, UserError, reject_unknown_keys
 from mmbalance.spec import load_yaml_mapping
 from mmbalance.tune import search_space as dsl
 
@@ -364,8 +364,11 @@ def _epoch_history(result):
 
     if result.checkpoint is None:
         return None
-    with result.checkpoint.as_directory() as d:
-        epochs = load_file(Path(d) / "trainer.pt")["history"]["epochs"]
+    try:
+        with result.checkpoint.as_directory() as d:
+            epochs = load_file(Path(d) / "trainer.pt")["history"]["epochs"]
+    except (UserError, OSError):  # checkpoint gone (e.g. deleted): fall back to result.json
+        return None
     df = pd.DataFrame(epochs)
     df.insert(0, "training_iteration", df["epoch"] + 1)
     return df
