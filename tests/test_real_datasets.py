@@ -662,3 +662,15 @@ def test_dataset_defaults_apply_only_to_the_papers_datasets():
     args = parser.parse_args(["train", "--data", "synthetic"])
     assert _dataset_defaults(args.data, args) == {}
     assert TrainConfig.from_dict({}).epochs != dataset_defaults("ks")["train"]["epochs"]
+
+
+@pytest.mark.parametrize("name", ["twitter2015", "sarcasm"])
+@pytest.mark.parametrize("bad, needle", [({"text_length": 1}, "text_length must be >= 2"),
+                                         ({"image_size": 0}, "image_size must be > 0"),
+                                         ({"max_words": -3}, "max_words must be > 0")])
+def test_image_text_settings_are_checked(name, bad, needle):
+    from mmbalance.data.real import preparer_class
+    from mmbalance.data.real.store import make_settings
+
+    with pytest.raises(ConfigError, match=needle):
+        make_settings(preparer_class(name).settings_cls, bad)

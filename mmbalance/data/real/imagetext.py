@@ -7,6 +7,16 @@ import numpy as np
 from mmbalance.data.real import images
 from mmbalance.data.real.store import Item, Preparer
 from mmbalance.data.real.text import load_tokenizer
+from mmbalance.errors import ConfigError
+
+
+def check_image_text_settings(settings) -> None:
+    """The checks every image-text dataset's preparation settings share."""
+    for key in ("image_size", "max_words"):
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"prepare: {key} must be > 0, got {getattr(settings, key)}")
+    if settings.text_length < 2:
+        raise ConfigError(f"prepare: text_length must be >= 2, got {settings.text_length}")
 
 
 class ImageTextPreparer(Preparer):

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmbalance.data.real import images
-from mmbalance.data.real.imagetext import ImageTextPreparer
+from mmbalance.data.real.imagetext import ImageTextPreparer, check_image_text_settings
 from mmbalance.data.real.store import Item
 from mmbalance.data.real.text import pre_caption
-from mmbalance.errors import ConfigError, DataError
+from mmbalance.errors import DataError
 
 CLASSES = ("not sarcastic", "sarcastic")
 
@@ -42,11 +42,7 @@ class Settings:
     split_seed: int = 0
 
     def check(self) -> None:
-        for key in ("image_size", "max_words"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"prepare: {key} must be > 0, got {getattr(self, key)}")
-        if self.text_length < 2:
-            raise ConfigError(f"prepare: text_length must be >= 2, got {self.text_length}")
+        check_image_text_settings(self)
 
 
 def read_json(path: Path) -> list[tuple[int, str, str]]:

@@ -24,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmbalance.data.real.imagetext import ImageTextPreparer
+from mmbalance.data.real.imagetext import ImageTextPreparer, check_image_text_settings
 from mmbalance.data.real.store import Item
 from mmbalance.data.real.text import english_words, pre_caption
-from mmbalance.errors import ConfigError, DataError
+from mmbalance.errors import DataError
 
 CLASSES = ("negative", "neutral", "positive")
 SPLIT_FILES = {"train": "train.tsv", "val": "dev.tsv", "test": "test.tsv"}
@@ -43,11 +43,7 @@ class Settings:
     image_dir: str = "twitter2015_images"
 
     def check(self) -> None:
-        for key in ("image_size", "max_words"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"prepare: {key} must be > 0, got {getattr(self, key)}")
-        if self.text_length < 2:
-            raise ConfigError(f"prepare: text_length must be >= 2, got {self.text_length}")
+        check_image_text_settings(self)
 
 
 def read_tsv(path: Path) -> list[tuple[int, str, str]]:
