@@ -73,7 +73,7 @@ def table(rows: dict[str, dict], cols: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--iterations", type=int, default=15)
+    p.add_argument("--iterations", type=int, default=45)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--heuristic-episodes", type=int, default=5)
     args = p.parse_args()
