@@ -88,6 +88,17 @@ class SavableEpisode:
 
     episode_keys: tuple[str, ...] = ()
 
+    def _start_episode(self, seed: int | None) -> int:
+        """What every env's `reset` does first: seed the env's own stream, start a fresh run
+        (its seed drawn from RUN_SEEDS unless given), restart the clock and take the reward's
+        validation baseline. Returns the run seed."""
+        super().reset(seed=seed)  # gymnasium.Env.reset, next in the env's MRO
+        run_seed = int(seed) if seed is not None else int(self.np_random.integers(*RUN_SEEDS))
+        self._new_run(run_seed)
+        self.clock.reset()
+        self.val0 = self.trainer.evaluate("val")["acc"] if self.reward_cfg.val_acc else 0.0
+        return run_seed
+
     def state_dict(self) -> dict:
         from mmbalance.trainers.state import to_saveable
 

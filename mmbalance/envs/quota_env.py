@@ -21,7 +21,6 @@ import gymnasium as gym
 import numpy as np
 
 from mmbalance.envs.common import (
-    RUN_SEEDS,
     EnvConfigBase,
     EpisodeClock,
     SavableEpisode,
@@ -82,11 +81,7 @@ class QuotaEnv(SavableEpisode, gym.Env):
 
     # -------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        run_seed = int(seed) if seed is not None else int(self.np_random.integers(*RUN_SEEDS))
-        self._new_run(run_seed)
-        self.clock.reset()
-        self.val0 = self.trainer.evaluate("val")["acc"] if self.reward_cfg.val_acc else 0.0
+        run_seed = self._start_episode(seed)
         self.episode_return = 0.0
         return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
 

@@ -20,7 +20,6 @@ import gymnasium as gym
 import numpy as np
 
 from mmbalance.envs.common import (
-    RUN_SEEDS,
     EnvConfigBase,
     EpisodeClock,
     SavableEpisode,
@@ -93,12 +92,8 @@ class SequenceEnv(SavableEpisode, gym.Env):
 
     # -------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        run_seed = int(seed) if seed is not None else int(self.np_random.integers(*RUN_SEEDS))
-        self._new_run(run_seed)
+        run_seed = self._start_episode(seed)
         self.last_unit = np.ones(self.dims)
-        self.clock.reset()
-        self.val0 = self.trainer.evaluate("val")["acc"] if self.reward_cfg.val_acc else 0.0
         return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
 
     def _new_run(self, run_seed: int) -> None:

@@ -385,7 +385,6 @@ class DUSRLSampler(QuotaSampler):
 
     def on_epoch_end(self, metrics: dict[str, float]) -> None:
         self.val_acc = float(metrics["val_acc"])
-        self.before_save()  # once an epoch, so a sweep's checkpoint never waits on it
 
     def before_save(self) -> None:
         # Trainer checkpoints save a sampler's plain attributes: put the network, its

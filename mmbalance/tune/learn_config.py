@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import yaml
 
-from mmbalance.errors import ConfigError, reject_unknown_keys
-from mmbalance.spec import load_yaml_mapping
+from mmbalance.errors import ConfigError
+from mmbalance.spec import YamlConfig, set_dotted
 
 ALGORITHMS = ("PPO", "APPO", "IMPALA", "SAC", "DQN")
 ENVS = ("quota", "quota-vector", "sequence")
@@ -67,7 +66,9 @@ def allowed_kwargs(config_cls, method: str) -> list[str]:
 
 
 @dataclass
-class LearnConfig:
+class LearnConfig(YamlConfig):
+    config_name = "learn config"
+
     algorithm: str = "PPO"
     env: str = "quota"
     env_config: dict = field(default_factory=dict)
@@ -82,19 +83,6 @@ class LearnConfig:
     learners: dict = field(default_factory=dict)
     reporting: dict = field(default_factory=dict)
     fault_tolerance: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LearnConfig:
-        if not isinstance(data, dict):
-            raise ConfigError("learn config: the YAML must be a mapping of keys to values")
-        reject_unknown_keys("learn config", data, cls)
-        cfg = cls(**data)
-        cfg.check()
-        return cfg
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> LearnConfig:
-        return cls.from_dict(load_yaml_mapping(path, "learn config"))
 
     def check(self) -> None:
         cls = algorithm_config_class(self.algorithm)
@@ -151,11 +139,5 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, eq, raw = item.partition("=")
         if not eq or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. env_config.levels=3")
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: '{part}' is not a mapping")
-        node[parts[-1]] = yaml.safe_load(raw)
+        set_dotted(out, key, yaml.safe_load(raw), f"--set {item!r}")
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from mmbalance.errors import ConfigError
+from mmbalance.spec import set_dotted
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 
@@ -79,11 +80,4 @@ def to_tune(spec: dict):
 
 
 def set_path(data: dict, dotted: str, value) -> None:
-    node = data
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"search_space.{dotted}: '{part}' is not a mapping in base")
-        node = child
-    node[parts[-1]] = value
+    set_dotted(data, dotted, value, f"search_space.{dotted} (in base)")

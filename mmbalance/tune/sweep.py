@@ -45,8 +45,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mmbalance.errors import ConfigError, UserError, reject_unknown_keys
-from mmbalance.spec import load_yaml_mapping
+from mmbalance.errors import ConfigError, UserError
+from mmbalance.spec import YamlConfig
 from mmbalance.tune import search_space as dsl
 
 TRAINABLES = ("train", "learn")
@@ -60,7 +60,9 @@ TRAIN_BASE_KEYS = ("data", "method", "sampler", "sampler_options", "train", "see
 
 
 @dataclass
-class SweepConfig:
+class SweepConfig(YamlConfig):
+    config_name = "sweep config"
+
     name: str = "sweep"
     trainable: str = "train"
     base: dict = field(default_factory=dict)
@@ -76,19 +78,6 @@ class SweepConfig:
     storage: str | None = None
     max_failures: int = 1
     keep_checkpoints: int | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SweepConfig:
-        if not isinstance(data, dict):
-            raise ConfigError("sweep config: the YAML must be a mapping")
-        reject_unknown_keys("sweep config", data, cls)
-        cfg = cls(**data)
-        cfg.check()
-        return cfg
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> SweepConfig:
-        return cls.from_dict(load_yaml_mapping(path, "sweep config"))
 
     def to_dict(self) -> dict:
         return asdict(self)
