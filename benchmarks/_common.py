@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -45,3 +46,28 @@ def header(command: str) -> str:
 
 def invocation() -> str:
     return "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:])
+
+
+def write_result(name: str, text: str) -> Path:
+    """Write and show one result block, `results/<name>.md` (update_readme.py copies it into
+    the README)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(text)
+    print(text)
+    return path
+
+
+def run_compare(args: list[str], raw: Path, passthrough: list[str]) -> tuple[str, float, str]:
+    """`mmbalance compare ARGS --out RAW`, into a fresh RAW; exits with its status if it
+    fails. Returns the command as the README shows it, its minutes, and its summary.md."""
+    from mmbalance.cli import main as cli
+
+    if raw.exists():
+        shutil.rmtree(raw)
+    t0 = time.perf_counter()
+    rc = cli([*args, "--out", str(raw), *passthrough])
+    if rc != 0:
+        sys.exit(rc)
+    minutes = (time.perf_counter() - t0) / 60
+    return "mmbalance " + " ".join(args), minutes, (raw / "summary.md").read_text().strip()

@@ -11,14 +11,10 @@ Usage: python benchmarks/accuracy.py [--seeds 5] [--data synthetic digits ...]
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
-import time
 
 import pandas as pd
-from _common import RESULTS, header, invocation
+from _common import RESULTS, header, invocation, run_compare, write_result
 
-from mmbalance.cli import main as cli
 from mmbalance.runs import read_json
 
 SETTINGS = {  # name: (data selector, extra compare options)
@@ -55,24 +51,15 @@ def dus_diagnostics(raw) -> str:
 def run(name: str, seeds: int, passthrough: list[str]) -> None:
     spec, extra = SETTINGS[name]
     raw = RESULTS / "raw" / f"accuracy-{name}"
-    if raw.exists():
-        shutil.rmtree(raw)
-    args = ["compare", "--data", spec, "--seeds", str(seeds), *extra, "--out", str(raw)]
-    t0 = time.perf_counter()
-    rc = cli(args + passthrough)
-    if rc != 0:
-        sys.exit(rc)
-    minutes = (time.perf_counter() - t0) / 60
-    summary = (raw / "summary.md").read_text().strip()
-    shown = " ".join(a for a in args if a != str(raw) and a != "--out")
+    args = ["compare", "--data", spec, "--seeds", str(seeds), *extra]
+    shown, minutes, summary = run_compare(args, raw, passthrough)
     text = (
-        f"{header(invocation())} The grid ran as `mmbalance {shown}` in {minutes:.1f} min. "
+        f"{header(invocation())} The grid ran as `{shown}` in {minutes:.1f} min. "
         f"Test metrics (%) of each run's best-validation epoch, mean ± std over seeds; final D "
         f"is the training discrepancy max ŝ - min ŝ at the end.\n\n{summary}\n\n"
         f"{dus_diagnostics(raw)}"
     )
-    (RESULTS / f"accuracy_{name}.md").write_text(text)
-    print(text)
+    write_result(f"accuracy_{name}", text)
 
 
 if __name__ == "__main__":
@@ -80,6 +67,5 @@ if __name__ == "__main__":
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--data", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args, passthrough = p.parse_known_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.data:
         run(name, args.seeds, passthrough)

@@ -14,18 +14,15 @@ Usage: python benchmarks/dus_rl.py [--seeds 5] [--data synthetic digits] [--poli
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import RESULTS, header, invocation
+from _common import RESULTS, header, invocation, run_compare, write_result
 from update_readme import update
 
-from mmbalance.cli import main as cli
 from mmbalance.data.registry import load_dataset
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
@@ -74,18 +71,10 @@ def where_samples_went(raw: Path, samplers: list[str]) -> str:
 
 def accuracy(data: str, seeds: int, samplers: list[str], passthrough: list[str]) -> str:
     raw = RESULTS / "raw" / f"dus_rl-{data.split(':')[0]}"
-    if raw.exists():
-        shutil.rmtree(raw)
     grid = [f"mla/{s}" for s in samplers]
-    args = ["compare", "--data", data, "--seeds", str(seeds), "--grid", *grid, "--out", str(raw)]
-    t0 = time.perf_counter()
-    rc = cli(args + passthrough)
-    if rc != 0:
-        sys.exit(rc)
-    minutes = (time.perf_counter() - t0) / 60
-    summary = (raw / "summary.md").read_text().strip()
-    shown = " ".join(a for a in args if a not in (str(raw), "--out"))
-    return (f"#### `{data}`\n\nThe grid ran as `mmbalance {shown}` in {minutes:.1f} min.\n\n"
+    args = ["compare", "--data", data, "--seeds", str(seeds), "--grid", *grid]
+    shown, minutes, summary = run_compare(args, raw, passthrough)
+    return (f"#### `{data}`\n\nThe grid ran as `{shown}` in {minutes:.1f} min.\n\n"
             f"{summary}\n\nWhere the samples went (mean over seeds; uniform = the batch size "
             f"64):\n\n{where_samples_went(raw, samplers)}\n")
 
@@ -171,7 +160,6 @@ def main() -> None:
     samplers = list(SAMPLERS)
     if args.policy:
         samplers += [f"learned:{args.policy}", f"dus-rl:init={args.policy}"]
-    RESULTS.mkdir(parents=True, exist_ok=True)
     parts = [header(invocation()) + (" Test metrics (%) of each run's best-validation epoch, "
              "mean ± std over seeds; method MLA (DUS needs per-modality batches).")]
     if not args.policy:
@@ -181,8 +169,7 @@ def main() -> None:
         parts.append(accuracy(data, args.seeds, samplers, passthrough))
     parts.append(overhead(args.reps, args.epochs))
     text = "\n\n".join(parts).rstrip() + "\n"
-    (RESULTS / "dus_rl.md").write_text(text)
-    print(text)
+    write_result("dus_rl", text)
     if DOC.is_file():
         print("filled:", ", ".join(update(DOC)) or "nothing", "in", DOC)
 

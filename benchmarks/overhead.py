@@ -21,7 +21,7 @@ import statistics
 import time
 
 import torch
-from _common import RESULTS, header, invocation
+from _common import header, invocation, write_result
 
 from mmbalance.data.registry import load_dataset
 from mmbalance.policies.registry import make_sampler
@@ -110,9 +110,7 @@ def main() -> None:
             f"{1e6 * own:.0f} | {attributable:.3f} |"
         )
     text = "\n".join(lines) + "\n"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "overhead.md").write_text(text)
-    print(text)
+    write_result("overhead", text)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import yaml
-from _common import RESULTS, header, invocation
+from _common import RESULTS, header, invocation, write_result
 
 from mmbalance.cli import main as cli
 from mmbalance.envs import QuotaEnv
@@ -181,8 +181,7 @@ def main() -> None:
         f"reward, action mapping): {100 * outside:.2f}% (target < 5%)."
     )
     text = "\n\n".join(parts) + "\n"
-    (RESULTS / "rl.md").write_text(text)
-    print(text)
+    write_result("rl", text)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 
-from _common import RESULTS, header, invocation
+from _common import RESULTS, header, invocation, write_result
 
 from mmbalance.tune.sweep import SweepConfig, run_sweep
 
@@ -63,8 +63,7 @@ def main() -> None:
     ]
     lines += [f"| {c} | {m:.2f} | {t:.1f} | {t / base:.2f}x |" for c, t, m in rows]
     text = "\n".join(lines) + "\n"
-    (RESULTS / "sweep_throughput.md").write_text(text)
-    print(text)
+    write_result("sweep_throughput", text)
 
 
 if __name__ == "__main__":

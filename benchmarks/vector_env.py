@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 import torch
-from _common import RESULTS, header, invocation
+from _common import header, invocation, write_result
 
 from mmbalance.envs import QuotaEnv, VectorQuotaEnv
 from mmbalance.trainers.trainer import Trainer
@@ -140,9 +140,7 @@ def main() -> None:
         lines += ["", f"Target: at least {TARGET:.0f}x at K = 16 on CPU (wall clock): "
                   + "; ".join(verdicts) + "."]
     text = "\n".join(lines) + "\n"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "vector_env.md").write_text(text)
-    print(text)
+    write_result("vector_env", text)
 
 
 if __name__ == "__main__":
