@@ -255,7 +255,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
             raise UserError("--resume DIR takes its config from DIR; only --iterations and "
                             "--no-progress go with it")
         res = resume_learn(args.resume, args.iterations, progress=not args.no_progress)
-        cfg = LearnConfig.from_yaml(Path(args.resume) / "learn_config.yaml")
+        cfg = res["config"]
     else:
         if not args.config:
             raise UserError("learn: give a CONFIG.yaml, or --resume DIR")

@@ -181,7 +181,7 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
             algo.stop()
         if started:
             ray.shutdown()
-    return {"out": out, "rows": rows}
+    return {"out": out, "rows": rows, "config": cfg}
 
 
 def _tensorboard(path: Path):
