@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set-up for a fresh machine with Python >= 3.10: a virtualenv (or the active one), the CPU
 # build of PyTorch when no torch is installed (a user's own GPU build is kept), then the
-# project with its Ray and test extras. Re-running it is cheap: it reinstalls only when
+# project with its Ray, test and media extras. Re-running it is cheap: it reinstalls only when
 # pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +17,13 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
   "$py" -m pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
 fi
 stamp="$venv/.mmbalance-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$py" -c "import mmbalance" >/dev/null 2>&1; then
-  echo "setup: installing mmbalance with extras [ray,dev]"
-  "$py" -m pip install -q --disable-pip-version-check -e ".[ray,dev]" 2>&1 \
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ] \
+    || ! "$py" -c "import mmbalance" >/dev/null 2>&1; then
+  # media (PyAV, safetensors) too: the real-dataset tests read videos and safetensors files,
+  # and a test that CI skips protects nothing
+  echo "setup: installing mmbalance with extras [ray,dev,media]"
+  "$py" -m pip install -q --disable-pip-version-check -e ".[ray,dev,media]" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
-  "$py" -c "import mmbalance, torch, ray, pytest" # fail loudly if the install did not take
+  "$py" -c "import mmbalance, torch, ray, pytest, av, safetensors" # fail loudly if it did not take
   touch "$stamp"
 fi
