@@ -86,10 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="one training run")
     t.add_argument("--data", default="synthetic", help="synthetic | digits | parquet:PATH, "
                    "with options as name:key=value,... (default synthetic)")
-    t.add_argument("--method", default="joint", help="joint | ogm-ge | mla (default joint)")
+    t.add_argument("--method", default="joint",
+                   help="joint | joint-uni | ogm-ge | mla (default joint)")
     t.add_argument("--sampler", default="uniform",
-                   help="uniform | dus-h | bss-h | bss-l | dus-rl | learned:PATH, with options "
-                   "as name:key=value,...")
+                   help="uniform | dus-h | fixed:quotas=A/B | bss-h | bss-l | dus-rl | "
+                   "learned:PATH, with options as name:key=value,...")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="output folder (default runs/train-<time>)")
     t.add_argument("--no-progress", action="store_true")
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--address", help="Ray cluster address (default: start a local one)")
     c.add_argument("--gpus-per-run", type=float, default=0.0,
                    help="GPU (fraction) each Ray task asks for, e.g. 0.25 (default 0)")
+    c.add_argument("--unimodal-reference", action="store_true",
+                   help="also train each modality alone (rows alone:<modality>): its probe "
+                   "accuracy is what that encoder learns with no competition")
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
     _add_train_options(c, defaults=False)
@@ -182,6 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     test = final["test"]
     parts = [f"acc {test['acc']:.3f}", f"macro-F1 {test['f1']:.3f}", f"mAP {test['map']:.3f}"]
     parts += [f"acc_{m} {test[f'acc_{m}']:.3f}" for m in dataset.modalities]
+    parts += [f"probe_{m} {test[f'probe_acc_{m}']:.3f}" for m in dataset.modalities
+              if f"probe_acc_{m}" in test]
     print(f"test (best val epoch {final['best_epoch']}): " + ", ".join(parts))
     print(f"wrote {out}")
     return 0
@@ -204,6 +210,9 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
 
     check_grid(grid)
     dataset = load_dataset(data)
+    if getattr(args, "unimodal_reference", False):
+        grid = [*grid, *((f"alone:{m}", "uniform") for m in dataset.modalities)]
+    check_grid(grid, dataset.modalities)
     out = new_run_dir(out_arg or _default_out(kind))
     write_json(out / "compare.json", {
         "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,

@@ -18,15 +18,34 @@ import numpy as np
 from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.errors import ConfigError
 
-# Which samplers each method can take (DUS needs unimodal batches: MLA only).
+# Every method with each sampler it takes (DUS needs per-modality batches: mla, joint-uni).
 DEFAULT_GRID: list[tuple[str, str]] = [
     ("joint", "uniform"),
     ("joint", "bss-h"),
     ("joint", "bss-l"),
     ("ogm-ge", "uniform"),
+    ("joint-uni", "uniform"),
+    ("joint-uni", "bss-h"),
+    ("joint-uni", "bss-l"),
+    ("joint-uni", "dus-h"),
     ("mla", "uniform"),
     ("mla", "dus-h"),
 ]
+ALONE = "alone:"  # `alone:<modality>`: that modality's encoder and head trained by themselves
+
+
+def resolve_method(method: str, modalities: list[str]) -> tuple[str, dict]:
+    """(TrainConfig method, train overrides) of a grid method. `alone:<m>` is the unimodal
+    reference: `joint-uni` with only modality m's loss (the other encoders stay at their
+    initialisation), so its `probe_acc_<m>` says what m's encoder learns with no competition."""
+    if not method.startswith(ALONE):
+        return method, {}
+    m = method[len(ALONE):]
+    if m not in modalities:
+        raise ConfigError(f"method {method!r}: unknown modality {m!r}; the data has {modalities}")
+    weights = [1.0 if x == m else 0.0 for x in modalities]
+    return "joint-uni", {"mm_loss_weight": 0.0, "uni_loss_weights": weights,
+                         "inference": "unimodal"}
 
 
 @dataclass
@@ -38,8 +57,10 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        safe = self.sampler.replace(":", "_").replace(",", "_").replace("=", "-").replace("/", "-")
-        return f"{self.method}__{safe}__s{self.seed}"
+        def safe(text: str) -> str:
+            return text.replace(":", "_").replace(",", "_").replace("=", "-").replace("/", "-")
+
+        return f"{safe(self.method)}__{safe(self.sampler)}__s{self.seed}"
 
 
 def run_one(dataset: MultimodalDataset, spec: RunSpec, out: Path | None, threads: int = 0) -> dict:
@@ -53,7 +74,8 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec, out: Path | None, threads
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
-    config = TrainConfig.from_dict({**spec.train, "method": spec.method, "seed": spec.seed})
+    method, alone = resolve_method(spec.method, dataset.modalities)
+    config = TrainConfig.from_dict({**spec.train, **alone, "method": method, "seed": spec.seed})
     sampler = make_sampler(spec.sampler)
     trainer = Trainer(dataset, config, sampler)
     final = trainer.fit()
@@ -71,19 +93,27 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec, out: Path | None, threads
     return row
 
 
-def check_grid(grid: list[tuple[str, str]]) -> None:
+def check_grid(grid: list[tuple[str, str]], modalities: list[str] | None = None) -> None:
+    """Refuse unknown methods, bad sampler selectors and pairs that cannot train together
+    (with `modalities`, also `alone:<m>` naming a modality the data lacks)."""
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import METHODS
     from mmbalance.trainers.methods import METHOD_CLASSES
 
     for method, sampler in grid:
+        if method.startswith(ALONE):
+            if modalities is not None:
+                resolve_method(method, modalities)
+            method = "joint-uni"
         if method not in METHODS:
-            raise ConfigError(f"method: unknown {method!r}; allowed: {list(METHODS)}")
+            raise ConfigError(f"method: unknown {method!r}; allowed: "
+                              f"{[*METHODS, ALONE + 'MODALITY']}")
         s = make_sampler(sampler)
         if s.unimodal_batches and not METHOD_CLASSES[method].accepts_unimodal_batches:
+            allowed = [n for n, c in METHOD_CLASSES.items() if c.accepts_unimodal_batches]
             raise ConfigError(
                 f"sampler '{sampler}' needs unimodal batches; method '{method}' takes paired "
-                f"batches only (use mla)"
+                f"batches only (use one of {allowed})"
             )
 
 
@@ -148,12 +178,13 @@ def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
     for r in rows:
         groups.setdefault((r["method"], r["sampler"]), []).append(r)
     metrics = ["test_acc", "test_f1", "test_map"] + [f"test_acc_{m}" for m in modalities]
+    metrics += [f"test_probe_acc_{m}" for m in modalities]
     metrics.append("final_discrepancy")
     out = []
     for (method, sampler), rs in groups.items():
         row = {"method": method, "sampler": sampler, "seeds": len(rs)}
         for k in metrics:
-            v = np.array([r[k] for r in rs], dtype=np.float64)
+            v = np.array([r.get(k, np.nan) for r in rs], dtype=np.float64)
             row[f"{k}_mean"] = float(v.mean())
             row[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
         out.append(row)
@@ -161,14 +192,23 @@ def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
 
 
 def markdown_table(summary: list[dict], modalities: list[str]) -> str:
-    """Mean ± std (in %) of accuracy, macro-F1, mAP and each modality's accuracy."""
+    """Mean ± std (in %) of accuracy, macro-F1, mAP, each modality's accuracy and each
+    encoder's linear-probe accuracy. An `alone:<m>` row shows modality m's columns only
+    (its other encoders were never trained, its multimodal prediction means nothing)."""
     cols = [("acc", "test_acc"), ("macro-F1", "test_f1"), ("mAP", "test_map")]
     cols += [(f"acc {m}", f"test_acc_{m}") for m in modalities]
+    cols += [(f"probe {m}", f"test_probe_acc_{m}") for m in modalities]
     head = "| method | sampler | " + " | ".join(c for c, _ in cols) + " | final D |"
     lines = [head, "|" + "---|" * (len(cols) + 3)]
     for r in summary:
-        cells = [f"{100 * r[k + '_mean']:.1f} ± {100 * r[k + '_std']:.1f}" for _, k in cols]
-        d = f"{r['final_discrepancy_mean']:.3f}"
+        alone = r["method"][len(ALONE):] if r["method"].startswith(ALONE) else None
+        cells = []
+        for _, k in cols:
+            mean = r.get(k + "_mean", np.nan)
+            shown = alone is None or k in (f"test_acc_{alone}", f"test_probe_acc_{alone}")
+            cells.append(f"{100 * mean:.1f} ± {100 * r[k + '_std']:.1f}"
+                         if shown and np.isfinite(mean) else "-")
+        d = f"{r['final_discrepancy_mean']:.3f}" if alone is None else "-"
         lines.append(f"| {r['method']} | {r['sampler']} | " + " | ".join(cells) + f" | {d} |")
     return "\n".join(lines)
 

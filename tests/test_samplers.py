@@ -178,7 +178,8 @@ def test_bss_l_uses_forward_scores_after_first_epoch():
         calls.append(1)
         return np.zeros(n), np.zeros(n)
 
-    s = BSSLearnedSampler()
+    assert not BSSLearnedSampler().observes  # the default: a fresh pass, as the authors
+    s = BSSLearnedSampler(score="forward")
     assert s.observes
     s.bind(ctx(n=n, b=10))
     s.start_epoch(0, scorer)

@@ -91,7 +91,8 @@ def test_ogm_coefficients_damp_only_the_leader():
 def test_ogm_scales_dominant_encoder_gradients(small_synthetic):
     cfg = {"method": "ogm-ge", "ogm_ge": False, "epochs": 1}
     tr = Trainer(small_synthetic, TrainConfig(**cfg), make_sampler("uniform"))
-    ref = Trainer(small_synthetic, TrainConfig(**{**cfg, "ogm_end": 0}), make_sampler("uniform"))
+    # the window [ogm_start, ogm_end] includes its end: starting at 1 leaves epoch 0 alone
+    ref = Trainer(small_synthetic, TrainConfig(**{**cfg, "ogm_start": 1}), make_sampler("uniform"))
     tr.step()
     ref.step()
     coeffs = tr.method.last_coeffs
@@ -99,6 +100,34 @@ def test_ogm_scales_dominant_encoder_gradients(small_synthetic):
     for m in small_synthetic.modalities:
         for p, q in zip(tr.model.encoders[m].parameters(), ref.model.encoders[m].parameters()):
             torch.testing.assert_close(p.grad, q.grad * coeffs[m])
+
+
+def test_ogm_ge_noise_takes_the_std_of_the_gradient_before_scaling():
+    from mmbalance.trainers.methods import modulate_grad
+
+    g = torch.tensor([[1.0, -1.0], [3.0, 5.0]])
+    std = float(g.std())  # sample std of the unscaled gradient: sqrt(20/3)
+    assert std == pytest.approx((20 / 3) ** 0.5)
+    noise = torch.randn(g.shape, generator=torch.Generator().manual_seed(7))
+    out = g.clone()
+    modulate_grad(out, 0.4, True, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(out, 0.4 * g + noise * (std + 1e-8))
+    # the scaled gradient's std would give 0.4x the noise: not what the authors do
+    assert not torch.allclose(out, 0.4 * g + noise * (0.4 * std + 1e-8))
+    one = torch.tensor([2.0])
+    modulate_grad(one, 0.5, True, torch.Generator().manual_seed(0))  # no std of one value
+    assert one.item() == 1.0
+
+
+def test_ogm_window_includes_its_end_epoch(small_synthetic):
+    cfg = TrainConfig(method="ogm-ge", ogm_ge=False, epochs=3, ogm_start=1, ogm_end=1)
+    tr = Trainer(small_synthetic, cfg, make_sampler("uniform"))
+    damped = {}
+    while tr.step() is not None or not tr.done:
+        if tr.last_step is not None:
+            damped.setdefault(tr.epoch, min(tr.method.last_coeffs.values()) < 1.0)
+            damped[tr.epoch] |= min(tr.method.last_coeffs.values()) < 1.0
+    assert damped == {0: False, 1: True, 2: False}
 
 
 def test_mla_projector_removes_previous_feature_direction(small_synthetic):

@@ -281,7 +281,7 @@ def test_runs_must_be_batchable():
 
     check_batchable(trainer())
     with pytest.raises(ConfigError, match="observes"):
-        check_batchable(trainer("bss-l"))
+        check_batchable(trainer("bss-l:score=forward"))
     with pytest.raises(ConfigError, match="method"):
         check_batchable(trainer(method="joint"))
     with pytest.raises(ConfigError, match="differ in \\['lr'\\]"):

@@ -3,7 +3,8 @@ the prepared real datasets `cremad:DIR`, `ks:DIR`, `twitter2015:DIR`, `sarcasm:D
 `nvgesture:DIR` (options `,pretrained_<modality>=PATH`, `,encoder_<modality>=NAME`).
 
 Per-modality synthetic options take '/'-separated values, e.g.
-`synthetic:separation=3/1.5,informative=0.7/1,seed=3`.
+`synthetic:separation=3/1.5,informative=0.7/1,seed=3`; `synthetic:preset=competition` starts
+from a named setting (`mmbalance.data.synthetic.PRESETS`) that other options override.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from mmbalance.spec import check_options, parse_spec
 
 DATASETS = ("synthetic", "digits", "parquet", "cremad", "ks", "twitter2015", "sarcasm",
             "nvgesture")
-_SYNTH_LISTS = ("names", "dim", "separation", "noise", "informative")
+_SYNTH_LISTS = ("names", "dim", "separation", "noise", "informative", "mirrored")
 
 
 def load_dataset(spec: str = "synthetic") -> MultimodalDataset:
@@ -36,11 +37,12 @@ def load_dataset(spec: str = "synthetic") -> MultimodalDataset:
     if name == "synthetic":
         from mmbalance.data.synthetic import SyntheticConfig, make_synthetic
 
-        check_options("data 'synthetic'", options, [f.name for f in fields(SyntheticConfig)])
+        check_options("data 'synthetic'", options,
+                      [f.name for f in fields(SyntheticConfig)] + ["preset"])
         for key in _SYNTH_LISTS:
             if key in options and not isinstance(options[key], list):
                 options[key] = [options[key]]
-        return make_synthetic(SyntheticConfig(**options))
+        return make_synthetic(SyntheticConfig.from_options(options))
     if name == "digits":
         from mmbalance.data.digits import load_digits_dataset
 

@@ -28,6 +28,7 @@ from mmbalance.envs.common import (
     run_info,
 )
 from mmbalance.errors import ConfigError
+from mmbalance.policies.base import QUOTA_MODES
 from mmbalance.policies.dus import QuotaSampler, dus_quotas
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
 from mmbalance.trainers.signals import (
@@ -45,11 +46,14 @@ class QuotaEnvConfig(EnvConfigBase):
     steps_per_action: int = 10
     action_mode: str = "discrete"  # discrete (MultiDiscrete) | flat (Discrete) | continuous (Box)
     quota_grid: tuple = DEFAULT_GRID  # batch sizes as multiples of B; continuous: [min, max]
+    quota_mode: str = "batch"  # what a quota does to learning: batch | scaled | steps
 
     def check(self) -> None:
         super().check()
         if self.steps_per_action < 1:
             raise ConfigError(f"steps_per_action: must be >= 1, got {self.steps_per_action}")
+        if self.quota_mode not in QUOTA_MODES:
+            raise ConfigError(f"quota_mode: got {self.quota_mode!r}, allowed {list(QUOTA_MODES)}")
 
 
 class QuotaEnv(SavableEpisode, gym.Env):
@@ -87,7 +91,7 @@ class QuotaEnv(SavableEpisode, gym.Env):
 
     def _new_run(self, run_seed: int) -> None:
         self.run_seed = run_seed
-        self.sampler = QuotaSampler(self.actions.n_min, self.actions.n_max)
+        self.sampler = QuotaSampler(self.actions.n_min, self.actions.n_max, self.cfg.quota_mode)
         self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
         steps_per_epoch = math.ceil(self.trainer.n_train / self.trainer.config.batch_size)
         self.total_steps = self.trainer.config.epochs * steps_per_epoch

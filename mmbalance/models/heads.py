@@ -1,7 +1,10 @@
 """Heads that turn per-modality features into multimodal and unimodal logits.
 
-Both heads return `(mm_logits, {modality: logits})`. The unimodal logits are what the
-learning status, the BSS measurer and the per-modality accuracy read.
+Every head returns `(mm_logits, {modality: logits})` from `forward`: the multimodal logits
+are the model's prediction; the unimodal logits are what the learning status, the BSS
+measurer and the per-modality accuracy read. `parts(feats)` returns the raw
+`(fusion_logits, unimodal)` a method trains on (the same as `forward` except where the
+prediction combines several heads).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class ConcatFusionHead(nn.Module):
         uni = {m: F.linear(feats[m], w, bias) for m, w in zip(self.modalities, blocks)}
         mm = torch.stack(list(uni.values())).sum(0)
         return mm, uni
+
+    def parts(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self(feats)
 
 
 class SharedHead(nn.Module):
@@ -60,3 +66,48 @@ class SharedHead(nn.Module):
     def forward(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         uni = {m: self.fc(feats[m]) for m in self.modalities}
         return self.fuse(uni), uni
+
+    def parts(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self(feats)
+
+
+INFERENCES = ("sum", "unimodal", "fusion")
+
+
+class FusionWithUnimodalHeads(nn.Module):
+    """A concatenation fusion layer plus one linear head per modality (`joint-uni`).
+
+    The papers' base model: the BSS authors train `w_mm CE(fusion) + sum_j w_j CE(head_j)`
+    with separate heads, and predict with the sum of the heads' logits: all of them
+    (`inference="sum"`, their code on Kinetics-Sounds, Twitter, Sarcasm, NVGesture), the
+    unimodal ones only (`"unimodal"`, their CREMA-D code), or the fusion layer alone
+    (`"fusion"`). Unimodal logits come from each modality's own head.
+    """
+
+    def __init__(self, feature_dims: dict[str, int], num_classes: int, inference: str = "sum"):
+        super().__init__()
+        if inference not in INFERENCES:
+            raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
+        self.modalities = list(feature_dims)
+        self.fc = nn.Linear(sum(feature_dims.values()), num_classes)
+        self.heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m, d in feature_dims.items()})
+        self.inference = inference
+
+    def unimodal(self, m: str, feat: torch.Tensor) -> torch.Tensor:
+        return self.heads[m](feat)
+
+    def fusion(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fc(torch.cat([feats[m] for m in self.modalities], dim=1))
+
+    def parts(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.fusion(feats), {m: self.heads[m](feats[m]) for m in self.modalities}
+
+    def predict(self, fusion: torch.Tensor, uni: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.inference == "fusion":
+            return fusion
+        total = torch.stack([uni[m] for m in self.modalities]).sum(0)
+        return total + fusion if self.inference == "sum" else total
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        fusion, uni = self.parts(feats)
+        return self.predict(fusion, uni), uni

@@ -7,7 +7,7 @@ from torch import nn
 
 from mmbalance.errors import ConfigError
 from mmbalance.models.encoders import build_encoder
-from mmbalance.models.heads import ConcatFusionHead, SharedHead
+from mmbalance.models.heads import ConcatFusionHead, FusionWithUnimodalHeads, SharedHead
 
 
 class MultimodalModel(nn.Module):
@@ -21,8 +21,11 @@ class MultimodalModel(nn.Module):
         fusion: str = "entropy",
         encoders: dict | None = None,
         pretrained: dict | None = None,
+        inference: str = "sum",
     ):
-        """`encoders`/`pretrained`: a dataset's `info["encoders"]` / `info["pretrained"]`
+        """`head`: "fusion" (concatenation), "shared" (MLA) or "fusion+uni" (concatenation
+        plus a head per modality; `inference` says which heads predict).
+        `encoders`/`pretrained`: a dataset's `info["encoders"]` / `info["pretrained"]`
         ({modality: backbone name or spec} / {modality: local checkpoint path}); without
         them every modality gets the MLP or CNN its input shape calls for."""
         super().__init__()
@@ -42,11 +45,19 @@ class MultimodalModel(nn.Module):
             )
         elif head == "shared":
             self.head = SharedHead(feature_dim, num_classes, self.modalities, fusion=fusion)
+        elif head == "fusion+uni":
+            self.head = FusionWithUnimodalHeads(
+                {m: feature_dim for m in self.modalities}, num_classes, inference=inference
+            )
         else:
-            raise ValueError(f"head must be 'fusion' or 'shared', got {head!r}")
+            raise ValueError(f"head must be 'fusion', 'shared' or 'fusion+uni', got {head!r}")
 
     def encode(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {m: self.encoders[m](x[m]) for m in self.modalities}
 
     def forward(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.head(self.encode(x))
+
+    def parts(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(fusion logits, unimodal logits): what a method trains on and BSS measures."""
+        return self.head.parts(self.encode(x))

@@ -17,6 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 Batch = dict[str, np.ndarray]
+# A quota sampler's batch may also carry a paired batch of B under this key, for methods
+# that train a fusion loss beside the per-modality losses (joint-uni)
+PAIRED = "__paired__"
+# What a quota n_j means to a method that takes per-modality batches (mla, joint-uni):
+# batch = one mean-reduced step on the n_j samples (a larger quota only lowers gradient
+# noise); scaled = that loss weighted by n_j / B; steps = ceil(n_j / B) optimizer steps
+QUOTA_MODES = ("batch", "scaled", "steps")
 # Returns per-sample (similarity, loss) over the whole training set from a no-grad pass.
 Scorer = Callable[[], tuple[np.ndarray, np.ndarray]]
 
@@ -29,6 +36,10 @@ class SamplerContext:
     epochs: int
     rng: np.random.Generator
     num_classes: int | None = None  # the data's classes (observations normalise losses by it)
+    paired_with_quotas: bool = False  # quota samplers add a paired batch under PAIRED
+    # the training loss's weights (per modality, then fusion) where the method has them:
+    # BSS's measurer uses them unless given its own
+    loss_weights: tuple[float, ...] | None = None
 
 
 class Sampler:
@@ -37,6 +48,8 @@ class Sampler:
     name = "base"
     unimodal_batches = False  # True: yields per-modality batches; needs a method like MLA
     observes = False  # True: wants per-sample (sim, loss) of every trained batch
+    # how a method reads per-modality batch sizes (quota samplers set it; see QUOTA_MODES)
+    quota_mode = "batch"
     loss_weights: tuple[float, ...] | None = None
 
     def __init__(self) -> None:

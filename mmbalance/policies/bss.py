@@ -6,9 +6,12 @@ epoch 0 and, optionally, again every `rerank` epochs (the public code ranks once
 the epoch at which the whole set is in, defaults to 0.4 × the run's epochs: the paper's 40
 of 100, so a shorter run still reaches all of its data.
 BSS-L rescores every epoch and draws the epoch's whole order without replacement with
-weights 2.01 - d. Its scores come from the previous epoch's training forward pass (every
-sample is trained once per epoch, so each has a fresh score) or, with `score=pass`, from
-an extra no-grad pass.
+weights 2.01 - d. Its scores come from a no-grad pass over the training set before the
+epoch (`score=pass`, the default, as the authors) or, with `score=forward`, from the
+previous epoch's training forward pass (no extra pass, but the scores lag: see README).
+The authors' draw is a permutation, so the weights only change the order within an epoch;
+`draw=replacement` draws N samples with replacement instead, so they change how often each
+sample is seen (a deviation, measured in the leverage benchmark).
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ class _BSSBase(EpochOrderSampler):
     def bind(self, ctx: SamplerContext) -> None:
         super().bind(ctx)
         m = len(ctx.modalities)
-        if self.loss_weights is None:
-            self.loss_weights = (1.0,) * (m + 1)  # plain sum by default
+        if self.loss_weights is None:  # the training loss's weights, else a plain sum
+            self.loss_weights = ctx.loss_weights or (1.0,) * (m + 1)
         if len(self.loss_weights) != m + 1:
             raise ConfigError(
                 f"{self.name}: 'loss_weights' needs {m + 1} values (one per modality, then "
@@ -102,13 +105,16 @@ class BSSHeuristicSampler(_BSSBase):
 
 class BSSLearnedSampler(_BSSBase):
     name = "bss-l"
-    SCORES = ("forward", "pass")
+    SCORES = ("pass", "forward")
+    DRAWS = ("order", "replacement")
 
-    def __init__(self, score: str = "forward", loss_weights=None):
+    def __init__(self, score: str = "pass", draw: str = "order", loss_weights=None):
         super().__init__(loss_weights)
         if score not in self.SCORES:
             raise ConfigError(f"bss-l: 'score' got {score!r}, allowed {list(self.SCORES)}")
-        self.score = score
+        if draw not in self.DRAWS:
+            raise ConfigError(f"bss-l: 'draw' got {draw!r}, allowed {list(self.DRAWS)}")
+        self.score, self.draw = score, draw
         self.observes = score == "forward"
 
     def bind(self, ctx: SamplerContext) -> None:
@@ -128,10 +134,13 @@ class BSSLearnedSampler(_BSSBase):
         self.degree = balance_degree(sim, loss)
         probs = sampling_probs(self.degree)
         n = self.ctx.n_train
-        # Gumbel-top-k: the same law as drawing one at a time without replacement, each
-        # draw proportional to the remaining weights (torch.multinomial's), in O(N log N).
-        keys = np.log(probs) + self.rng.gumbel(size=n)
-        order = np.argsort(-keys, kind="stable")
+        if self.draw == "replacement":  # the weights change how often a sample is seen
+            order = self.rng.choice(n, size=n, replace=True, p=probs)
+        else:
+            # Gumbel-top-k: the same law as drawing one at a time without replacement, each
+            # draw proportional to the remaining weights (torch.multinomial's), O(N log N).
+            keys = np.log(probs) + self.rng.gumbel(size=n)
+            order = np.argsort(-keys, kind="stable")
         self.metrics = {
             "subset_size": float(n),
             "mean_degree": float(self.degree.mean()),
@@ -143,4 +152,5 @@ class BSSLearnedSampler(_BSSBase):
         return dict(self.metrics)
 
     def config(self) -> dict:
-        return {"score": self.score, "loss_weights": list(self.loss_weights or ())}
+        return {"score": self.score, "draw": self.draw,
+                "loss_weights": list(self.loss_weights or ())}

@@ -36,7 +36,7 @@ class BucketSampler(EpochOrderSampler):
         super().bind(ctx)
         m = len(ctx.modalities)
         if self.loss_weights is None:
-            self.loss_weights = (1.0,) * (m + 1)
+            self.loss_weights = ctx.loss_weights or (1.0,) * (m + 1)
         self._sim = np.full(ctx.n_train, np.nan)
         self._loss = np.full(ctx.n_train, np.nan)
         self.degree = np.zeros(ctx.n_train)

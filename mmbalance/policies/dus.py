@@ -3,7 +3,9 @@
 `QuotaSampler` draws, every iteration, `quota[j]` samples for modality j from that
 modality's own stream (a fresh permutation of the training set whenever it runs out), so
 the weak modality can see more samples than the strong one. An epoch is ceil(N / B)
-iterations. Subclasses (or an RL policy, through `set_quotas`) decide the quotas.
+iterations. Subclasses (or an RL policy, through `set_quotas`) decide the quotas;
+`quota_mode` says what a quota does to learning (`batch`, `scaled`, `steps`: see
+`mmbalance.trainers.methods.quota_chunks`).
 
 DUS-H's rule (the paper's exact rule is not public; this is ours): with gap
 `g_j = ŝ_j - mean(ŝ)` and strength κ, `n_j ∝ exp(-κ g_j)`, scaled so the quotas sum to the
@@ -18,7 +20,7 @@ import math
 import numpy as np
 
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import Batch, Sampler, SamplerContext, Scorer
+from mmbalance.policies.base import PAIRED, QUOTA_MODES, Batch, Sampler, SamplerContext, Scorer
 
 
 class QuotaSampler(Sampler):
@@ -27,8 +29,13 @@ class QuotaSampler(Sampler):
     name = "quota"
     unimodal_batches = True
 
-    def __init__(self, n_min: int | None = None, n_max: int | None = None):
+    def __init__(self, n_min: int | None = None, n_max: int | None = None,
+                 quota_mode: str = "batch"):
         self.n_min_cfg, self.n_max_cfg = n_min, n_max
+        if quota_mode not in QUOTA_MODES:
+            raise ConfigError(f"{self.name}: 'quota_mode' got {quota_mode!r}, allowed "
+                              f"{list(QUOTA_MODES)}")
+        self.quota_mode = quota_mode
 
     def bind(self, ctx: SamplerContext) -> None:
         super().bind(ctx)
@@ -41,7 +48,8 @@ class QuotaSampler(Sampler):
             )
         m = len(ctx.modalities)
         self.quotas = np.full(m, int(np.clip(b, self.n_min, self.n_max)), dtype=np.int64)
-        self._streams = [np.empty(0, dtype=np.int64) for _ in range(m)]
+        # one stream per modality, plus one for the paired batch where the method wants it
+        self._streams = [np.empty(0, dtype=np.int64) for _ in range(m + ctx.paired_with_quotas)]
         self._steps_per_epoch = math.ceil(ctx.n_train / b)
 
     def set_quotas(self, quotas) -> None:
@@ -64,13 +72,48 @@ class QuotaSampler(Sampler):
         if self._step >= self._steps_per_epoch:
             return None
         self._step += 1
-        return {m: self._take(j, int(self.quotas[j])) for j, m in enumerate(self.ctx.modalities)}
+        batch = {m: self._take(j, int(self.quotas[j])) for j, m in enumerate(self.ctx.modalities)}
+        if self.ctx.paired_with_quotas:
+            batch[PAIRED] = self._take(len(self.ctx.modalities), self.ctx.batch_size)
+        return batch
 
     def log_metrics(self) -> dict[str, float]:
         return {f"quota_{m}": float(q) for m, q in zip(self.ctx.modalities, self.quotas)}
 
     def config(self) -> dict:
-        return {"n_min": self.n_min, "n_max": self.n_max}
+        return {"n_min": self.n_min, "n_max": self.n_max, "quota_mode": self.quota_mode}
+
+
+class FixedQuotaSampler(QuotaSampler):
+    """Fixed per-modality quotas for the whole run (`fixed:quotas=16/128`): the extreme
+    policies of the leverage benchmark, and a baseline any learned quota policy must beat."""
+
+    name = "fixed"
+
+    def __init__(self, quotas=None, n_min: int | None = None, n_max: int | None = None,
+                 quota_mode: str = "batch"):
+        super().__init__(n_min, n_max, quota_mode)
+        values = quotas if isinstance(quotas, (list, tuple)) else [quotas]
+        if quotas is None or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values
+        ):
+            raise ConfigError(f"fixed: 'quotas' needs one integer >= 1 per modality "
+                              f"(e.g. quotas=16/128), got {quotas!r}")
+        self.fixed = [int(v) for v in values]
+
+    def bind(self, ctx: SamplerContext) -> None:
+        if len(self.fixed) != len(ctx.modalities):
+            raise ConfigError(f"fixed: 'quotas' needs {len(ctx.modalities)} values, one per "
+                              f"modality {ctx.modalities}, got {self.fixed}")
+        lo, hi = min(self.fixed), max(self.fixed)
+        # the fixed quotas set the clamp unless given: a fixed policy is never clipped
+        self.n_min_cfg = lo if self.n_min_cfg is None else self.n_min_cfg
+        self.n_max_cfg = hi if self.n_max_cfg is None else self.n_max_cfg
+        super().bind(ctx)
+        self.set_quotas(self.fixed)
+
+    def config(self) -> dict:
+        return {"quotas": list(self.fixed), **super().config()}
 
 
 def dus_quotas(
@@ -94,8 +137,9 @@ class DUSHeuristicSampler(QuotaSampler):
 
     name = "dus-h"
 
-    def __init__(self, strength: float = 4.0, n_min: int | None = None, n_max: int | None = None):
-        super().__init__(n_min, n_max)
+    def __init__(self, strength: float = 4.0, n_min: int | None = None, n_max: int | None = None,
+                 quota_mode: str = "batch"):
+        super().__init__(n_min, n_max, quota_mode)
         if strength < 0 or not math.isfinite(strength):
             raise ConfigError(f"dus-h: 'strength' must be a finite number >= 0, got {strength}")
         self.strength = strength

@@ -125,6 +125,7 @@ class DUSRLSampler(QuotaSampler):
         log_std: float = -1.0,
         learn_std: bool = True,
         init: str | None = None,
+        quota_mode: str | None = None,
     ):
         self.init = str(init) if init is not None else None
         self.policy_file: ExportedPolicy | None = load_policy(self.init) if self.init else None
@@ -152,7 +153,7 @@ class DUSRLSampler(QuotaSampler):
         self.reward_cfg = RewardConfig.from_dict({**base.to_dict(), **{
             key: _number(name, v) for key, (name, v) in given.items() if v is not None}})
         self._check_options()
-        super().__init__()
+        super().__init__(quota_mode=quota_mode or env_cfg.get("quota_mode", "batch"))
 
     def _check_options(self) -> None:
         if self.mode not in MODES:

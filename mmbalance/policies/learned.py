@@ -116,7 +116,8 @@ class LearnedQuotaSampler(QuotaSampler):
         self.k = int(env_cfg.get("steps_per_action", 10))
         self.mode = env_cfg.get("action_mode", "discrete")
         self.grid = tuple(env_cfg.get("quota_grid", DEFAULT_GRID))
-        super().__init__()
+        # quotas mean what they meant when the policy was learned
+        super().__init__(quota_mode=env_cfg.get("quota_mode", "batch"))
 
     def bind(self, ctx: SamplerContext) -> None:
         self.actions = QuotaActionMap(len(ctx.modalities), ctx.batch_size, self.mode, self.grid)

@@ -7,12 +7,13 @@ import inspect
 from mmbalance.errors import ConfigError
 from mmbalance.policies.base import Sampler, UniformSampler
 from mmbalance.policies.bss import BSSHeuristicSampler, BSSLearnedSampler
-from mmbalance.policies.dus import DUSHeuristicSampler
+from mmbalance.policies.dus import DUSHeuristicSampler, FixedQuotaSampler
 from mmbalance.spec import check_options, parse_spec
 
 SAMPLERS: dict[str, type[Sampler]] = {
     "uniform": UniformSampler,
     "dus-h": DUSHeuristicSampler,
+    "fixed": FixedQuotaSampler,
     "bss-h": BSSHeuristicSampler,
     "bss-l": BSSLearnedSampler,
 }

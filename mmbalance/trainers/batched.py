@@ -26,7 +26,8 @@ The result equals K separate `Trainer.step()` calls to float tolerance (only the
 floating-point sums differs). The momentum buffers are views too (put into each trainer's
 optimizer state) and so is each `MLAMethod.projector`, so a trainer stays consistent if it
 is later stepped on its own. Supported: method `mla`, optimizer `sgd`, samplers that do not
-observe per-sample terms (`observes = False`), models without BatchNorm or dropout.
+observe per-sample terms (`observes = False`), quota modes `batch` and `scaled` (each run's
+loss weighted by its n_j / B), models without BatchNorm or dropout.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def check_batchable(trainer) -> None:
         raise ConfigError(
             f"vectorised training: optimizer {cfg.optimizer!r} is not supported, only 'sgd'"
         )
+    if trainer.sampler.quota_mode == "steps":
+        raise ConfigError(
+            "vectorised training: quota_mode 'steps' is not supported (runs would take "
+            "different numbers of optimizer steps); use 'batch' or 'scaled'"
+        )
     if trainer.sampler.observes:
         raise ConfigError(
             f"vectorised training: sampler {trainer.sampler.name!r} observes per-sample terms "
@@ -88,8 +94,12 @@ class StackedMLA:
             check_batchable(t)
         t0 = trainers[0]
         self.cfg = t0.config
+        self.quota_mode = t0.sampler.quota_mode
         for t in trainers[1:]:
             self._check_same(t)
+            if t.sampler.quota_mode != self.quota_mode:
+                raise ConfigError("vectorised training: every run needs the same quota_mode, "
+                                  f"got {self.quota_mode!r} and {t.sampler.quota_mode!r}")
         self.modalities = list(t0.modalities)
         self.names = [n for n, _ in t0.model.named_parameters()]
         if not set(HEAD) <= set(self.names):
@@ -198,7 +208,11 @@ class StackedMLA:
             idx = [b[m] for b in batches]
             leaves = [params[n] for n in names]
             loss, s, feat = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
-            grads = list(torch.autograd.grad(loss.sum(), leaves))
+            objective = loss
+            if self.quota_mode == "scaled":  # each run's loss weighted by its n_j / B
+                objective = loss * torch.tensor([len(i) / cfg.batch_size for i in idx],
+                                                device=loss.device, dtype=loss.dtype)
+            grads = list(torch.autograd.grad(objective.sum(), leaves))
             loss = loss.detach()
             with torch.no_grad():
                 if cfg.mla_projection and prev_feat is not None:

@@ -78,6 +78,7 @@ class Trainer:
             fusion=config.mla_fusion,
             encoders=dataset.info.get("encoders"),
             pretrained=dataset.info.get("pretrained"),
+            inference=config.inference,
         ).to(self.device)
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -103,6 +104,8 @@ class Trainer:
                 epochs=config.epochs,
                 rng=np.random.default_rng([config.seed, 1]),
                 num_classes=dataset.num_classes,
+                paired_with_quotas=method_cls.wants_paired_with_quotas,
+                loss_weights=self.loss_weights(),
             )
         )
         self.epoch = 0
@@ -117,6 +120,14 @@ class Trainer:
         self._seen: np.ndarray | None = None
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0  # this thread's CPU time: robust to other load
+
+    def loss_weights(self) -> tuple[float, ...] | None:
+        """The training loss's weights (per modality, then the fusion loss) where the method
+        has them (`joint-uni`): BSS's measurer weighs its per-sample loss the same way unless
+        told otherwise, as the authors' code does."""
+        if self.config.method != "joint-uni":
+            return None
+        return (*self.config.uni_weights(self.modalities), float(self.config.mm_loss_weight))
 
     # ----------------------------------------------------------------- training
     @property
@@ -339,17 +350,40 @@ class Trainer:
 
     # --------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def _logits(self, split: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _logits(self, split: str, parts: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(prediction logits, unimodal logits) over a split; with `parts`, the fusion
+        layer's logits instead of the prediction (what BSS measures, as the authors do)."""
         self.model.eval()
         xs, n = self.x[split], self.y[split].shape[0]
         mm_parts, uni_parts = [], {m: [] for m in self.modalities}
         chunk = self.config.eval_batch_size
+        forward = self.model.parts if parts else self.model
         for a in range(0, n, chunk):
-            mm, uni = self.model({m: xs[m][a : a + chunk] for m in self.modalities})
+            mm, uni = forward({m: xs[m][a : a + chunk] for m in self.modalities})
             mm_parts.append(mm)
             for m in self.modalities:
                 uni_parts[m].append(uni[m])
         return torch.cat(mm_parts), {m: torch.cat(v) for m, v in uni_parts.items()}
+
+    @torch.no_grad()
+    def features(self, split: str) -> dict[str, np.ndarray]:
+        """Each encoder's output features over a split (eval mode, no gradient)."""
+        self.model.eval()
+        xs, n = self.x[split], self.y[split].shape[0]
+        parts: dict[str, list] = {m: [] for m in self.modalities}
+        chunk = self.config.eval_batch_size
+        for a in range(0, n, chunk):
+            for m in self.modalities:
+                parts[m].append(self.model.encoders[m](xs[m][a : a + chunk]).cpu())
+        return {m: torch.cat(v).numpy() for m, v in parts.items()}
+
+    def probe(self) -> dict[str, float]:
+        """Linear-probe test accuracy of each frozen encoder (`trainers/probe.py`)."""
+        from mmbalance.trainers.probe import probe_accuracy
+
+        train, test = self.features("train"), self.features("test")
+        ytr, yte = self.y["train"].cpu().numpy(), self.y["test"].cpu().numpy()
+        return {m: probe_accuracy(train[m], ytr, test[m], yte) for m in self.modalities}
 
     def evaluate(self, split: str) -> dict[str, float]:
         mm, uni = self._logits(split)
@@ -360,13 +394,14 @@ class Trainer:
 
     def score_train(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample BSS terms (similarity, loss) over the training set, no gradient."""
-        mm, uni = self._logits("train")
+        mm, uni = self._logits("train", parts=True)
         weights = self.sampler.loss_weights or (1.0,) * (len(self.modalities) + 1)
         sim, loss = balance_terms([uni[m] for m in self.modalities], mm, self.train_y, weights)
         return sim.cpu().numpy(), loss.cpu().numpy()
 
     def final_metrics(self) -> dict:
-        """Val and test metrics of the model with the best validation accuracy."""
+        """Val and test metrics of the model with the best validation accuracy (test also
+        holds each encoder's linear-probe accuracy `probe_acc_<m>` unless `probe` is off)."""
         current = None
         if self.best_state is not None:
             current = copy.deepcopy(self.model.state_dict())
@@ -378,6 +413,8 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "steps": self.global_step,
         }
+        if self.config.probe:
+            out["test"].update({f"probe_acc_{m}": v for m, v in self.probe().items()})
         if current is not None:
             self.model.load_state_dict(current)
         return out
