@@ -3,8 +3,10 @@
 Raw layout (`--root RAW`):
 
 ```
-RAW/nvgesture_train_correct_v2.lst   lines such as
-RAW/nvgesture_test_correct_v2.lst      path:./Video_data/class_01/subject13_r0
+RAW/nvgesture_train_correct_cvpr2016_v2.lst   (or the BSS code's name for it,
+RAW/nvgesture_test_correct_cvpr2016_v2.lst     nvgesture_{train,test}_correct_v2.lst)
+                                       lines such as
+                                       path:./Video_data/class_01/subject13_r0
                                        depth:sk_depth:138:218 color:sk_color:138:218
                                        duo_left:duo_left:161:254 label:1
 RAW/Video_data/class_XX/<subject>/sk_color.avi   (or a folder sk_color/ of frame images,
@@ -37,7 +39,8 @@ from mmbalance.data.real.store import Item, Preparer
 from mmbalance.errors import ConfigError, DataError
 
 CLASSES = tuple(f"class_{i:02d}" for i in range(1, 26))
-LISTS = {"train": "nvgesture_train_correct_v2.lst", "test": "nvgesture_test_correct_v2.lst"}
+LISTS = {s: (f"nvgesture_{s}_correct_cvpr2016_v2.lst", f"nvgesture_{s}_correct_v2.lst")
+         for s in ("train", "test")}  # the official download's names, then the BSS code's
 
 
 @dataclass
@@ -99,8 +102,10 @@ class NVGesturePreparer(Preparer):
 
     def items(self) -> tuple[list[Item], list[str]]:
         out = []
-        for split, fname in LISTS.items():
-            for idx, entry in enumerate(parse_list(self.root / fname)):
+        for split, names in LISTS.items():
+            lst = next((self.root / n for n in names if (self.root / n).is_file()),
+                       self.root / names[0])
+            for idx, entry in enumerate(parse_list(lst)):
                 folder = self.root / entry["path"]
                 item_id = f"{split}:{idx}:{entry['path']}"
                 src: dict = {}

@@ -123,7 +123,7 @@ class WordPieceTokenizer:
             except (OSError, ValueError) as exc:
                 raise DataError(f"{cfg}: unreadable tokenizer config: {exc}") from exc
         vocab = {tok.rstrip("\n"): i for i, tok in enumerate(lines) if tok.strip()}
-        return cls(vocab, lowercase, str(vocab_file))
+        return cls(vocab, lowercase, str(vocab_file.resolve()))
 
     def wordpieces(self, word: str) -> list[int]:
         if len(word) > 100:
