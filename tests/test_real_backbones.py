@@ -227,3 +227,30 @@ def test_load_pretrained_into_a_plain_encoder(tmp_path):
     assert torch.equal(src(x), via_build(x))
     with pytest.raises(DataError, match="shape mismatch"):
         build_encoder((1, 8, 8), 5, 128, "cnn", str(tmp_path / "cnn.pt"))
+
+
+def test_step_cost_is_measured_on_a_copy():
+    import time
+
+    from mmbalance.models.cost import seconds_per_sample
+
+    class Slow(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn, self.lin = nn.BatchNorm1d(4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            time.sleep(0.03 * len(x["a"]))  # a known cost per sample
+            h = self.bn(x["a"])
+            return self.lin(nn.functional.dropout(h, 0.5)), {"a": h.sum()}
+
+    torch.manual_seed(0)
+    model = Slow().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = {"a": torch.randn(3, 4)}
+    rng = torch.get_rng_state()
+    per = seconds_per_sample(model, batch)
+    assert 0.03 <= per < 0.5
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN stats
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's random stream is untouched

@@ -491,14 +491,20 @@ def test_trainer_on_prepared_nvgesture_three_streams(nvgesture, trainer_with_bac
 
 
 def test_train_command_on_prepared_data(cremad, trainer_with_backbones, tmp_path, capsys):
+    from mmbalance.models.backbones import resnet18
+
     _, out, _ = cremad
     run = tmp_path / "run"
-    assert main(["train", "--data", f"cremad:{out}", "--epochs", "1", "--batch-size", "6",
+    ckpt = tmp_path / "weights" / "r18.pth"  # RGB weights: adapted to the 1-channel audio
+    ckpt.parent.mkdir()
+    torch.save(resnet18(3).state_dict(), ckpt)
+    data = f"cremad:{out},pretrained_audio={ckpt}"
+    assert main(["train", "--data", data, "--epochs", "1", "--batch-size", "6",
                  "--device", "cpu", "--set", "feature_dim=16", "--set", "eval_batch_size=8",
                  "--no-progress", "--out", str(run)]) == 0
     assert (run / "metrics.json").exists()
     resolved = json.loads((run / "config.json").read_text())
-    assert resolved["data"] == f"cremad:{out}"
+    assert resolved["data"] == data
     # the papers' set-up from tune_configs/datasets/cremad.yaml is the base; flags win
     paper = dataset_defaults("cremad")["train"]
     train = resolved["train"]
@@ -506,7 +512,32 @@ def test_train_command_on_prepared_data(cremad, trainer_with_backbones, tmp_path
         paper["optimizer"], paper["momentum"], paper["weight_decay"])
     assert (train["lr_step"], train["lr_gamma"]) == (paper["lr_step"], paper["lr_gamma"])
     assert (train["epochs"], train["batch_size"], train["feature_dim"]) == (1, 6, 16)
-    assert "cremad defaults" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the line says the values used, flags marked, not the YAML's 32 and 120
+    line = next(x for x in err.splitlines() if x.startswith("cremad set-up"))
+    assert "batch_size=6 (flag)" in line and "epochs=1 (flag)" in line
+    assert "feature_dim=16 (flag)" in line and "optimizer=sgd," in line
+    assert "batch_size=32" not in line and "epochs=120" not in line
+    # the checkpoint is confirmed loaded, in the log and in config.json
+    loaded = resolved["pretrained_loaded"]
+    assert list(loaded) == ["audio"] and loaded["audio"]["file"] == str(ckpt.resolve())
+    assert loaded["audio"]["tensors"] == len(resnet18(3).state_dict())
+    assert "from 3 to 1 channels" in loaded["audio"]["adapted"]
+    assert f"pretrained audio: loaded {loaded['audio']['tensors']} tensors from {ckpt}" in err
+    # on CPU, the cost of an epoch is measured and said before training
+    estimate = next(x for x in err.splitlines() if x.startswith("CPU: about"))
+    assert "12 samples at" in estimate and "--device cuda" in estimate
+    assert "--address" in estimate
+
+
+def test_train_help_lists_every_data_kind(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for kind in ("synthetic", "digits", "parquet:PATH", "cremad:DIR", "ks:DIR",
+                 "twitter2015:DIR", "sarcasm:DIR", "nvgesture:DIR"):
+        assert kind in text
+    assert "replaces the generic defaults" in text
 
 
 def test_dataset_defaults_apply_only_to_the_papers_datasets():
