@@ -206,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
     resolved = {"data": args.data, "sampler": args.sampler, "sampler_config": sampler.config(),
                 "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
-                "modalities": dataset.modalities, "pretrained_loaded": loaded}
+                "modalities": dataset.modalities, "num_classes": dataset.num_classes,
+                "pretrained_loaded": loaded}
     _cpu_estimate(args.data, trainer)
     write_json(out / "config.json", resolved)
     final = None
@@ -243,6 +244,7 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
     write_json(out / "compare.json", {
         "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
         "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
+        "num_classes": dataset.num_classes,
     })
     specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
     t0 = time.perf_counter()
