@@ -300,17 +300,49 @@ def test_kinetics_sounds_from_kinetics_videos_and_csvs(tmp_path):
 # ------------------------------------------------------------------ NVGesture official
 
 
-def test_nvgesture_official_list_names(tmp_path):
+def test_nvgesture_from_the_official_download(tmp_path):
+    """Official list names, .avi colour video, no flow_data/: flow computed from colour."""
     raw = make_nvgesture(tmp_path / "raw", avi=True)
+    shutil.rmtree(raw / "Video_data" / "flow_data")
     for split in ("train", "test"):
         (raw / f"nvgesture_{split}_correct_v2.lst").rename(
             raw / f"nvgesture_{split}_correct_cvpr2016_v2.lst")
+    tiny = {"frames": 4, "flow_frames": 4, "image_size": 8}
+    with pytest.raises(DataError, match="flow_data/train/0.npy: optical flow not found"):
+        prepare_dataset("nvgesture", raw, tmp_path / "o", tiny, progress=False)
     meta = prepare_dataset("nvgesture", raw, tmp_path / "out",
-                           {"frames": 4, "flow_frames": 4, "image_size": 8}, progress=False)
+                           {**tiny, "flow_source": "computed"}, progress=False)
     assert meta["counts"] == {"train": 6, "val": 2, "test": 2}
+    ds = load_real("nvgesture", tmp_path / "out")
+    index = pd.read_parquet(tmp_path / "out" / "index.parquet")
+    row = index[index.split == "train"].iloc[0]
+    rel = row["id"].split(":", 2)[2]
+    color = images.read_video(raw / rel / "sk_color", 1, 11)
+    expected = images.computed_flow_clip(color, 4, 8, 0.875)
+    np.testing.assert_array_equal(ds.splits["train"].x["flow"][row["row"]], expected)
+    assert np.abs(expected).max() > 0
     (raw / "nvgesture_test_correct_cvpr2016_v2.lst").unlink()
     with pytest.raises(DataError, match="nvgesture_test_correct_cvpr2016_v2.lst: list file"):
-        prepare_dataset("nvgesture", raw, tmp_path / "o", progress=False)
+        prepare_dataset("nvgesture", raw, tmp_path / "o", {**tiny, "flow_source": "computed"},
+                        progress=False)
+
+
+def test_computed_flow_finds_a_known_motion():
+    from scipy.ndimage import gaussian_filter, shift
+
+    from mmbalance.data.real.flow import clip_flow
+
+    texture = gaussian_filter(np.random.default_rng(0).random((48, 64)), 2.0)
+    texture = 255 * (texture - texture.min()) / np.ptp(texture)
+    frames = np.stack([np.repeat(shift(texture, (1.0 * t, 2.0 * t), order=3, mode="wrap")
+                                 [..., None], 3, axis=-1).astype(np.uint8) for t in range(3)])
+    flow = clip_flow(frames)  # x moves 2 px per frame, y 1 px
+    assert flow.shape == (2, 3, 48, 64)
+    inner = flow[:, :2, 8:-8, 8:-8]
+    assert abs(float(inner[0].mean()) - 2.0) < 0.25 and abs(float(inner[1].mean()) - 1.0) < 0.25
+    assert not flow[:, 2].any()  # the last frame has no next frame
+    still = clip_flow(np.repeat(frames[:1], 2, axis=0))
+    assert np.abs(still).max() < 1e-3
 
 
 # ------------------------------------------------------------------- text tokenizer notes

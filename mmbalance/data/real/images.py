@@ -175,6 +175,19 @@ def clip(frames: np.ndarray, t: int, size: int, channels: int, crop_ratio: float
     return out
 
 
+def computed_flow_clip(frames: np.ndarray, t: int, size: int, crop_ratio: float) -> np.ndarray:
+    """Flow computed from (T, H, W, 3) colour frames (`flow.py`), the window and crop of
+    `clip`: (2, t, size, size) float16, vectors in pixels of the size x size frames. The
+    window's last frame takes its flow to the frame after the window where there is one."""
+    from mmbalance.data.real.flow import clip_flow
+
+    first, taken, before = temporal_window(frames.shape[0], t)
+    sel = resize_crop(frames[first:min(frames.shape[0], first + taken + 1)], size, crop_ratio)
+    out = np.zeros((2, t, size, size), np.float16)
+    out[:, before:before + taken] = clip_flow(sel)[:, :taken].astype(np.float16)
+    return out
+
+
 def flow_clip(path: str | Path, t: int, size: int, crop_ratio: float) -> np.ndarray:
     """Optical flow `.npy` of shape (H, W, 2, T) -> (2, t, size, size) float16.
 
