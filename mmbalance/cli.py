@@ -104,7 +104,9 @@ def _cpu_estimate(data: str, trainer) -> None:
         return
     k = min(2, trainer.n_train)
     per = seconds_per_sample(trainer.model, {m: a[0:k] for m, a in trainer.train_x.items()})
-    print(f"CPU: about {fmt_seconds(per * trainer.n_train)} of training per epoch "
+    total = per * trainer.n_train
+    shown = f"{total / 3600:.1f} h" if total >= 5400 else fmt_seconds(total)
+    print(f"CPU: about {shown} of training per epoch "
           f"({trainer.n_train} samples at {per:.2g} s each, measured on {k}); --device cuda "
           "runs it on a GPU, `mmbalance compare --address ADDR` on a Ray cluster",
           file=sys.stderr)

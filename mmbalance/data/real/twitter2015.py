@@ -9,8 +9,10 @@ RAW/annotations/test.tsv
 RAW/twitter2015_images/<ImageID>
 ```
 
-The original TomBERT files (`#1 Label`, `#2 ImageID`, `#3 String` with the target masked as
-`$T$`, then the target in a second `#3 String` column) are read too: the target is put back.
+The original TomBERT files (github.com/jefferyYu/TomBERT, absa_data/twitter2015/: `#1
+Label`, `#2 ImageID`, `#3 String` with the target masked as `$T$`, then the target in a
+second `#3 String` column) are read too: the target is put back. The files are read one
+record per line with quoting off, as they were written (`read_tsv`).
 
 Prepared (`OUT`, see `store.py`): `image` (3, 384, 384) uint8 (the BSS code resizes to 384
 and only scales to [0, 1]) and `text` (30,) int64 token ids of the cleaned tweet (English
