@@ -124,7 +124,7 @@ def make_nvgesture(root: Path, avi: bool = False) -> Path:
                 rng = np.random.default_rng(100 * c + i)
                 color = rng.integers(0, 255, (12, 20, 24, 3), dtype=np.uint8)
                 if avi and split == "train" and c == 0 and i == 0:
-                    write_avi(folder / "sk_color.avi", color)
+                    write_video(folder / "sk_color.avi", color, codec="ffv1", pix_fmt="bgr0")
                 else:
                     (folder / "sk_color").mkdir()
                     for f, frame in enumerate(color):
@@ -141,33 +141,19 @@ def make_nvgesture(root: Path, avi: bool = False) -> Path:
     return root
 
 
-def write_avi(path: Path, frames: np.ndarray) -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=10)  # lossless, so the test can compare
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "bgr0"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-
-
 def write_video(path: Path, frames: np.ndarray, rate: int = 10, codec: str = "flv",
-                audio: np.ndarray | None = None, audio_rate: int = 8000) -> None:
+                audio: np.ndarray | None = None, audio_rate: int = 8000,
+                pix_fmt: str = "yuv420p") -> None:
     """A video of (T, H, W, 3) uint8 frames at `rate` fps (`flv`: the Sorenson codec of
-    CREMA-D's VideoFlash; `mpeg4` in .mp4), with an AAC mono sound track if `audio`."""
+    CREMA-D's VideoFlash; `mpeg4` in .mp4; `ffv1` with pix_fmt bgr0: lossless, so a test
+    can compare frames exactly), with an AAC mono sound track if `audio`."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         sound = None
         if audio is not None:
             sound = container.add_stream("aac", rate=audio_rate)

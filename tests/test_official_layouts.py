@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from raw_layouts import (
     make_cremad,
     make_cremad_official,
@@ -33,13 +32,6 @@ from mmbalance.errors import DataError
 
 TINY_AV = {"sample_rate": 8000, "audio_seconds": 0.25, "image_size": 16}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _arrays_identical(a: Path, b: Path) -> None:

@@ -24,15 +24,6 @@ from mmbalance.models.encoders import CNNEncoder, MLPEncoder, build_encoder
 from mmbalance.models.multimodal import MultimodalModel
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from threads; on a busy machine they cost."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def one_step(enc: nn.Module, x: torch.Tensor, classes: int = 3) -> float:
     """One SGD step of encoder + linear head; checks the encoder's weights moved."""
     torch.manual_seed(0)

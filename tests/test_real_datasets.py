@@ -38,17 +38,6 @@ from mmbalance.data.real.text import (
 from mmbalance.data.registry import load_dataset
 from mmbalance.errors import ConfigError, DataError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from threads, and on a busy 2-core machine two
-    intra-op threads per process slow them down tenfold."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY_AV = {"sample_rate": 8000, "audio_seconds": 0.25, "image_size": 16}
 SPEC_SHAPE = (1, 257, 1 + 2000 // 353)
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from mmbalance.data.real import audio, images
 from mmbalance.data.real.audiovisual import AudioVisualPreparer
+from mmbalance.data.real.rawfiles import read_text
 from mmbalance.data.real.store import Item
 from mmbalance.errors import ConfigError, DataError
 
@@ -66,12 +67,7 @@ class Settings:
 
 def read_classes(path: Path) -> list[str]:
     """Class names of a class list file (one per line, blank lines and # comments skipped)."""
-    if not path.is_file():
-        raise DataError(f"{path}: class list file (classes=) not found")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable class list: {exc}") from exc
+    lines = read_text(path, "class list file (classes=)", "utf-8-sig").splitlines()
     names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     if not names:
         raise DataError(f"{path}: the class list names no class")

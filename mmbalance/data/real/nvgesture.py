@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mmbalance.data.real import images
+from mmbalance.data.real.rawfiles import read_text
 from mmbalance.data.real.store import Item, Preparer
 from mmbalance.errors import ConfigError, DataError
 
@@ -68,12 +69,7 @@ class Settings:
 
 def parse_list(path: Path) -> list[dict]:
     """Entries of an NVGesture `.lst` file: path, label (0-based), per sensor name/start/end."""
-    if not path.is_file():
-        raise DataError(f"{path}: list file not found")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable list file: {exc}") from exc
+    lines = read_text(path, "list file").splitlines()
     out = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():

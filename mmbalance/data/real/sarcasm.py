@@ -44,6 +44,7 @@ from pathlib import Path
 
 from mmbalance.data.real import images
 from mmbalance.data.real.imagetext import ImageTextPreparer, check_image_text_settings
+from mmbalance.data.real.rawfiles import read_text
 from mmbalance.data.real.store import Item
 from mmbalance.data.real.text import pre_caption
 from mmbalance.errors import DataError
@@ -71,11 +72,10 @@ class Settings:
 
 def read_json(path: Path) -> list[tuple[str, int, str, str]]:
     """(where, label, text, image file name) of the entries of a BSS-style JSON file."""
-    if not path.is_file():
-        raise DataError(f"{path}: annotation file not found")
+    text = read_text(path, "annotation file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise DataError(f"{path}: unreadable JSON: {exc}") from exc
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of {{image, text, label}} entries")
@@ -100,12 +100,7 @@ def _label(value: object, where: str) -> int:
 
 def read_original(path: Path, drop_cue_words: bool) -> list[tuple[str, int, str, str]]:
     """(line, label, text, image file name) of a file of the original release."""
-    if not path.is_file():
-        raise DataError(f"{path}: annotation file not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable annotation file: {exc}") from exc
+    lines = read_text(path, "annotation file").splitlines()
     rows = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():

@@ -107,12 +107,9 @@ class WordPieceTokenizer:
         p = Path(path)
         folder = p if p.is_dir() else p.parent
         vocab_file = p / "vocab.txt" if p.is_dir() else p
-        if not vocab_file.is_file():
-            raise DataError(f"{vocab_file}: tokenizer vocabulary not found")
-        try:
-            lines = vocab_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{vocab_file}: unreadable vocabulary: {exc}") from exc
+        from mmbalance.data.real.rawfiles import read_text
+
+        lines = read_text(vocab_file, "tokenizer vocabulary").splitlines()
         lowercase = True
         cfg = folder / "tokenizer_config.json"
         if cfg.is_file():
