@@ -30,8 +30,9 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--tokenizer", help="text datasets: a local BERT vocab.txt or model folder "
                    "(default: the hashing tokenizer)")
     p.add_argument("--skip-missing", action="store_true",
-                   help="leave out items whose files are missing (as the authors' loaders do) "
-                   "instead of stopping at the first")
+                   help="leave out items whose files are missing (as the authors' loaders do), "
+                   "truncated (WAV) or without the streams needed (video), listing them in "
+                   "meta.json, instead of stopping at the first")
     p.add_argument("--workers", type=int, default=0,
                    help="worker processes decoding files (default 0: in this process)")
     p.add_argument("--no-progress", action="store_true")

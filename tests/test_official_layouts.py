@@ -21,6 +21,7 @@ from raw_layouts import (
     make_twitter,
     ramp_frames,
     write_image,
+    write_video,
 )
 
 from mmbalance.cli import main
@@ -198,8 +199,12 @@ def test_cremad_layout_errors_name_what_is_missing(tmp_path, cremad_official):
         prepare_dataset("cremad", odd, tmp_path / "o", TINY_AV, progress=False)
     (odd / "AudioWAV" / "notes.wav").unlink()
     (odd / "VideoFlash" / "1001_IEO_SAD_HI.flv").write_bytes(b"FLV\x01 cut")
-    with pytest.raises(DataError, match="1001_IEO_SAD_HI.flv: unreadable video"):
+    with pytest.raises(DataError, match="1001_IEO_SAD_HI.flv: video is unreadable"):
         prepare_dataset("cremad", odd, tmp_path / "o2", TINY_AV, progress=False)
+    assert not (tmp_path / "o2").exists()  # found while listing, before anything is written
+    meta = prepare_dataset("cremad", odd, tmp_path / "o3", TINY_AV, progress=False,
+                           skip_missing=True)
+    assert sum(meta["counts"].values()) == 29 and "1001_IEO_SAD_HI" in meta["skipped"][0]
 
 
 # ------------------------------------------------------------------ interrupt and resume
@@ -287,6 +292,14 @@ def test_kinetics_sounds_from_kinetics_videos_and_csvs(tmp_path):
     with pytest.raises(DataError, match="nothere.txt: class list file"):
         prepare_dataset("ks", raw, tmp_path / "o", {**TINY_AV, "classes": "nothere.txt"},
                         progress=False)
+    # a Kinetics video without sound: named while listing; --skip-missing leaves it out
+    silent = next((raw / "train_video" / "typing").glob("*.mp4"))
+    write_video(silent, ramp_frames(30, 0), codec="mpeg4")
+    with pytest.raises(DataError, match=f"{silent}: video has no audio stream"):
+        prepare_dataset("ks", raw, tmp_path / "o", settings, progress=False)
+    meta = prepare_dataset("ks", raw, tmp_path / "o", settings, progress=False,
+                           skip_missing=True)
+    assert sum(meta["counts"].values()) == 7 and "no audio stream" in meta["skipped"][0]
 
 
 # ------------------------------------------------------------------ NVGesture official

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmbalance.data.real import audio
+from mmbalance.data.real import audio, video
 from mmbalance.data.real.audiovisual import AudioVisualPreparer
 from mmbalance.data.real.store import Item, stratified_carve
 from mmbalance.errors import ConfigError, DataError
@@ -166,11 +166,11 @@ class CremadPreparer(AudioVisualPreparer):
                 raise DataError(f"{where}: emotion {emo!r} not in {list(CLASSES)}")
             wav = self.root / "AudioWAV" / f"{clip}.wav"
             if kind == "frames":
-                visual, what = frames_dir / clip, "frame folder"
+                visual, what, check = frames_dir / clip, "frame folder", None
             else:
-                visual, what = self._video_of(clip), "video"
+                visual, what, check = self._video_of(clip), "video", video.stream_problem
             if (self.require(wav, "audio file", clip, audio.wav_problem)
-                    and self.require(visual, what, clip)):
+                    and self.require(visual, what, clip, check)):
                 out.append(Item(clip, CLASSES.index(emo), split,
                                 {"wav": str(wav.relative_to(self.root)),
                                  kind: str(visual.relative_to(self.root))}))

@@ -81,6 +81,12 @@ def youtube_key(path: Path) -> str:
     return stem[:11] if len(stem) > 11 and stem[11] == "_" else stem
 
 
+def _with_sound(path: Path) -> str | None:
+    from mmbalance.data.real.video import stream_problem
+
+    return stream_problem(path, ("video", "audio"))
+
+
 def index_videos(folder: Path) -> dict[str, Path]:
     """{youtube id: video file} of every video under `folder` (two files of one id: error)."""
     from mmbalance.data.real.video import VIDEO_SUFFIXES
@@ -150,7 +156,7 @@ class KineticsSoundsPreparer(AudioVisualPreparer):
                                     "train.csv")
                 if videos is not None:
                     video = videos.get(vid, self.root / f"{split}_video" / f"{vid}.mp4")
-                    if self.require(video, "video", vid):
+                    if self.require(video, "video", vid, _with_sound):
                         out.append(Item(vid, classes.index(label), split,
                                         {"video": str(video.relative_to(self.root))}))
                     continue

@@ -36,6 +36,22 @@ def _av(path: Path) -> Any:
     return av
 
 
+def stream_problem(path: Path, kinds: tuple[str, ...] = ("video",)) -> str | None:
+    """Why `path` cannot give its `kinds` streams ("video", "audio"), from the container's
+    header alone; None if it can. Cheap, so preparation checks every file before it starts
+    (a Kinetics video without sound is then left out with --skip-missing, like a missing
+    WAV, rather than stopping the run midway)."""
+    av = _av(path)
+    try:
+        with av.open(str(path)) as container:
+            for kind in kinds:
+                if not getattr(container.streams, kind):
+                    return f"has no {kind} stream"
+    except (av.FFmpegError, OSError, ValueError) as exc:  # the container cannot be opened
+        return f"is unreadable: {exc}"
+    return None
+
+
 def _decode(path: Path, kind: str) -> tuple[list, float]:
     """Every decoded frame of the first `kind` ("video" or "audio") stream of `path`, and
     the stream's frame rate (video) or sample rate (audio)."""
