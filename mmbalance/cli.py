@@ -210,8 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
                 "modalities": dataset.modalities, "num_classes": dataset.num_classes,
                 "pretrained_loaded": loaded}
-    _cpu_estimate(args.data, trainer)
     write_json(out / "config.json", resolved)
+    _cpu_estimate(args.data, trainer)
     final = None
     try:
         final = trainer.fit(progress=not args.no_progress)
