@@ -3,8 +3,11 @@
 A prepared folder (`mmbalance prepare NAME --root RAW --out OUT`):
 
 ```
-OUT/plan.json            what is being prepared: settings, classes, every split's item ids
-                         and labels, each modality's per-sample shape and dtype
+OUT/plan.json            what is being prepared: settings, classes, raw sources (frames or
+                         videos), every split's item ids and labels, each modality's
+                         per-sample shape and dtype
+OUT/annotations/...      files a preparer writes (`written_files`): e.g. the CREMA-D split
+                         it made from the official download
 OUT/manifest.jsonl       one line per flushed batch of finished rows: {"split", "rows"}
 OUT/<split>/labels.npy   int64 labels (split = train, val, test)
 OUT/<split>/<m>.npy      one .npy per modality, (n, *shape), written in place through
@@ -16,7 +19,8 @@ OUT/meta.json            written last: modalities, classes, shapes, encoders, se
 Preparation writes each sample's arrays into its row and records finished rows in the
 manifest after flushing the arrays, so an interrupted run (an error, Ctrl-C, a killed job)
 resumes where it stopped: a re-run with the same settings skips the recorded rows; with other
-settings it refuses to mix the two. `meta.json` appears only when every row is done; the
+settings it refuses to mix the two. Ctrl-C raises `PreparationInterrupted` (done / total)
+once the finished rows are recorded. `meta.json` appears only when every row is done; the
 loader refuses a folder without it.
 """
 
