@@ -15,6 +15,11 @@ from mmbalance.errors import UserError
 from mmbalance.prepare import add_prepare_parser, cmd_prepare
 
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "device")
+DATA_HELP = ("synthetic | digits | parquet:PATH | cremad:DIR | ks:DIR | twitter2015:DIR | "
+             "sarcasm:DIR | nvgesture:DIR (a folder made by `mmbalance prepare`), with options "
+             "as name:key=value,... (default synthetic). For the five paper datasets, "
+             "tune_configs/datasets/<name>.yaml replaces the generic defaults shown below; "
+             "the values used are printed when the run starts")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,11 +77,39 @@ def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:
         return {}
     from mmbalance.data.real.defaults import dataset_defaults
 
-    train = dict(dataset_defaults(name)["train"])
-    shown = ", ".join(f"{k}={v}" for k, v in train.items())
-    print(f"{name} defaults (tune_configs/datasets/{name}.yaml): {shown}; flags and --set "
-          "override them, --no-dataset-defaults drops them", file=sys.stderr)
-    return train
+    return dict(dataset_defaults(name)["train"])
+
+
+def _train_settings(args: argparse.Namespace) -> dict:
+    """Flags and --set over the paper dataset's set-up; prints the values actually used."""
+    defaults = _dataset_defaults(args.data, args)
+    flags = _train_overrides(args)
+    if defaults:
+        name = args.data.partition(":")[0].strip().lower()
+        shown = ", ".join(f"{k}={flags[k]} (flag)" if k in flags and flags[k] != v else f"{k}={v}"
+                          for k, v in defaults.items())
+        print(f"{name} set-up (tune_configs/datasets/{name}.yaml), as used: {shown}; flags and "
+              "--set override it, --no-dataset-defaults drops it", file=sys.stderr)
+    return {**defaults, **flags}
+
+
+def _cpu_estimate(data: str, trainer) -> None:
+    """On CPU, a paper dataset's epoch can take hours: say so, measured, before starting."""
+    from mmbalance.compare import fmt_seconds
+    from mmbalance.data.real import REAL_DATASETS
+    from mmbalance.models.cost import seconds_per_sample
+
+    if data.partition(":")[0].strip().lower() not in REAL_DATASETS or \
+            trainer.device.type != "cpu":
+        return
+    k = min(2, trainer.n_train)
+    per = seconds_per_sample(trainer.model, {m: a[0:k] for m, a in trainer.train_x.items()})
+    total = per * trainer.n_train
+    shown = f"{total / 3600:.1f} h" if total >= 5400 else fmt_seconds(total)
+    print(f"CPU: about {shown} of training per epoch "
+          f"({trainer.n_train} samples at {per:.2g} s each, measured on {k}); --device cuda "
+          "runs it on a GPU, `mmbalance compare --address ADDR` on a Ray cluster",
+          file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="one training run")
-    t.add_argument("--data", default="synthetic", help="synthetic | digits | parquet:PATH, "
-                   "with options as name:key=value,... (default synthetic)")
+    t.add_argument("--data", default="synthetic", help=DATA_HELP)
     t.add_argument("--method", default="joint",
                    help="joint | joint-uni | ogm-ge | mla (default joint)")
     t.add_argument("--sampler", default="uniform",
@@ -98,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_defaults_flag(t)
 
     c = sub.add_parser("compare", help="methods × samplers × seeds on one dataset (main job)")
-    c.add_argument("--data", default="synthetic")
+    c.add_argument("--data", default="synthetic", help=DATA_HELP)
     c.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (default 3)")
     c.add_argument("--first-seed", type=int, default=0)
     c.add_argument("--grid", nargs="+", metavar="METHOD/SAMPLER",
@@ -168,16 +200,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
-    overrides = {**_dataset_defaults(args.data, args), **_train_overrides(args)}
+    overrides = _train_settings(args)
     config = TrainConfig.from_dict({**overrides, "method": args.method, "seed": args.seed})
     sampler = make_sampler(args.sampler)
     dataset = load_dataset(args.data)
     trainer = Trainer(dataset, config, sampler)
     out = new_run_dir(args.out or _default_out("train"))
+    loaded = trainer.model.pretrained_from()
+    for m, info in loaded.items():
+        print(f"pretrained {m}: loaded {info['tensors']} tensors from {info['file']}",
+              file=sys.stderr)
     resolved = {"data": args.data, "sampler": args.sampler, "sampler_config": sampler.config(),
                 "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
-                "modalities": dataset.modalities}
+                "modalities": dataset.modalities, "num_classes": dataset.num_classes,
+                "pretrained_loaded": loaded}
     write_json(out / "config.json", resolved)
+    _cpu_estimate(args.data, trainer)
     final = None
     try:
         final = trainer.fit(progress=not args.no_progress)
@@ -217,6 +255,7 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
     write_json(out / "compare.json", {
         "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
         "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
+        "num_classes": dataset.num_classes,
     })
     specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
     t0 = time.perf_counter()
@@ -241,7 +280,7 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
 def cmd_compare(args: argparse.Namespace) -> int:
     from mmbalance.compare import DEFAULT_GRID, seeds_list
 
-    overrides = {**_dataset_defaults(args.data, args), **_train_overrides(args)}
+    overrides = _train_settings(args)
     grid = DEFAULT_GRID
     if args.grid:
         grid = []

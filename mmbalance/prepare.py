@@ -30,8 +30,9 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--tokenizer", help="text datasets: a local BERT vocab.txt or model folder "
                    "(default: the hashing tokenizer)")
     p.add_argument("--skip-missing", action="store_true",
-                   help="leave out items whose files are missing (as the authors' loaders do) "
-                   "instead of stopping at the first")
+                   help="leave out items whose files are missing (as the authors' loaders do), "
+                   "truncated (WAV) or without the streams needed (video), listing them in "
+                   "meta.json, instead of stopping at the first")
     p.add_argument("--workers", type=int, default=0,
                    help="worker processes decoding files (default 0: in this process)")
     p.add_argument("--no-progress", action="store_true")
@@ -39,7 +40,10 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    import sys
+
     from mmbalance.data.real import REAL_DATASETS, prepare_dataset, preparer_class
+    from mmbalance.data.real.store import PreparationInterrupted
 
     name = args.dataset.strip().lower()
     if name not in REAL_DATASETS:
@@ -58,13 +62,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise UserError(f"--workers: must be >= 0, got {args.workers}")
     t0 = time.perf_counter()
-    meta = prepare_dataset(name, args.root, args.out, settings, skip_missing=args.skip_missing,
-                           progress=not args.no_progress, workers=args.workers)
+    try:
+        meta = prepare_dataset(name, args.root, args.out, settings,
+                               skip_missing=args.skip_missing, progress=not args.no_progress,
+                               workers=args.workers,
+                               report=lambda line: print(line, file=sys.stderr, flush=True))
+    except PreparationInterrupted as stop:
+        print(f"interrupted: rerun the same command to resume ({stop.done} of {stop.total} "
+              "done)", file=sys.stderr)
+        return 130
     counts = ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
     shapes = ", ".join(f"{m} {tuple(a['shape'])} {a['dtype']}" for m, a in meta["arrays"].items())
     print(f"prepared {name} ({counts}; {shapes}) in {time.perf_counter() - t0:.1f} s")
     if meta["skipped"]:
-        print(f"left out {len(meta['skipped'])} item(s) with missing files, e.g. "
+        print(f"left out {len(meta['skipped'])} item(s) with missing or cut files, e.g. "
               f"{meta['skipped'][0]} (all listed in {args.out}/meta.json)")
     print(f"use it as --data {name}:{args.out}")
     return 0

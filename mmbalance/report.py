@@ -6,7 +6,13 @@ an online policy's run (dus-rl: `rl_*` step columns) adds `policy.png`.
 A comparison folder (it holds `compare.json`) gives `accuracy_by_method.png`,
 `discrepancy_curves.png` and `weak_modality.png`. Modality names come from the
 `s_hat_<m>` columns of `steps.parquet`; the Bayes accuracies (`best_accuracy`, keyed by
-modality and `all` for the fused input) are drawn as dashed lines where known.
+modality and `all` for the fused input) are drawn as dashed lines where known, and chance
+(1 / number of classes, where the folder records `num_classes`) as a dotted grey line.
+
+Plots are made for a person: titles name the data, epoch and step axes have integer ticks,
+a one-epoch run is a visible point in a sensible x-range, and a curve identical to one drawn
+before it is drawn dashed with hollow markers and labelled "(= the other)" instead of
+vanishing behind it.
 """
 
 from __future__ import annotations
@@ -81,6 +87,57 @@ def _save(fig: plt.Figure, out: Path) -> Path:
     return out
 
 
+def data_label(spec: str, width: int = 40) -> str:
+    """A `--data` spec short enough for a title: `cremad:…/prepared (+2 options)`."""
+    spec = str(spec)
+    if len(spec) <= width:
+        return spec
+    name, _, rest = spec.partition(":")
+    first, *options = rest.split(",")
+    label = f"{name}:…/{Path(first).name}" if "/" in first else f"{name}:{first[:width]}"
+    return label + (f" (+{len(options)} options)" if options else "")
+
+
+def _integer_x(ax: plt.Axes, x: pd.Series | np.ndarray) -> None:
+    """Integer ticks on an epoch or step axis; one x value gets a unit-wide range around it
+    (matplotlib's default for one point is ±0.04, with fractional ticks)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    values = np.unique(np.asarray(x, dtype=float))
+    if len(values) == 1:
+        ax.set_xlim(values[0] - 0.5, values[0] + 0.5)
+
+
+def _curves(ax: plt.Axes, x: pd.Series | np.ndarray,
+            series: list[tuple[str, pd.Series | np.ndarray, str, float]]) -> None:
+    """Draw (label, y, colour, line width) curves; one equal to a curve drawn before it is
+    dashed, with larger hollow markers, and its label says which it equals."""
+    drawn: list[tuple[str, np.ndarray]] = []
+    marker = 7 if len(x) == 1 else 3
+    for label, y, color, width in series:
+        values = np.asarray(y, dtype=float)
+        same = next((name for name, other in drawn
+                     if other.shape == values.shape and np.allclose(other, values,
+                                                                    equal_nan=True)), None)
+        if same is None:
+            ax.plot(x, values, color=color, marker="o", markersize=marker, linewidth=width,
+                    label=label)
+        else:
+            ax.plot(x, values, color=color, marker="o", markersize=marker + 4,
+                    markerfacecolor="none", linestyle="--", linewidth=max(width, 1.5),
+                    label=f"{label} (= {same})")
+        drawn.append((label, values))
+
+
+def _chance_line(ax: plt.Axes, num_classes: object) -> plt.Line2D | None:
+    """Dotted grey line at 1 / num_classes, where the folder records the class count."""
+    if not isinstance(num_classes, int) or num_classes < 2:
+        return None
+    return ax.axhline(1.0 / num_classes, color="grey", linestyle=":", linewidth=1.2,
+                      label=f"chance (1/{num_classes})")
+
+
 def _bayes_lines(ax: plt.Axes, best: dict, modalities: list[str]) -> None:
     """Dashed lines at the known Bayes accuracies (`all` for multimodal), colour-matched."""
     keys = [("all", "multimodal", MULTIMODAL_COLOR)]
@@ -99,14 +156,15 @@ def run_report(folder: Path) -> list[Path]:
     epochs = _read_table(folder / "epochs.parquet")
     modalities = discover_modalities(list(steps.columns))
     method = config.get("train", {}).get("method", "?")
-    title = f"{method} / {config.get('sampler', '?')}"
+    title = f"{data_label(config.get('data', '?'))} — {method} / {config.get('sampler', '?')}"
     best = config.get("best_accuracy") or {}
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
 
     written = []
     if "val_acc" in epochs:
-        written.append(plot_run_accuracy(epochs, modalities, best, title, plots / "accuracy.png"))
+        written.append(plot_run_accuracy(epochs, modalities, best, title, plots / "accuracy.png",
+                                         config.get("num_classes")))
     if len(steps) and modalities:
         written.append(plot_status(steps, modalities, title, plots / "status.png"))
     if "discrepancy" in steps:
@@ -130,17 +188,19 @@ def quotas_vary(steps: pd.DataFrame, modalities: list[str]) -> bool:
 
 
 def plot_run_accuracy(
-    epochs: pd.DataFrame, modalities: list[str], best: dict, title: str, out: Path
+    epochs: pd.DataFrame, modalities: list[str], best: dict, title: str, out: Path,
+    num_classes: int | None = None,
 ) -> Path:
-    """Validation accuracy per epoch: multimodal and each modality, Bayes accuracy dashed."""
+    """Validation accuracy per epoch: multimodal and each modality, Bayes accuracy dashed,
+    chance dotted."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(epochs["epoch"], epochs["val_acc"], color=MULTIMODAL_COLOR, marker="o",
-            markersize=3, linewidth=2, label="multimodal")
-    for i, m in enumerate(modalities):
-        if f"val_acc_{m}" in epochs:
-            ax.plot(epochs["epoch"], epochs[f"val_acc_{m}"], color=_color(i), marker="o",
-                    markersize=3, label=m)
+    series = [("multimodal", epochs["val_acc"], MULTIMODAL_COLOR, 2.0)]
+    series += [(m, epochs[f"val_acc_{m}"], _color(i), 1.5) for i, m in enumerate(modalities)
+               if f"val_acc_{m}" in epochs]
+    _curves(ax, epochs["epoch"], series)
     _bayes_lines(ax, best, modalities)
+    _chance_line(ax, num_classes)
+    _integer_x(ax, epochs["epoch"])
     ax.set(title=f"Validation accuracy — {title}", xlabel="epoch", ylabel="accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
@@ -159,6 +219,7 @@ def plot_status(steps: pd.DataFrame, modalities: list[str], title: str, out: Pat
                     alpha=0.45, linewidth=1, label=f"s {m} (rolling mean)")
         ax.plot(steps["step"], steps[f"s_hat_{m}"], color=_color(i), linewidth=2,
                 label=f"ŝ {m}")
+    _integer_x(ax, steps["step"])
     ax.set(title=f"Learning status — {title}", xlabel="step", ylabel="true-class score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
@@ -168,7 +229,9 @@ def plot_status(steps: pd.DataFrame, modalities: list[str], title: str, out: Pat
 def plot_discrepancy(steps: pd.DataFrame, title: str, out: Path) -> Path:
     """Discrepancy D (spread of ŝ across modalities) over steps."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps["step"], steps["discrepancy"], color="C3", linewidth=1.5)
+    ax.plot(steps["step"], steps["discrepancy"], color="C3", linewidth=1.5,
+            marker="o" if len(steps) == 1 else None)
+    _integer_x(ax, steps["step"])
     ax.set(title=f"Discrepancy D — {title}", xlabel="step", ylabel="D = max ŝ − min ŝ")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -184,6 +247,7 @@ def plot_quotas(steps: pd.DataFrame, modalities: list[str], title: str, out: Pat
         ax.plot(steps["step"], q, color=_color(i), alpha=0.15, linewidth=0.8)
         ax.plot(steps["step"], q.rolling(window, min_periods=1).mean(), color=_color(i),
                 linewidth=2, label=m)
+    _integer_x(ax, steps["step"])
     smoothed = f" (rolling mean over {window} steps)" if window > 1 else ""
     ax.set(title=f"Per-modality quota — {title}", xlabel="step",
            ylabel=f"samples per step{smoothed}")
@@ -199,6 +263,7 @@ def plot_subset(epochs: pd.DataFrame, title: str, out: Path) -> Path:
     ax.step(epochs["epoch"], epochs["sampler_subset_size"], where="post", color="C2",
             linewidth=2)
     ax.plot(epochs["epoch"], epochs["sampler_subset_size"], "o", color="C2", markersize=3)
+    _integer_x(ax, epochs["epoch"])
     ax.set(title=f"BSS subset size — {title}", xlabel="epoch", ylabel="samples in subset")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -248,6 +313,7 @@ def plot_policy(steps: pd.DataFrame, modalities: list[str], title: str, out: Pat
         ax.plot(decisions["step"], decisions["rl_baseline"], color="C3", linewidth=1.8,
                 label="baseline")
     ax.axhline(0.0, color="black", linewidth=0.6)
+    _integer_x(ax, steps["step"])
     ax.set(xlabel="step", ylabel="reward per decision")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -263,14 +329,15 @@ def compare_report(folder: Path) -> list[Path]:
     if not modalities:
         modalities = [c[len("test_acc_"):] for c in results.columns if c.startswith("test_acc_")]
     best = meta.get("best_accuracy") or {}
-    data = meta.get("data", "?")
+    data = data_label(meta.get("data", "?"))
+    chance = meta.get("num_classes")
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
 
     written = []
     if len(results) and "test_acc" in results:
         written.append(plot_accuracy_by_method(results, modalities, best, data,
-                                               plots / "accuracy_by_method.png"))
+                                               plots / "accuracy_by_method.png", chance))
     order = [tuple(g) for g in meta.get("grid") or []]
     if {"method", "sampler"} <= set(results.columns):
         order += list(zip(results["method"], results["sampler"]))
@@ -280,7 +347,7 @@ def compare_report(folder: Path) -> list[Path]:
     cols = [f"test_acc_{m}" for m in modalities]
     if len(results) and cols and all(c in results for c in cols):
         written.append(plot_weak_modality(results, modalities, data,
-                                          plots / "weak_modality.png"))
+                                          plots / "weak_modality.png", chance))
     return written
 
 
@@ -298,7 +365,8 @@ def _std(values: pd.Series) -> float:
 
 
 def plot_accuracy_by_method(
-    results: pd.DataFrame, modalities: list[str], best: dict, data: str, out: Path
+    results: pd.DataFrame, modalities: list[str], best: dict, data: str, out: Path,
+    num_classes: int | None = None,
 ) -> Path:
     """Grouped bars: mean test accuracy (multimodal and per modality) ± std over seeds."""
     groups = _groups(results)
@@ -314,6 +382,7 @@ def plot_accuracy_by_method(
         ax.bar(x + (j - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
                color=color, alpha=0.85 if color != MULTIMODAL_COLOR else 0.7, label=label)
     _bayes_lines(ax, best, modalities)
+    _chance_line(ax, num_classes)
     seeds = results["seed"].nunique() if "seed" in results else 1
     ax.set_xticks(x, [_label(*key) for key, _ in groups], fontsize=8)
     ax.set(title=f"Test accuracy by method — {data} (mean ± std over {seeds} seeds)",
@@ -359,12 +428,16 @@ def plot_discrepancy_curves(
 ) -> Path:
     """Mean discrepancy D per epoch for each (method, sampler), shaded ± std over seeds."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    epochs = sorted({e for c in curves.values() for e in c.index})
+    series = []
     for i, ((method, sampler), c) in enumerate(curves.items()):
         n = int(c["count"].max())
-        ax.plot(c.index, c["mean"], color=_color(i), marker="o", markersize=3, linewidth=1.8,
-                label=f"{method} / {sampler} ({n} seeds)")
         std = c["std"].fillna(0.0)
         ax.fill_between(c.index, c["mean"] - std, c["mean"] + std, color=_color(i), alpha=0.12)
+        series.append((f"{method} / {sampler} ({n} seeds)",
+                       c["mean"].reindex(epochs).to_numpy(), _color(i), 1.8))
+    _curves(ax, np.asarray(epochs), series)
+    _integer_x(ax, epochs)
     ax.set(title=f"Discrepancy D over training — {data}", xlabel="epoch",
            ylabel="D (mean over seeds)")
     ax.set_ylim(bottom=0)
@@ -374,7 +447,8 @@ def plot_discrepancy_curves(
 
 
 def plot_weak_modality(
-    results: pd.DataFrame, modalities: list[str], data: str, out: Path
+    results: pd.DataFrame, modalities: list[str], data: str, out: Path,
+    num_classes: int | None = None,
 ) -> Path:
     """Per (method, sampler): test accuracy of its weakest modality, seeds as dots, mean as bar."""
     groups = _groups(results)
@@ -394,6 +468,9 @@ def plot_weak_modality(
     handles = [plt.Line2D([], [], color=_color(i), marker="o", linestyle="", label=m)
                for i, m in enumerate(modalities) if m in weakest]
     handles.append(plt.Line2D([], [], color="gray", linewidth=2.5, label="mean over seeds"))
+    chance = _chance_line(ax, num_classes)
+    if chance is not None:
+        handles.append(chance)
     ax.set_xticks(range(len(groups)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set(title=f"Weakest modality's test accuracy — {data}",

@@ -24,15 +24,6 @@ from mmbalance.models.encoders import CNNEncoder, MLPEncoder, build_encoder
 from mmbalance.models.multimodal import MultimodalModel
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from threads; on a busy machine they cost."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def one_step(enc: nn.Module, x: torch.Tensor, classes: int = 3) -> float:
     """One SGD step of encoder + linear head; checks the encoder's weights moved."""
     torch.manual_seed(0)
@@ -121,8 +112,9 @@ def test_pretrained_roundtrip_torch_and_safetensors(tmp_path):
     dst = build_backbone("resnet18", (3, 16, 16), 8, pretrained=tmp_path / "r18.pth").eval()
     x = torch.randn(2, 3, 16, 16)
     assert torch.allclose(src.trunk(x), dst.trunk(x))
-    safetensors = pytest.importorskip("safetensors.torch")
-    safetensors.save_file({k: v.contiguous() for k, v in src.trunk.state_dict().items()},
+    from safetensors.torch import save_file  # the media extra: installed by the set-up
+
+    save_file({k: v.contiguous() for k, v in src.trunk.state_dict().items()},
                           str(tmp_path / "model.safetensors"))
     dst2 = build_encoder((3, 16, 16), 8, 64, "resnet18", str(tmp_path)).eval()  # a folder
     assert torch.allclose(src.trunk(x), dst2.trunk(x))
@@ -226,3 +218,30 @@ def test_load_pretrained_into_a_plain_encoder(tmp_path):
     assert torch.equal(src(x), via_build(x))
     with pytest.raises(DataError, match="shape mismatch"):
         build_encoder((1, 8, 8), 5, 128, "cnn", str(tmp_path / "cnn.pt"))
+
+
+def test_step_cost_is_measured_on_a_copy():
+    import time
+
+    from mmbalance.models.cost import seconds_per_sample
+
+    class Slow(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn, self.lin = nn.BatchNorm1d(4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            time.sleep(0.03 * len(x["a"]))  # a known cost per sample
+            h = self.bn(x["a"])
+            return self.lin(nn.functional.dropout(h, 0.5)), {"a": h.sum()}
+
+    torch.manual_seed(0)
+    model = Slow().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = {"a": torch.randn(3, 4)}
+    rng = torch.get_rng_state()
+    per = seconds_per_sample(model, batch)
+    assert 0.03 <= per < 0.5
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN stats
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's random stream is untouched

@@ -1,27 +1,34 @@
 """Real-dataset preparers and loaders on tiny raw folders generated in the authors' layouts.
 
-Every fixture writes real files (WAVs with the `wave` module, JPEG/PNG frames with Pillow,
-CSV/TSV/JSON annotations, NVGesture `.lst` files, frame folders, `.npy` videos, optical flow
-`.npy` of shape (H, W, 2, T), an `.avi` when PyAV is installed) and runs the real pipeline at
-tiny sizes.
+Every fixture writes real files (`raw_layouts.py`: WAVs with the `wave` module, JPEG/PNG
+frames with Pillow, CSV/TSV/JSON annotations, NVGesture `.lst` files, frame folders, `.npy`
+videos, optical flow `.npy` of shape (H, W, 2, T), an `.avi` written with PyAV) and runs the
+real pipeline at tiny sizes.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from raw_layouts import (
+    make_cremad,
+    make_ks,
+    make_nvgesture,
+    make_sarcasm,
+    make_twitter,
+    write_image,
+    write_wav,
+)
 
 from mmbalance.cli import main
 from mmbalance.data.real import audio, images, load_real, prepare_dataset
 from mmbalance.data.real.cremad import CLASSES as CREMAD_CLASSES
 from mmbalance.data.real.defaults import dataset_defaults
-from mmbalance.data.real.store import carve_val, open_npy
+from mmbalance.data.real.store import open_npy, stratified_carve
 from mmbalance.data.real.text import (
     HashingTokenizer,
     WordPieceTokenizer,
@@ -31,162 +38,8 @@ from mmbalance.data.real.text import (
 from mmbalance.data.registry import load_dataset
 from mmbalance.errors import ConfigError, DataError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from threads, and on a busy 2-core machine two
-    intra-op threads per process slow them down tenfold."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY_AV = {"sample_rate": 8000, "audio_seconds": 0.25, "image_size": 16}
 SPEC_SHAPE = (1, 257, 1 + 2000 // 353)
-
-
-# ------------------------------------------------------------------------------ raw files
-
-
-def write_wav(path: Path, freq: float, seconds: float = 0.2, rate: int = 16000,
-              channels: int = 1, width: int = 2) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(rate * seconds)) / rate
-    x = 0.5 * np.sin(2 * np.pi * freq * t)
-    if width == 1:
-        data = np.round(x * 127 + 128).astype(np.uint8)
-    else:
-        data = np.round(x * 32767).astype("<i2")
-    data = np.repeat(data[:, None], channels, axis=1)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(width)
-        w.setframerate(rate)
-        w.writeframes(data.tobytes())
-
-
-def write_image(path: Path, value: int, size: tuple[int, int] = (24, 20)) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(value)
-    arr = np.clip(rng.normal(value, 20, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(arr).save(path)
-
-
-def make_cremad(root: Path, per_class: int = 3) -> Path:
-    ann = root / "annotations"
-    ann.mkdir(parents=True)
-    rows = {"train": [], "test": []}
-    for c, emo in enumerate(CREMAD_CLASSES):
-        for i in range(per_class + 1):
-            clip = f"10{c}{i}_IEO_{emo}_HI"
-            rows["train" if i < per_class else "test"].append(f"{clip},{emo}")
-            write_wav(root / "AudioWAV" / f"{clip}.wav", 300 + 200 * c, seconds=0.1 + 0.05 * i)
-            for f in range(2):
-                write_image(root / "Image-01-FPS" / clip / f"{f:04d}.jpg", 30 * c + f)
-    (ann / "train.csv").write_text("\ufeff" + "\n".join(rows["train"]) + "\n")
-    (ann / "test.csv").write_text("\n".join(rows["test"]) + "\n")
-    return root
-
-
-def make_ks(root: Path) -> Path:
-    ann = root / "annotations"
-    ann.mkdir(parents=True)
-    labels = ["playing drums", "singing"]
-    for split, n in (("train", 4), ("test", 1)):
-        lines = ["youtube_id,label,extra"]
-        for c, label in enumerate(labels):
-            for i in range(n):
-                vid = f"{split}{c}{i}-yt"
-                lines.append(f'{vid},"{label}",x')
-                write_wav(root / f"{split}_wav" / f"{vid}.wav", 500 + 400 * c, seconds=0.15,
-                          rate=22050, channels=2, width=1)
-                for f in range(4):
-                    write_image(root / f"{split}_img" / "Image-01-FPS" / vid / f"{f:03d}.jpg",
-                                60 * c + 10 * f)
-        (ann / f"{split}.csv").write_text("\n".join(lines) + "\n")
-    return root
-
-
-def make_twitter(root: Path) -> Path:
-    ann = root / "annotations"
-    ann.mkdir(parents=True)
-    texts = ["RT @user: Great game tonight! #win", "Nothing special, just $T$ again",
-             "I can't stand this - really awful/terrible"]
-    for split, fname in (("train", "train.tsv"), ("val", "dev.tsv"), ("test", "test.tsv")):
-        lines = ["index\tLabel\tString\tImageID"]
-        for i in range(3 if split == "train" else 1):
-            for y in range(3):
-                image_id = f"{split}{i}{y}.jpg"
-                lines.append(f"{i}\t{y}\t{texts[y]} {i}\t{image_id}")
-                write_image(root / "twitter2015_images" / image_id, 80 * y + i)
-        (ann / fname).write_text("\n".join(lines) + "\n")
-    return root
-
-
-def make_sarcasm(root: Path, with_valid: bool = False) -> Path:
-    ann = root / "annotations"
-    ann.mkdir(parents=True)
-    splits = [("train", 4), ("test", 1)] + ([("valid", 1)] if with_valid else [])
-    for split, n in splits:
-        entries = []
-        for i in range(n):
-            for y in range(2):
-                name = f"{split}{i}{y}.jpg"
-                entries.append({"image": f"dataset_image/{name}", "text": f"Oh, GREAT. #{i}-{y}",
-                                "label": y})
-                write_image(root / "images" / name, 100 * y + i)
-        (ann / f"{split}_data.json").write_text(json.dumps(entries))
-    return root
-
-
-def make_nvgesture(root: Path, avi: bool = False) -> Path:
-    """Two classes, 4 train + 1 test clips each; colour as frame folders (or one .avi),
-    depth as .npy, flow (20, 20, 2, 10)."""
-    from PIL import Image
-
-    video_root = root / "Video_data"
-    lines = {"train": [], "test": []}
-    for split, n in (("train", 4), ("test", 1)):
-        for c in range(2):
-            for i in range(n):
-                rel = f"class_0{c + 1}/subject{i}_r{split == 'test':d}"
-                folder = video_root / rel
-                folder.mkdir(parents=True)
-                rng = np.random.default_rng(100 * c + i)
-                color = rng.integers(0, 255, (12, 20, 24, 3), dtype=np.uint8)
-                if avi and split == "train" and c == 0 and i == 0:
-                    write_avi(folder / "sk_color.avi", color)
-                else:
-                    (folder / "sk_color").mkdir()
-                    for f, frame in enumerate(color):
-                        Image.fromarray(frame).save(folder / "sk_color" / f"{f:03d}.png")
-                np.save(folder / "sk_depth.npy", rng.integers(0, 255, (12, 20, 24), np.uint8))
-                lines[split].append(f"path:./Video_data/{rel} depth:sk_depth:1:11 "
-                                    f"color:sk_color:1:11 duo_left:duo_left:2:12 label:{c + 1}")
-        for idx in range(len(lines[split])):
-            flow_dir = video_root / "flow_data" / split
-            flow_dir.mkdir(parents=True, exist_ok=True)
-            rng = np.random.default_rng(idx)
-            np.save(flow_dir / f"{idx}.npy", rng.normal(0, 2, (20, 20, 2, 10)).astype(np.float32))
-        (root / f"nvgesture_{split}_correct_v2.lst").write_text("\n".join(lines[split]) + "\n")
-    return root
-
-
-def write_avi(path: Path, frames: np.ndarray) -> None:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=10)  # lossless, so the test can compare
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "bgr0"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 NV_TINY = {"frames": 8, "flow_frames": 6, "image_size": 16}
@@ -202,16 +55,10 @@ def cremad(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nvgesture(tmp_path_factory):
-    try:
-        import av  # noqa: F401
-
-        avi = True
-    except ImportError:
-        avi = False
-    raw = make_nvgesture(tmp_path_factory.mktemp("nv_raw"), avi=avi)
+    raw = make_nvgesture(tmp_path_factory.mktemp("nv_raw"), avi=True)
     out = tmp_path_factory.mktemp("nv") / "prepared"
     meta = prepare_dataset("nvgesture", raw, out, NV_TINY, progress=False)
-    return raw, out, meta, avi
+    return raw, out, meta, True
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -276,12 +123,12 @@ def test_text_cleaning_and_tokenizers(tmp_path):
 
 def test_val_carving_is_stratified_and_seeded():
     labels = np.repeat(np.arange(3), [10, 5, 2])
-    mask = carve_val(labels, 0.2, seed=1)
+    mask = stratified_carve(labels, 0.2, seed=1)
     assert [int(mask[labels == c].sum()) for c in range(3)] == [2, 1, 1]
-    np.testing.assert_array_equal(mask, carve_val(labels, 0.2, seed=1))
-    assert not np.array_equal(mask, carve_val(labels, 0.2, seed=2))
+    np.testing.assert_array_equal(mask, stratified_carve(labels, 0.2, seed=1))
+    assert not np.array_equal(mask, stratified_carve(labels, 0.2, seed=2))
     with pytest.raises(ConfigError, match="val_fraction"):
-        carve_val(labels, 0.0, 0)
+        stratified_carve(labels, 0.0, 0)
 
 
 # ----------------------------------------------------------------------------- CREMA-D
@@ -329,7 +176,8 @@ def test_interrupted_preparation_resumes_to_the_clean_result(cremad, tmp_path, m
     raw, clean_out, _ = cremad
     bad = raw / "AudioWAV" / "1030_IEO_FEA_HI.wav"  # a train clip in the middle of the list
     good = bad.read_bytes()
-    bad.write_bytes(b"RIFF\x00\x00not a wav at all")
+    bad.write_bytes(good[:20] + b"\x99\x99" + good[22:])  # an unknown sample format: the
+    # header's sizes are right, so listing passes and reading the file fails mid-run
     out = tmp_path / "prep"
     try:
         with pytest.raises(DataError, match=str(bad)):
@@ -461,7 +309,7 @@ def test_twitter2015_uses_dev_and_tokenises(tmp_path):
                                   "0\t2\ttest00.jpg\t$T$ wins again\tBarca\n")
     from mmbalance.data.real.twitter2015 import read_tsv
 
-    assert read_tsv(ann / "test.tsv") == [(2, "Barca wins again", "test00.jpg")]
+    assert read_tsv(ann / "test.tsv") == [(2, 2, "Barca wins again", "test00.jpg")]
     (ann / "dev.tsv").write_text("Label\tString\tImageID\n7\tx\ty.jpg\n")
     with pytest.raises(DataError, match="line 2: label 7"):
         read_tsv(ann / "dev.tsv")
@@ -632,14 +480,20 @@ def test_trainer_on_prepared_nvgesture_three_streams(nvgesture, trainer_with_bac
 
 
 def test_train_command_on_prepared_data(cremad, trainer_with_backbones, tmp_path, capsys):
+    from mmbalance.models.backbones import resnet18
+
     _, out, _ = cremad
     run = tmp_path / "run"
-    assert main(["train", "--data", f"cremad:{out}", "--epochs", "1", "--batch-size", "6",
+    ckpt = tmp_path / "weights" / "r18.pth"  # RGB weights: adapted to the 1-channel audio
+    ckpt.parent.mkdir()
+    torch.save(resnet18(3).state_dict(), ckpt)
+    data = f"cremad:{out},pretrained_audio={ckpt}"
+    assert main(["train", "--data", data, "--epochs", "1", "--batch-size", "6",
                  "--device", "cpu", "--set", "feature_dim=16", "--set", "eval_batch_size=8",
                  "--no-progress", "--out", str(run)]) == 0
     assert (run / "metrics.json").exists()
     resolved = json.loads((run / "config.json").read_text())
-    assert resolved["data"] == f"cremad:{out}"
+    assert resolved["data"] == data
     # the papers' set-up from tune_configs/datasets/cremad.yaml is the base; flags win
     paper = dataset_defaults("cremad")["train"]
     train = resolved["train"]
@@ -647,7 +501,32 @@ def test_train_command_on_prepared_data(cremad, trainer_with_backbones, tmp_path
         paper["optimizer"], paper["momentum"], paper["weight_decay"])
     assert (train["lr_step"], train["lr_gamma"]) == (paper["lr_step"], paper["lr_gamma"])
     assert (train["epochs"], train["batch_size"], train["feature_dim"]) == (1, 6, 16)
-    assert "cremad defaults" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the line says the values used, flags marked, not the YAML's 32 and 120
+    line = next(x for x in err.splitlines() if x.startswith("cremad set-up"))
+    assert "batch_size=6 (flag)" in line and "epochs=1 (flag)" in line
+    assert "feature_dim=16 (flag)" in line and "optimizer=sgd," in line
+    assert "batch_size=32" not in line and "epochs=120" not in line
+    # the checkpoint is confirmed loaded, in the log and in config.json
+    loaded = resolved["pretrained_loaded"]
+    assert list(loaded) == ["audio"] and loaded["audio"]["file"] == str(ckpt.resolve())
+    assert loaded["audio"]["tensors"] == len(resnet18(3).state_dict())
+    assert "from 3 to 1 channels" in loaded["audio"]["adapted"]
+    assert f"pretrained audio: loaded {loaded['audio']['tensors']} tensors from {ckpt}" in err
+    # on CPU, the cost of an epoch is measured and said before training
+    estimate = next(x for x in err.splitlines() if x.startswith("CPU: about"))
+    assert "12 samples at" in estimate and "--device cuda" in estimate
+    assert "--address" in estimate
+
+
+def test_train_help_lists_every_data_kind(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for kind in ("synthetic", "digits", "parquet:PATH", "cremad:DIR", "ks:DIR",
+                 "twitter2015:DIR", "sarcasm:DIR", "nvgesture:DIR"):
+        assert kind in text
+    assert "replaces the generic defaults" in text
 
 
 def test_dataset_defaults_apply_only_to_the_papers_datasets():

@@ -230,3 +230,88 @@ def test_learning_curve_draws_progress_and_fixed_policy_levels():
     assert len(disc.get_lines()) == 1
     assert len(acc.get_lines()) == 1  # no final_val_acc level was given
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- plots a person reads
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the report draws, kept open for inspection instead of saved."""
+    from mmbalance import report
+
+    kept: list = []
+    monkeypatch.setattr(report, "_save", lambda fig, out: kept.append(fig) or out)
+    yield kept
+    for fig in kept:
+        plt.close(fig)
+
+
+def _integer_ticks(ax) -> bool:
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    return bool(ticks) and all(float(t).is_integer() for t in ticks)
+
+
+def test_one_epoch_run_is_a_visible_point_with_integer_ticks(tmp_path, figures):
+    import pandas as pd
+
+    from mmbalance.report import plot_discrepancy, plot_run_accuracy
+
+    epochs = pd.DataFrame({"epoch": [0], "val_acc": [0.41], "val_acc_audio": [0.38],
+                           "val_acc_visual": [0.22]})
+    plot_run_accuracy(epochs, ["audio", "visual"], {}, "t", tmp_path / "a.png", 6)
+    ax = figures[-1].axes[0]
+    assert ax.get_xlim() == (-0.5, 0.5) and _integer_ticks(ax)  # not -0.04 .. 0.04
+    assert all(line.get_markersize() >= 7 for line in ax.get_lines()[:3])
+    steps = pd.DataFrame({"step": np.arange(1, 6), "discrepancy": np.linspace(0.1, 0.3, 5)})
+    plot_discrepancy(steps, "t", tmp_path / "d.png")
+    assert _integer_ticks(figures[-1].axes[0])  # 5 steps: no 1.5, 2.5 ticks
+
+
+def test_identical_curves_stay_visible_and_say_so(tmp_path, figures):
+    import pandas as pd
+
+    from mmbalance.report import plot_discrepancy_curves, plot_run_accuracy
+
+    acc = [0.3, 0.5, 0.6]
+    epochs = pd.DataFrame({"epoch": [0, 1, 2], "val_acc": acc, "val_acc_audio": acc,
+                           "val_acc_visual": [0.2, 0.25, 0.3]})
+    plot_run_accuracy(epochs, ["audio", "visual"], {}, "t", tmp_path / "a.png")
+    lines = {ln.get_label(): ln for ln in figures[-1].axes[0].get_lines()}
+    assert set(lines) == {"multimodal", "audio (= multimodal)", "visual"}
+    same = lines["audio (= multimodal)"]
+    assert same.get_linestyle() == "--" and same.get_markerfacecolor() == "none"
+    assert lines["visual"].get_linestyle() == "-"
+    curve = pd.DataFrame({"mean": [0.2, 0.1], "std": [0.0, 0.0], "count": [2, 2]},
+                         index=[0, 1])
+    plot_discrepancy_curves({("joint", "uniform"): curve, ("joint", "bss-l"): curve.copy()},
+                            "synthetic", tmp_path / "c.png")
+    labels = [ln.get_label() for ln in figures[-1].axes[0].get_lines()]
+    assert labels == ["joint / uniform (2 seeds)",
+                      "joint / bss-l (2 seeds) (= joint / uniform (2 seeds))"]
+
+
+def test_titles_name_the_data_and_accuracy_plots_show_chance(tmp_path, figures):
+    from mmbalance.report import data_label
+
+    run = _write_run(tmp_path / "run", "mla", "dus-h", ["audio", "visual"], kind="dus")
+    config = json.loads((run / "config.json").read_text())
+    config.update(data="cremad:/data/prepared/cremad,pretrained_audio=/w/r18.pth",
+                  num_classes=6)
+    (run / "config.json").write_text(json.dumps(config))
+    make_report(run)
+    titles = [fig.axes[0].get_title() for fig in figures]
+    assert all("cremad:…/cremad (+1 options)" in t for t in titles), titles
+    assert data_label("synthetic") == "synthetic"
+    accuracy = figures[0].axes[0]
+    chance = [ln for ln in accuracy.get_lines() if ln.get_label() == "chance (1/6)"]
+    assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(1 / 6)
+
+    figures.clear()
+    folder = _write_comparison(tmp_path / "cmp", ["a", "b"], [0, 1], {})
+    meta = json.loads((folder / "compare.json").read_text())
+    (folder / "compare.json").write_text(json.dumps({**meta, "num_classes": 4}))
+    make_report(folder)
+    by_method, _, weak = figures
+    for fig in (by_method, weak):
+        lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "chance (1/4)"]
+        assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(0.25)

@@ -572,7 +572,8 @@ def load_pretrained(module: nn.Module, path: str | Path) -> nn.Module:
     other missing, unexpected or mis-shaped key is an error that names it.
     """
     target = module.trunk if isinstance(module, Encoder) else module
-    sd = read_state_dict(path)
+    file = _find_checkpoint(Path(path))
+    sd = read_state_dict(file)
     adapt = getattr(target, "adapt_state_dict", None)
     if adapt is not None:
         sd = adapt(sd)
@@ -580,12 +581,13 @@ def load_pretrained(module: nn.Module, path: str | Path) -> nn.Module:
     sd = {k: v for k, v in sd.items() if not k.startswith(ignore)}
     own = target.state_dict()
     first = getattr(target, "first_conv", "")
+    adapted = ""
     if first and first in sd and first in own:
         w, want = sd[first], own[first]
         if w.shape != want.shape and w.shape[0] == want.shape[0] and w.shape[2:] == want.shape[2:]:
             sd[first] = w.mean(dim=1, keepdim=True).expand_as(want).clone()
-            log.info("%s: first convolution adapted from %d to %d input channels", path,
-                     w.shape[1], want.shape[1])
+            adapted = f"first convolution adapted from {w.shape[1]} to {want.shape[1]} channels"
+            log.info("%s: %s", path, adapted)
     missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in sd
@@ -601,6 +603,9 @@ def load_pretrained(module: nn.Module, path: str | Path) -> nn.Module:
                         + "; ".join(problems))
     target.load_state_dict(sd, strict=False)
     log.info("%s: loaded %d tensors", path, len(sd))
+    # what was loaded, for the run's log and config.json (`MultimodalModel.pretrained_from`)
+    module.pretrained_from = {"file": str(file.resolve()), "tensors": len(sd),
+                              **({"adapted": adapted} if adapted else {})}
     return module
 
 

@@ -52,6 +52,12 @@ class MultimodalModel(nn.Module):
         else:
             raise ValueError(f"head must be 'fusion', 'shared' or 'fusion+uni', got {head!r}")
 
+    def pretrained_from(self) -> dict[str, dict]:
+        """{modality: the checkpoint its encoder loaded (file, tensors)}: the proof, for the
+        run's log and config.json, that pretrained weights are in, not just asked for."""
+        return {m: dict(e.pretrained_from) for m, e in self.encoders.items()
+                if getattr(e, "pretrained_from", None)}
+
     def encode(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {m: self.encoders[m](x[m]) for m in self.modalities}
 

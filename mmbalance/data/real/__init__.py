@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mmbalance.data.dataset import MultimodalDataset
@@ -44,10 +45,13 @@ def make_preparer(name: str, root: str | Path, settings: dict | None = None,
 
 def prepare_dataset(name: str, root: str | Path, out: str | Path,
                     settings: dict | None = None, *, skip_missing: bool = False,
-                    progress: bool = True, workers: int = 0, flush_every: int = 64) -> dict:
-    """Prepare (or resume preparing) `name` from `root` into `out`; returns meta.json."""
+                    progress: bool = True, workers: int = 0, flush_every: int = 64,
+                    report: Callable[[str], None] | None = None) -> dict:
+    """Prepare (or resume preparing) `name` from `root` into `out`; returns meta.json.
+    `report` receives the lines to show a person (notes, "resuming: N of M ...")."""
     prep = make_preparer(name, root, settings, skip_missing)
-    return prepare(prep, out, progress=progress, workers=workers, flush_every=flush_every)
+    return prepare(prep, out, progress=progress, workers=workers, flush_every=flush_every,
+                   report=report)
 
 
 def load_real(name: str, path: str | Path, encoders: dict | None = None,

@@ -9,6 +9,7 @@ with a polyphase filter (`scipy.signal.resample_poly`), so no audio library is n
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,61 @@ N_FFT = 512
 HOP = 353
 
 
+def wav_problem(path: str | Path) -> str | None:
+    """Why a WAV file cannot be read whole, judged from its header alone; None if it can.
+
+    Cheap (a few small reads), so preparation checks every clip before it starts: a file
+    whose body was cut (an interrupted copy or download) announces more audio than it holds.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX",
+                                                                          b"RF64"):
+            return "is not a RIFF/WAVE file"
+        if head[:4] == b"RF64":  # sizes live in a ds64 chunk: left to the reader
+            return None
+        order = "little" if head[:4] == b"RIFF" else "big"
+        pos = 12
+        while True:
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return "is truncated: no audio data chunk before the end of the file"
+            n = int.from_bytes(chunk[4:], order)
+            if chunk[:4] == b"data":
+                held = size - pos - 8
+                if n > held:
+                    return (f"is truncated: its header announces {n} bytes of audio, the file "
+                            f"holds {held}")
+                return None
+            pos += 8 + n + (n & 1)
+
+
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and the file's sample rate; DataError names the file."""
+    """Mono float32 samples in [-1, 1] and the file's sample rate; DataError names the file.
+
+    A truncated file is an error, not the few samples it holds (which would be tiled to the
+    clip length into a wrong spectrogram).
+    """
     from scipy.io import wavfile
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: audio file not found")
     try:
-        rate, data = wavfile.read(path)
-    except (ValueError, OSError, EOFError, TypeError) as exc:
+        problem = wav_problem(path)
+    except OSError as exc:
+        raise DataError(f"{path}: unreadable WAV file: {exc}") from exc
+    if problem:
+        raise DataError(f"{path}: WAV file {problem}")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="Reached EOF prematurely",
+                                    category=wavfile.WavFileWarning)
+            rate, data = wavfile.read(path)
+    except (ValueError, OSError, EOFError, TypeError, wavfile.WavFileWarning) as exc:
         raise DataError(f"{path}: unreadable WAV file: {exc}") from exc
     if data.dtype == np.uint8:
         x = (data.astype(np.float32) - 128.0) / 128.0
@@ -73,11 +119,15 @@ def log_spectrogram(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.nda
     return torch.log(spec.abs() + 1e-7).numpy().astype(np.float32)
 
 
-def wav_spectrogram(path: str | Path, sample_rate: int, seconds: float) -> np.ndarray:
-    """The whole pipeline for one file: (1, F, T) float32."""
-    x, rate = read_wav(path)
+def spectrogram(x: np.ndarray, rate: int, sample_rate: int, seconds: float) -> np.ndarray:
+    """Samples at `rate` -> resampled, tiled to `seconds`, log spectrogram (1, F, T) float32."""
     x = tile_to(resample(x, rate, sample_rate), round(sample_rate * seconds))
     return log_spectrogram(x)[None]
+
+
+def wav_spectrogram(path: str | Path, sample_rate: int, seconds: float) -> np.ndarray:
+    """The whole pipeline for one WAV file: (1, F, T) float32."""
+    return spectrogram(*read_wav(path), sample_rate, seconds)
 
 
 def spectrogram_shape(sample_rate: int, seconds: float) -> tuple[int, int, int]:

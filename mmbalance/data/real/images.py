@@ -2,13 +2,16 @@
 
 Frames are stored `(C, T, H, W)` uint8 (the encoders normalise on the device); that is 4x
 less disk than float32 and what the authors' loaders read from JPEGs anyway. Images are read
-with Pillow; `.avi` videos with PyAV (`pip install av`), or, where the user extracted them,
-from a folder of frame images or a `.npy` array beside the video's name.
+with Pillow; videos with PyAV (`video.py`), or, where the user extracted them, from a folder
+of frame images (in numeric name order: frame_2 before frame_10) or a `.npy` array beside
+the video's name.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,30 +33,42 @@ def _resample_filter(name: str) -> int:
     return filters[name]
 
 
+def image_array(img: Any, size: int | tuple[int, int], resample: str = "bilinear"
+                ) -> np.ndarray:
+    """A PIL image as RGB resized to `size` (square, or (h, w)), (3, h, w) uint8."""
+    h, w = (size, size) if isinstance(size, int) else size
+    arr = np.asarray(img.convert("RGB").resize((w, h), _resample_filter(resample)),
+                     dtype=np.uint8)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
 def read_image(path: str | Path, size: int | tuple[int, int], resample: str = "bilinear"
                ) -> np.ndarray:
-    """An RGB image resized to `size` (square, or (h, w)), as (3, h, w) uint8."""
+    """An image file as RGB resized to `size` (square, or (h, w)), (3, h, w) uint8."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    h, w = (size, size) if isinstance(size, int) else size
     if not path.is_file():
         raise DataError(f"{path}: image file not found")
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB").resize((w, h), _resample_filter(resample))
-            arr = np.asarray(img, dtype=np.uint8)
+            return image_array(img, size, resample)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable image: {exc}") from exc
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders the numbers inside names by value: frame_2 before frame_10."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def list_frames(folder: str | Path) -> list[Path]:
-    """Image files of a frame folder, in name order."""
+    """Image files of a frame folder, in numeric name order (frame_2 before frame_10)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: frame folder not found")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                  key=lambda p: natural_key(p.name))
 
 
 def evenly_spaced(n: int, k: int) -> list[int]:
@@ -76,28 +91,17 @@ def read_frames(folder: str | Path, count: int, size: int) -> np.ndarray:
     return np.stack(frames, axis=1)
 
 
+def read_video_frames(path: str | Path, fps: float, count: int, size: int) -> np.ndarray:
+    """`count` evenly spaced frames of a video sampled at `fps` (what `read_frames` gives
+    on the frame folder an `fps` extraction would write), (3, count, size, size) uint8."""
+    from mmbalance.data.real.video import sample_frames
+
+    frames = sample_frames(path, fps)
+    return np.stack([image_array(frames[i], size) for i in evenly_spaced(len(frames), count)],
+                    axis=1)
+
+
 # ------------------------------------------------------------------------------------ video
-
-
-def _decode_avi(path: Path, start: int, end: int) -> np.ndarray:
-    try:
-        import av
-    except ImportError:
-        raise DataError(f"{path}: reading videos needs PyAV (pip install av), or extract the "
-                        f"frames into a folder {path.with_suffix('')}/ of images") from None
-    frames = []
-    try:
-        with av.open(str(path)) as container:
-            for i, frame in enumerate(container.decode(video=0)):
-                if i >= end:
-                    break
-                if i >= start:
-                    frames.append(frame.to_ndarray(format="rgb24"))
-    except Exception as exc:  # FFmpeg errors, no video stream (IndexError), bad frames...
-        raise DataError(f"{path}: unreadable video: {exc!r}") from exc
-    if not frames:
-        raise DataError(f"{path}: no frames in [{start}, {end})")
-    return np.stack(frames)
 
 
 def read_video(base: str | Path, start: int, end: int) -> np.ndarray:
@@ -110,7 +114,9 @@ def read_video(base: str | Path, start: int, end: int) -> np.ndarray:
     avi = base.with_name(base.name + ".avi")
     npy = base.with_name(base.name + ".npy")
     if avi.is_file():
-        return _decode_avi(avi, start, end)
+        from mmbalance.data.real.video import decode_range
+
+        return decode_range(avi, start, end)
     if base.is_dir():
         files = list_frames(base)[start:end]
         if not files:
@@ -166,6 +172,19 @@ def clip(frames: np.ndarray, t: int, size: int, channels: int, crop_ratio: float
     sel = resize_crop(frames[first:first + taken], size, crop_ratio)[..., :channels]
     out = np.zeros((channels, t, size, size), np.uint8)
     out[:, before:before + taken] = sel.transpose(3, 0, 1, 2)
+    return out
+
+
+def computed_flow_clip(frames: np.ndarray, t: int, size: int, crop_ratio: float) -> np.ndarray:
+    """Flow computed from (T, H, W, 3) colour frames (`flow.py`), the window and crop of
+    `clip`: (2, t, size, size) float16, vectors in pixels of the size x size frames. The
+    window's last frame takes its flow to the frame after the window where there is one."""
+    from mmbalance.data.real.flow import clip_flow
+
+    first, taken, before = temporal_window(frames.shape[0], t)
+    sel = resize_crop(frames[first:min(frames.shape[0], first + taken + 1)], size, crop_ratio)
+    out = np.zeros((2, t, size, size), np.float16)
+    out[:, before:before + taken] = clip_flow(sel)[:, :taken].astype(np.float16)
     return out
 
 

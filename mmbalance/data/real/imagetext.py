@@ -27,6 +27,7 @@ class ImageTextPreparer(Preparer):
     """
 
     modalities = ("image", "text")
+    path_settings = ("tokenizer",)
     resample = "bilinear"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -57,3 +58,11 @@ class ImageTextPreparer(Preparer):
 
     def describe(self) -> dict:
         return {"tokenizer": self.tokenizer.name}
+
+    def notes(self) -> list[str]:
+        if self.settings.tokenizer:
+            return []
+        return [("text: no --tokenizer given, so the hashing tokenizer is used: fine for BERT "
+                 "trained from scratch, but pretrained BERT weights need the WordPiece ids "
+                 "of their vocab.txt (Ctrl-C and prepare again with --tokenizer "
+                 "PATH/vocab.txt, into a new --out)")]

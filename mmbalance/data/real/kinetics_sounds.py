@@ -1,22 +1,39 @@
-"""Kinetics-Sounds (audio-visual action classes), in the layout the BSS code reads.
+"""Kinetics-Sounds (audio-visual action classes): from Kinetics videos, or from the layout
+the BSS code reads.
 
-Raw layout (`--root RAW`):
+Kinetics-Sounds is a subset of the classes of Kinetics-400, whose download is the videos
+(`<youtube_id>_<start>_<end>.mp4`, e.g. from the CVDF mirror) and the CSV files
+`train.csv`, `validate.csv` (`label,youtube_id,time_start,time_end,split`). Raw layout
+(`--root RAW`):
 
 ```
-RAW/annotations/train.csv            header `youtube_id,label` (other columns ignored)
-RAW/annotations/test.csv
-RAW/train_img/Image-01-FPS/<youtube_id>/*.jpg    frames at 1 fps
+RAW/annotations/train.csv   header with `youtube_id` and `label` (other columns ignored):
+RAW/annotations/test.csv    Kinetics' train.csv and validate.csv as they are
+RAW/train_video/**/<youtube_id>[_<start>_<end>].mp4   (any depth, any of .mp4 .mkv .webm ...)
+RAW/test_video/**/...
+```
+
+or, as the BSS code reads it, frames extracted at 1 fps and WAVs:
+
+```
+RAW/train_img/Image-01-FPS/<youtube_id>/*.jpg
 RAW/train_wav/<youtube_id>.wav
 RAW/test_img/Image-01-FPS/<youtube_id>/*.jpg
 RAW/test_wav/<youtube_id>.wav
 ```
 
-Classes are the label strings of train.csv in sorted order (test labels must be among them).
-Prepared (`OUT`, see `store.py`): `audio` (1, 257, T) float32 log spectrogram (the BSS code
-loads KS at 35400 Hz and tiles to 10 s: T = 1003) and `visual` (3, frames, size, size) uint8
-(3 frames, evenly spaced over the clip's frames). A clip needs at least `frames` frames; the
-authors' loader likewise drops clips with 3 or fewer. Val is carved from train (stratified,
-seeded). Backbones: ResNet18 for both.
+A split's frame folder wins over its video folder. From a video, the frames are sampled at
+1 fps (the middle frame of each second, as the authors' extraction does) and the audio is
+its sound track, decoded with PyAV. `classes` names a text file of the class names to keep
+(one per line, e.g. the 31 of the BSS code; rows of other classes are left out), so
+Kinetics' own CSVs need no editing; "" keeps every label of train.csv.
+
+Classes are the kept label strings of train.csv in sorted order (test labels must be among
+them). Prepared (`OUT`, see `store.py`): `audio` (1, 257, T) float32 log spectrogram (the
+BSS code loads KS at 35400 Hz and tiles to 10 s: T = 1003) and `visual` (3, frames, size,
+size) uint8 (3 frames, evenly spaced over the clip's 1-fps frames). From a frame folder, a
+clip needs at least `frames` frames; the authors' loader likewise drops clips with 3 or
+fewer. Val is carved from train (per class, seeded). Backbones: ResNet18 for both.
 """
 
 from __future__ import annotations
@@ -25,8 +42,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmbalance.data.real import images
+from mmbalance.data.real import audio, images
 from mmbalance.data.real.audiovisual import AudioVisualPreparer
+from mmbalance.data.real.rawfiles import read_text
 from mmbalance.data.real.store import Item
 from mmbalance.errors import ConfigError, DataError
 
@@ -39,11 +57,48 @@ class Settings:
     image_size: int = 224
     val_fraction: float = 0.1
     split_seed: int = 0
+    classes: str = ""  # a file of class names to keep, one per line; "" = all of train.csv
 
     def check(self) -> None:
         for key in ("sample_rate", "audio_seconds", "frames", "image_size"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"prepare: {key} must be > 0, got {getattr(self, key)}")
+
+
+def read_classes(path: Path) -> list[str]:
+    """Class names of a class list file (one per line, blank lines and # comments skipped)."""
+    lines = read_text(path, "class list file (classes=)", "utf-8-sig").splitlines()
+    names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not names:
+        raise DataError(f"{path}: the class list names no class")
+    return names
+
+
+def youtube_key(path: Path) -> str:
+    """`<id>` of a Kinetics video file named `<id>_<start>_<end>` (YouTube ids have 11
+    characters) or `<id>`."""
+    stem = path.stem
+    return stem[:11] if len(stem) > 11 and stem[11] == "_" else stem
+
+
+def _with_sound(path: Path) -> str | None:
+    from mmbalance.data.real.video import stream_problem
+
+    return stream_problem(path, ("video", "audio"))
+
+
+def index_videos(folder: Path) -> dict[str, Path]:
+    """{youtube id: video file} of every video under `folder` (two files of one id: error)."""
+    from mmbalance.data.real.video import VIDEO_SUFFIXES
+
+    found: dict[str, Path] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file():
+            key = youtube_key(p)
+            if key in found:
+                raise DataError(f"{p}: a second video of {key!r} (the first is {found[key]})")
+            found[key] = p
+    return found
 
 
 def read_table(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
@@ -65,23 +120,50 @@ def read_table(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
 class KineticsSoundsPreparer(AudioVisualPreparer):
     name = "ks"
     settings_cls = Settings
+    path_settings = ("classes",)
+    _sources: dict[str, str] | None = None
+
+    def _split_source(self, split: str) -> tuple[str, dict[str, Path] | None]:
+        """("frames", None) for the BSS layout, ("video", {id: file}) for Kinetics videos."""
+        frames = self.root / f"{split}_img" / "Image-01-FPS"
+        if frames.is_dir():
+            return "frames", None
+        videos = self.root / f"{split}_video"
+        if videos.is_dir():
+            return "video", index_videos(videos)
+        raise DataError(f"{self.root}: split '{split}' has neither {frames.relative_to(self.root)}"
+                        f"/ (frames) nor {videos.relative_to(self.root)}/ (videos)")
 
     def items(self) -> tuple[list[Item], list[str]]:
         rows = {s: read_table(self.root / "annotations" / f"{s}.csv", ("youtube_id", "label"))
                 for s in ("train", "test")}
-        classes = sorted({r["label"] for r in rows["train"]})
+        keep = set(read_classes(Path(self.settings.classes))) if self.settings.classes else None
+        classes = sorted({r["label"] for r in rows["train"] if keep is None or r["label"] in keep})
+        if keep is not None and not classes:
+            raise DataError(f"{self.settings.classes}: none of its classes occurs in train.csv")
+        self._sources = {}
         out = []
         for split, table in rows.items():
             path = self.root / "annotations" / f"{split}.csv"
+            kind, videos = self._split_source(split)
+            self._sources[split] = kind
             for n, row in enumerate(table, start=2):
                 vid, label = row["youtube_id"], row["label"]
+                if keep is not None and label not in keep:
+                    continue
                 if label not in classes:
                     raise DataError(f"{path}: line {n}: label {label!r} does not occur in "
                                     "train.csv")
+                if videos is not None:
+                    video = videos.get(vid, self.root / f"{split}_video" / f"{vid}.mp4")
+                    if self.require(video, "video", vid, _with_sound):
+                        out.append(Item(vid, classes.index(label), split,
+                                        {"video": str(video.relative_to(self.root))}))
+                    continue
                 folder = self.root / f"{split}_img" / "Image-01-FPS" / vid
                 wav = self.root / f"{split}_wav" / f"{vid}.wav"
                 if not (self.require(folder, "frame folder", vid)
-                        and self.require(wav, "audio file", vid)):
+                        and self.require(wav, "audio file", vid, audio.wav_problem)):
                     continue
                 if len(images.list_frames(folder)) < self.settings.frames:
                     if self.skip_missing:
@@ -93,3 +175,6 @@ class KineticsSoundsPreparer(AudioVisualPreparer):
                                 {"wav": str(wav.relative_to(self.root)),
                                  "frames": str(folder.relative_to(self.root))}))
         return out, classes
+
+    def sources(self) -> dict:
+        return dict(self._sources or {})

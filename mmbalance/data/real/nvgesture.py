@@ -3,17 +3,20 @@
 Raw layout (`--root RAW`):
 
 ```
-RAW/nvgesture_train_correct_v2.lst   lines such as
-RAW/nvgesture_test_correct_v2.lst      path:./Video_data/class_01/subject13_r0
-                                       depth:sk_depth:138:218 color:sk_color:138:218
-                                       duo_left:duo_left:161:254 label:1
+RAW/nvgesture_train_correct_cvpr2016_v2.lst  (the BSS code names them
+RAW/nvgesture_test_correct_cvpr2016_v2.lst   nvgesture_{train,test}_correct_v2.lst)
+    lines such as  path:./Video_data/class_01/subject13_r0 depth:sk_depth:138:218
+                   color:sk_color:138:218 duo_left:duo_left:161:254 label:1
 RAW/Video_data/class_XX/<subject>/sk_color.avi   (or a folder sk_color/ of frame images,
 RAW/Video_data/class_XX/<subject>/sk_depth.avi    or sk_color.npy (T, H, W[, C]) uint8)
 RAW/Video_data/flow_data/{train,test}/<i>.npy    optical flow (H, W, 2, T) of the i-th line
 ```
 
-Labels are 1..25 in the lists and 0..24 here. Frames [start, end) of each sensor are read
-(`.avi` needs PyAV: `pip install av`); depth keeps one channel.
+The official download (nvGesture_v1, from NVIDIA's research page) has the lists and the
+videos but no optical flow: `--set flow_source=computed` computes it from the colour frames
+(Horn-Schunck, `flow.py`; a substitute for the authors' unnamed flow), instead of reading
+`flow_data/`. Labels are 1..25 in the lists and 0..24 here. Frames [start, end) of each
+sensor are read (`.avi` with PyAV, the media extra); depth keeps one channel.
 
 Prepared (`OUT`, see `store.py`): `rgb` (3, frames, size, size) uint8, `depth`
 (1, frames, size, size) uint8 and `flow` (2, flow_frames, size, size) float16. Each is the
@@ -33,11 +36,14 @@ from pathlib import Path
 import numpy as np
 
 from mmbalance.data.real import images
+from mmbalance.data.real.rawfiles import read_text
 from mmbalance.data.real.store import Item, Preparer
 from mmbalance.errors import ConfigError, DataError
 
 CLASSES = tuple(f"class_{i:02d}" for i in range(1, 26))
-LISTS = {"train": "nvgesture_train_correct_v2.lst", "test": "nvgesture_test_correct_v2.lst"}
+FLOW_SOURCES = ("files", "computed")
+LISTS = {s: (f"nvgesture_{s}_correct_cvpr2016_v2.lst", f"nvgesture_{s}_correct_v2.lst")
+         for s in ("train", "test")}  # the official download's names, then the BSS code's
 
 
 @dataclass
@@ -48,23 +54,22 @@ class Settings:
     crop_ratio: float = 0.875  # 224 of 256
     val_fraction: float = 0.1
     split_seed: int = 0
+    flow_source: str = "files"  # "files": flow_data/*.npy; "computed": from the colour video
 
     def check(self) -> None:
         for key in ("frames", "flow_frames", "image_size"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"prepare: {key} must be > 0, got {getattr(self, key)}")
+        if self.flow_source not in FLOW_SOURCES:
+            raise ConfigError(f"prepare: flow_source must be one of {list(FLOW_SOURCES)}, got "
+                              f"{self.flow_source!r}")
         if not 0 < self.crop_ratio <= 1:
             raise ConfigError(f"prepare: crop_ratio must be in (0, 1], got {self.crop_ratio}")
 
 
 def parse_list(path: Path) -> list[dict]:
     """Entries of an NVGesture `.lst` file: path, label (0-based), per sensor name/start/end."""
-    if not path.is_file():
-        raise DataError(f"{path}: list file not found")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable list file: {exc}") from exc
+    lines = read_text(path, "list file").splitlines()
     out = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -99,8 +104,10 @@ class NVGesturePreparer(Preparer):
 
     def items(self) -> tuple[list[Item], list[str]]:
         out = []
-        for split, fname in LISTS.items():
-            for idx, entry in enumerate(parse_list(self.root / fname)):
+        for split, names in LISTS.items():
+            lst = next((self.root / n for n in names if (self.root / n).is_file()),
+                       self.root / names[0])
+            for idx, entry in enumerate(parse_list(lst)):
                 folder = self.root / entry["path"]
                 item_id = f"{split}:{idx}:{entry['path']}"
                 src: dict = {}
@@ -113,10 +120,11 @@ class NVGesturePreparer(Preparer):
                                  base.with_name(name + ".avi"))
                     ok = ok and self.require(found, f"{sensor} video", item_id)
                     src[sensor] = [str(base.relative_to(self.root)), start, end]
-                flow = self.root / "Video_data" / "flow_data" / split / f"{idx}.npy"
-                ok = ok and self.require(flow, "optical flow", item_id)
-                if ok:
+                if self.settings.flow_source == "files":
+                    flow = self.root / "Video_data" / "flow_data" / split / f"{idx}.npy"
+                    ok = ok and self.require(flow, "optical flow", item_id)
                     src["flow"] = str(flow.relative_to(self.root))
+                if ok:
                     out.append(Item(item_id, entry["label"], split, src))
         return out, list(CLASSES)
 
@@ -129,13 +137,17 @@ class NVGesturePreparer(Preparer):
 
     def process(self, item: Item) -> dict[str, np.ndarray]:
         s = self.settings
-        out = {}
+        out, read = {}, {}
         for sensor, key, channels in (("color", "rgb", 3), ("depth", "depth", 1)):
             rel, start, end = item.src[sensor]
-            frames = images.read_video(self.root / rel, start, end)
-            out[key] = images.clip(frames, s.frames, s.image_size, channels, s.crop_ratio)
-        out["flow"] = images.flow_clip(self.root / item.src["flow"], s.flow_frames,
-                                       s.image_size, s.crop_ratio)
+            read[sensor] = images.read_video(self.root / rel, start, end)
+            out[key] = images.clip(read[sensor], s.frames, s.image_size, channels, s.crop_ratio)
+        if "flow" in item.src:
+            out["flow"] = images.flow_clip(self.root / item.src["flow"], s.flow_frames,
+                                           s.image_size, s.crop_ratio)
+        else:
+            out["flow"] = images.computed_flow_clip(read["color"], s.flow_frames, s.image_size,
+                                                    s.crop_ratio)
         return out
 
     def encoders(self) -> dict[str, dict]:

@@ -3,8 +3,11 @@
 A prepared folder (`mmbalance prepare NAME --root RAW --out OUT`):
 
 ```
-OUT/plan.json            what is being prepared: settings, classes, every split's item ids
-                         and labels, each modality's per-sample shape and dtype
+OUT/plan.json            what is being prepared: settings, classes, raw sources (frames or
+                         videos), every split's item ids and labels, each modality's
+                         per-sample shape and dtype
+OUT/annotations/...      files a preparer writes (`written_files`): e.g. the CREMA-D split
+                         it made from the official download
 OUT/manifest.jsonl       one line per flushed batch of finished rows: {"split", "rows"}
 OUT/<split>/labels.npy   int64 labels (split = train, val, test)
 OUT/<split>/<m>.npy      one .npy per modality, (n, *shape), written in place through
@@ -16,7 +19,8 @@ OUT/meta.json            written last: modalities, classes, shapes, encoders, se
 Preparation writes each sample's arrays into its row and records finished rows in the
 manifest after flushing the arrays, so an interrupted run (an error, Ctrl-C, a killed job)
 resumes where it stopped: a re-run with the same settings skips the recorded rows; with other
-settings it refuses to mix the two. `meta.json` appears only when every row is done; the
+settings it refuses to mix the two. Ctrl-C raises `PreparationInterrupted` (done / total)
+once the finished rows are recorded. `meta.json` appears only when every row is done; the
 loader refuses a folder without it.
 """
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -60,10 +64,14 @@ class Preparer:
     modalities: tuple[str, ...] = ()
     settings_cls: type = object
     has_val = False  # the raw layout has its own validation split
+    path_settings: tuple[str, ...] = ()  # settings naming files: stored as absolute paths
 
     def __init__(self, root: str | Path, settings: Any = None, skip_missing: bool = False):
         self.root = Path(root)
         self.settings = settings if settings is not None else self.settings_cls()
+        for key in self.path_settings:  # plan.json and meta.json say which file was used
+            if getattr(self.settings, key):
+                setattr(self.settings, key, str(Path(getattr(self.settings, key)).resolve()))
         self.skip_missing = skip_missing
         self.skipped: list[str] = []
 
@@ -83,16 +91,34 @@ class Preparer:
         """Extra facts for meta.json (e.g. the tokenizer)."""
         return {}
 
+    def notes(self) -> list[str]:
+        """Lines the user should read before a long preparation starts (e.g. a fallback)."""
+        return []
+
+    def sources(self) -> dict:
+        """Which raw files feed each modality (e.g. frame folders or videos): part of the
+        plan, so a resume never mixes two sources. Valid after `items()`."""
+        return {}
+
+    def written_files(self) -> dict[str, str]:
+        """Files to write into the prepared folder ({relative path: text}), e.g. a split
+        made at preparation time, in the authors' annotation format. Valid after `items()`."""
+        return {}
+
     # helpers for items()
-    def require(self, path: Path, what: str, item_id: str) -> bool:
-        """True if `path` exists; else skip the item (skip_missing) or raise naming it."""
-        if path.exists():
+    def require(self, path: Path, what: str, item_id: str,
+                check: Callable[[Path], str | None] | None = None) -> bool:
+        """True if `path` exists (and `check(path)` finds no problem); else skip the item
+        (skip_missing) or raise naming the file."""
+        problem = "not found" if not path.exists() else (check(path) if check else None)
+        if problem is None:
             return True
         if self.skip_missing:
-            self.skipped.append(f"{item_id}: {what} {path} not found")
+            self.skipped.append(f"{item_id}: {what} {path} {problem}")
             return False
-        raise DataError(f"{path}: {what} not found (item {item_id!r}; pass --skip-missing to "
-                        "leave out items whose files are missing, as the authors' loaders do)")
+        raise DataError(f"{path}: {what} {problem} (item {item_id!r}; pass --skip-missing to "
+                        "leave out items whose files are missing or cut short, as the authors' "
+                        "loaders leave out missing ones)")
 
 
 def make_settings(cls: type, values: dict | None) -> Any:
@@ -124,15 +150,17 @@ def make_settings(cls: type, values: dict | None) -> Any:
     return settings
 
 
-def carve_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the rows moved from train to val: stratified by label, seeded.
+def stratified_carve(labels: np.ndarray, fraction: float, seed: int | list[int],
+                     key: str = "val_fraction") -> np.ndarray:
+    """Boolean mask of the rows carved out (train -> val, or all -> test): per class, seeded.
 
     Each class gives round(fraction x its size) rows (at least 1 and at most all but one of
     classes with 2+ rows), chosen by one generator walking the classes in sorted order, so
-    the split depends only on the labels, the fraction and the seed.
+    the split depends only on the labels, the fraction and the seed. `key` names the
+    setting in errors.
     """
     if not 0 < fraction < 1:
-        raise ConfigError(f"val_fraction: must be in (0, 1), got {fraction}")
+        raise ConfigError(f"{key}: must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     mask = np.zeros(len(labels), bool)
     for c in np.unique(labels):
@@ -155,7 +183,7 @@ def _split_items(prep: Preparer, items: list[Item]) -> dict[str, list[Item]]:
     if not by["val"]:
         settings = prep.settings
         labels = np.array([it.label for it in by["train"]], np.int64)
-        mask = carve_val(labels, settings.val_fraction, settings.split_seed)
+        mask = stratified_carve(labels, settings.val_fraction, settings.split_seed)
         by["val"] = [it for it, m in zip(by["train"], mask) if m]
         by["train"] = [it for it, m in zip(by["train"], mask) if not m]
         for it in by["val"]:
@@ -181,6 +209,7 @@ def _plan(prep: Preparer) -> tuple[dict, dict[str, list[Item]]]:
         "modalities": list(prep.modalities),
         "class_names": list(class_names),
         "arrays": {m: {"shape": list(sh), "dtype": dt} for m, (sh, dt) in prep.arrays().items()},
+        **({"sources": prep.sources()} if prep.sources() else {}),
         "splits": {s: {"ids": [it.id for it in by[s]], "labels": [it.label for it in by[s]]}
                    for s in SPLITS},
     }
@@ -267,11 +296,24 @@ def _results(prep: Preparer, items: list[Item], workers: int) -> tuple[Iterable,
     return ex.map(prep.process, items, chunksize=4), ex
 
 
+class PreparationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during preparation, after the finished rows were recorded: `done` of `total`."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"{done} of {total} done")
+        self.done, self.total = done, total
+
+
 def prepare(prep: Preparer, out: str | Path, progress: bool = True, workers: int = 0,
-            flush_every: int = 64) -> dict:
-    """Prepare `prep`'s raw data into `out` (resuming a matching earlier run); return meta."""
+            flush_every: int = 64, report: Callable[[str], None] | None = None) -> dict:
+    """Prepare `prep`'s raw data into `out` (resuming a matching earlier run); return meta.
+
+    `report` receives the lines a person should read (notes, "resuming: ..."). Ctrl-C
+    raises `PreparationInterrupted` once the finished rows are on disk.
+    """
     from tqdm.auto import tqdm
 
+    report = report or (lambda line: None)
     out = Path(out)
     if not prep.root.is_dir():
         raise DataError(f"{prep.root}: raw data folder not found")
@@ -291,6 +333,9 @@ def prepare(prep: Preparer, out: str | Path, progress: bool = True, workers: int
         raise DataError(f"{out}: folder is not empty and holds no preparation; choose an "
                         "empty or new --out")
     out.mkdir(parents=True, exist_ok=True)
+    for rel, text in prep.written_files().items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out / rel, text)
     if not plan_path.exists():
         _atomic_write(plan_path, json.dumps(plan))
     meta_path = out / "meta.json"
@@ -302,11 +347,17 @@ def prepare(prep: Preparer, out: str | Path, progress: bool = True, workers: int
     done = _read_manifest(manifest)
     todo = [(s, r, it) for s in SPLITS for r, it in enumerate(by[s]) if (s, r) not in done]
     total = sum(len(by[s]) for s in SPLITS)
+    for line in prep.notes():
+        report(line)
+    if len(todo) < total:
+        report(f"resuming: {total - len(todo)} of {total} already prepared")
     bar = tqdm(total=total, initial=total - len(todo), desc=f"prepare {prep.name}",
                unit="item", disable=not progress)
     pending: list[tuple[str, int]] = []
+    finished = total - len(todo)
 
     def commit() -> None:
+        nonlocal finished
         if not pending:
             return
         for s in {s for s, _ in pending}:
@@ -319,6 +370,7 @@ def prepare(prep: Preparer, out: str | Path, progress: bool = True, workers: int
                     f.write(json.dumps({"split": s, "rows": rows}) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        finished += len(pending)
         pending.clear()
 
     results, executor = _results(prep, [it for _, _, it in todo], workers)
@@ -335,6 +387,9 @@ def prepare(prep: Preparer, out: str | Path, progress: bool = True, workers: int
             bar.update(1)
             if len(pending) >= flush_every:
                 commit()
+    except KeyboardInterrupt:
+        commit()
+        raise PreparationInterrupted(finished, total) from None
     finally:
         commit()
         bar.close()

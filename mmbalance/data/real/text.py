@@ -107,12 +107,9 @@ class WordPieceTokenizer:
         p = Path(path)
         folder = p if p.is_dir() else p.parent
         vocab_file = p / "vocab.txt" if p.is_dir() else p
-        if not vocab_file.is_file():
-            raise DataError(f"{vocab_file}: tokenizer vocabulary not found")
-        try:
-            lines = vocab_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{vocab_file}: unreadable vocabulary: {exc}") from exc
+        from mmbalance.data.real.rawfiles import read_text
+
+        lines = read_text(vocab_file, "tokenizer vocabulary").splitlines()
         lowercase = True
         cfg = folder / "tokenizer_config.json"
         if cfg.is_file():
@@ -123,7 +120,7 @@ class WordPieceTokenizer:
             except (OSError, ValueError) as exc:
                 raise DataError(f"{cfg}: unreadable tokenizer config: {exc}") from exc
         vocab = {tok.rstrip("\n"): i for i, tok in enumerate(lines) if tok.strip()}
-        return cls(vocab, lowercase, str(vocab_file))
+        return cls(vocab, lowercase, str(vocab_file.resolve()))
 
     def wordpieces(self, word: str) -> list[int]:
         if len(word) > 100:

@@ -9,8 +9,10 @@ RAW/annotations/test.tsv
 RAW/twitter2015_images/<ImageID>
 ```
 
-The original TomBERT files (`#1 Label`, `#2 ImageID`, `#3 String` with the target masked as
-`$T$`, then the target in a second `#3 String` column) are read too: the target is put back.
+The original TomBERT files (github.com/jefferyYu/TomBERT, absa_data/twitter2015/: `#1
+Label`, `#2 ImageID`, `#3 String` with the target masked as `$T$`, then the target in a
+second `#3 String` column) are read too: the target is put back. The files are read one
+record per line with quoting off, as they were written (`read_tsv`).
 
 Prepared (`OUT`, see `store.py`): `image` (3, 384, 384) uint8 (the BSS code resizes to 384
 and only scales to [0, 1]) and `text` (30,) int64 token ids of the cleaned tweet (English
@@ -46,36 +48,77 @@ class Settings:
         check_image_text_settings(self)
 
 
-def read_tsv(path: Path) -> list[tuple[int, str, str]]:
-    """(label, text, image id) rows of a Twitter2015 TSV, either column naming."""
-    import pandas as pd
+def tsv_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number in the file, tab-separated fields) of every non-blank line.
 
+    Quoting is off: each line is one record, as in the original files, so a tweet that
+    starts with `"` or holds an unbalanced quote is plain text (a CSV reader would glue
+    the next lines onto it). `\r\n` endings and a BOM are accepted.
+    """
     if not path.is_file():
         raise DataError(f"{path}: annotation file not found")
     try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise DataError(f"{path}: unreadable annotation file: {exc}") from exc
-    if {"Label", "String", "ImageID"} <= set(df.columns):
-        texts = df["String"].tolist()
-        labels, ids = df["Label"].tolist(), df["ImageID"].tolist()
-    elif {"#1 Label", "#2 ImageID", "#3 String"} <= set(df.columns):
-        labels, ids = df["#1 Label"].tolist(), df["#2 ImageID"].tolist()
-        targets = df["#3 String.1"].tolist() if "#3 String.1" in df.columns else None
-        texts = [t.replace("$T$", targets[i]) if targets else t
-                 for i, t in enumerate(df["#3 String"].tolist())]
-    else:
-        raise DataError(f"{path}: expected columns Label, String, ImageID (or TomBERT's "
-                        f"#1 Label, #2 ImageID, #3 String); header is {list(df.columns)}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: not UTF-8 text ({exc.reason})") from None
+    return [(n, line.removesuffix("\r").split("\t"))
+            for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+
+
+def _columns(path: Path, header: list[str]) -> tuple[int, int, list[int]]:
+    """Positions of the label, the image id and the text column(s) in a header."""
+    names = [h.strip() for h in header]
+    if {"Label", "String", "ImageID"} <= set(names):
+        return names.index("Label"), names.index("ImageID"), [names.index("String")]
+    if {"#1 Label", "#2 ImageID", "#3 String"} <= set(names):
+        texts = [i for i, h in enumerate(names) if h == "#3 String"]
+        return names.index("#1 Label"), names.index("#2 ImageID"), texts
+    raise DataError(f"{path}: line 1: expected columns Label, String, ImageID (or TomBERT's "
+                    f"#1 Label, #2 ImageID, #3 String); header is {names}")
+
+
+def read_tsv(path: Path) -> list[tuple[int, int, str, str]]:
+    """(line, label, text, image id) of every record of a Twitter2015 TSV.
+
+    Every line must have the header's number of fields. One exception is exact: where the
+    tweet is the only free-text column (the BSS files), a line with more fields has tabs
+    inside the tweet, and those fields are joined back into it. In TomBERT's files (the
+    sentence and its target are two text columns) such a line is an error.
+    """
+    lines = tsv_lines(path)
+    if not lines:
+        raise DataError(f"{path}: empty annotation file (no header line)")
+    (_, header), records = lines[0], lines[1:]
+    i_label, i_image, i_texts = _columns(path, header)
+    width = len(header)
     rows = []
-    for n, (label, text, image) in enumerate(zip(labels, texts, ids), start=2):
+    for n, fields in records:
+        extra = len(fields) - width
+        if extra > 0 and len(i_texts) == 1:
+            t = i_texts[0]
+            fields = [*fields[:t], "\t".join(fields[t:t + extra + 1]), *fields[t + extra + 1:]]
+        elif extra:
+            raise DataError(f"{path}: line {n}: {len(fields)} tab-separated fields, the header "
+                            f"has {width} ({', '.join(h.strip() for h in header)})")
+        label = fields[i_label].strip()
         try:
             y = int(label)
         except ValueError:
             raise DataError(f"{path}: line {n}: label {label!r} is not an integer") from None
         if not 0 <= y < len(CLASSES):
             raise DataError(f"{path}: line {n}: label {y} outside 0..{len(CLASSES) - 1}")
-        rows.append((y, text, image.strip()))
+        image = fields[i_image].strip()
+        if not image:
+            raise DataError(f"{path}: line {n}: empty image id")
+        text = fields[i_texts[0]]
+        if len(i_texts) == 2:  # TomBERT: the target, masked as $T$ in the sentence
+            text = text.replace("$T$", fields[i_texts[1]])
+        rows.append((n, y, text, image))
     return rows
 
 
@@ -89,7 +132,7 @@ class Twitter2015Preparer(ImageTextPreparer):
         out = []
         for split, fname in SPLIT_FILES.items():
             path = self.root / "annotations" / fname
-            for n, (y, text, image_id) in enumerate(read_tsv(path), start=2):
+            for n, y, text, image_id in read_tsv(path):
                 item_id = f"{split}:{n}:{image_id}"
                 image = self.root / s.image_dir / image_id
                 if self.require(image, "image", item_id):
