@@ -3,6 +3,9 @@ import os
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# checkpoints are signed (mmbalance/manifest.py): one key for the session and every Ray
+# worker it starts, and no key file written into the user's config folder
+os.environ.setdefault("MMBALANCE_SIGNING_KEY", os.urandom(24).hex())
 
 
 @pytest.fixture(scope="session")
