@@ -352,7 +352,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from mmbalance.runs import check_new_run_dir, new_run_dir
     from mmbalance.tune.learn_config import apply_overrides
-    from mmbalance.tune.sweep import SweepConfig, check_storage, run_sweep
+    from mmbalance.tune.sweep import SweepConfig, check_storage, run_sweep, shared_dataset
 
     if args.resume:
         ignored = [flag for flag, given in (
@@ -367,6 +367,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not saved.is_file():
             raise UserError(f"--resume {out}: no sweep.yaml there; not a sweep folder")
         cfg = SweepConfig.from_yaml(saved)
+        dataset = None
     else:
         if not args.config:
             raise UserError("sweep: give a CONFIG.yaml, or --resume DIR")
@@ -381,10 +382,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cfg = SweepConfig.from_dict(apply_overrides(data, sets))
         out_path = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
         check_storage(cfg, out_path, resume=False)  # before the folder exists
+        dataset = shared_dataset(cfg)  # a bad data file, too
         out = new_run_dir(out_path)
         (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     res = run_sweep(cfg, out, progress=not args.no_progress, address=args.address,
-                    resume=bool(args.resume), trust_unsigned=args.trust_unsigned)
+                    resume=bool(args.resume), trust_unsigned=args.trust_unsigned,
+                    dataset=dataset)
     print(res["summary"])
     print(f"wrote {out}")
     return 0

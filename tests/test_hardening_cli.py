@@ -144,6 +144,11 @@ def _sweep_yaml(tmp_path: Path, **change) -> Path:
     ({"resources": {"cpu": -1}}, "resources.cpu"),
     ({"resources": {"gpu": 1.5}}, "resources.gpu"),
     ({"search_space": {"train.lr": {"grid": [0.01, float("inf")]}}}, "search_space"),
+    ({"stop": {"training_iteration": "abc"}}, "stop.training_iteration"),
+    ({"base": {"data": SMALL, "seed": -1}}, "seed"),
+    ({"base": {"data": SMALL, "train": 5}}, "'train' expects a mapping"),
+    ({"base": {"data": "parquet:/no/such/file.parquet", "method": "mla", "sampler": "dus-h"}},
+     "/no/such/file.parquet"),
     ({"name": "../../x"}, "plain name"),
     ({"name": "a/b"}, "plain name"),
 ])
@@ -228,3 +233,23 @@ def test_a_pickle_in_policy_pt_is_one_line_and_never_runs(policy, refused, tmp_p
     out = tmp_path / "o"
     line = refused(["evaluate", policy, "--out", out], "not a plain tensor file", out, marker)
     assert str(policy / "policy.pt") in line and "not loaded" in line
+
+
+def test_an_errored_trial_is_never_ranked_as_the_best(tmp_path):
+    """A trial that ended in an error (e.g. DivergedError) keeps its row but is not ranked."""
+    from types import SimpleNamespace
+
+    from mmbalance.tune.sweep import SweepConfig, write_results
+
+    cfg = SweepConfig.from_yaml(_sweep_yaml(tmp_path))
+
+    def trial(name, acc, error):
+        return SimpleNamespace(metrics={"trial_id": name, "val_acc": acc}, error=error,
+                               config={"sampler_options": {"strength": 1}}, path=None,
+                               checkpoint=None, metrics_dataframe=None)
+
+    res = write_results(cfg, tmp_path, [trial("a", 0.9, RuntimeError("diverged")),
+                                        trial("b", 0.5, None)], 1.0)
+    assert res["best"]["trial"] == "b" and len(res["rows"]) == 2
+    summary = (tmp_path / "summary.md").read_text()
+    assert "1 trial(s) ended in an error" in summary and "| a |" not in summary

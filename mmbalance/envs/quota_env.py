@@ -44,7 +44,8 @@ from mmbalance.trainers.trainer import Trainer
 class QuotaEnvConfig(EnvConfigBase):
     steps_per_action: int = 10
     action_mode: str = "discrete"  # discrete (MultiDiscrete) | flat (Discrete) | continuous (Box)
-    quota_grid: tuple = DEFAULT_GRID  # batch sizes as multiples of B; continuous: [min, max]
+    # batch sizes as multiples of B; continuous: [min, max]
+    quota_grid: tuple[float, ...] = DEFAULT_GRID
 
     def check(self) -> None:
         super().check()

@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mmbalance.errors import ConfigError, UserError
-from mmbalance.spec import YamlConfig
+from mmbalance.spec import YamlConfig, typed_value
 from mmbalance.tune import search_space as dsl
 
 TRAINABLES = ("train", "learn")
@@ -66,7 +66,9 @@ SCHEDULERS = {
 SEARCHERS = ("optuna",)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 SWEEP_ID = "sweep_id"  # in the sweep folder and in its Tune experiment folder: who owns it
-TRAIN_BASE_KEYS = ("data", "method", "sampler", "sampler_options", "train", "seed", "fault")
+TRAIN_BASE_TYPES = {"data": str, "method": str, "sampler": str, "sampler_options": dict,
+                    "train": dict, "seed": int, "fault": dict}
+TRAIN_BASE_KEYS = tuple(TRAIN_BASE_TYPES)
 
 
 @dataclass
@@ -128,6 +130,10 @@ class SweepConfig(YamlConfig):
         if kind == "pbt" and any("grid" in spec for spec in self.search_space.values()):
             raise ConfigError("scheduler pbt: mutations cannot be 'grid' entries; use choice")
         self.check_resources()
+        for key, value in self.stop.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"stop.{key}: must be a number (stop when the metric reaches "
+                                  f"it), got {value!r}")
         if not self.search_space:
             raise ConfigError("search_space: empty; give at least one key to sweep")
         for key, spec in self.search_space.items():
@@ -176,7 +182,11 @@ class SweepConfig(YamlConfig):
             from mmbalance.trainers.config import TrainConfig
             from mmbalance.tune.trainables import _sampler_spec
 
-            TrainConfig.from_dict({**base.get("train", {}), "method": base.get("method", "joint")})
+            for k, v in base.items():
+                typed_value("base", k, v, TRAIN_BASE_TYPES[k])
+
+            TrainConfig.from_dict({**base.get("train", {}), "method": base.get("method", "joint"),
+                                   "seed": base.get("seed", 0)})
             make_sampler(_sampler_spec(base.get("sampler", "uniform"),
                                        base.get("sampler_options", {})))
         except ConfigError as exc:
@@ -255,8 +265,9 @@ def _search(cfg: SweepConfig):
     return OptunaSearch()
 
 
-def _shared_dataset(cfg: SweepConfig):
-    """Load the data once in the driver and ship it through the object store."""
+def shared_dataset(cfg: SweepConfig):
+    """Load the data once in the driver and ship it through the object store (None when
+    the search space varies the data: each trial loads its own)."""
     if cfg.trainable == "train" and not any(k == "data" for k in cfg.search_space):
         from mmbalance.data.registry import load_dataset
 
@@ -329,9 +340,10 @@ def _claim(cfg: SweepConfig, out: Path) -> None:
 
 
 def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str | None = None,
-              resume: bool = False, trust_unsigned: bool = False) -> dict:
+              resume: bool = False, trust_unsigned: bool = False, dataset=None) -> dict:
     """Run (or with `resume`, continue) the sweep into `out`; `trust_unsigned` lets resumed
-    trials restore from checkpoints without a valid signed manifest."""
+    trials restore from checkpoints without a valid signed manifest; `dataset`: the shared
+    data when the caller loaded (and so checked) it already."""
     import ray
     from ray import tune
 
@@ -343,7 +355,7 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str |
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     try:
-        dataset = _shared_dataset(cfg)
+        dataset = dataset if dataset is not None else shared_dataset(cfg)
         trainable = _trainable(cfg, dataset, trust_unsigned)
         path = f"{_storage(cfg, out).rstrip('/')}/{cfg.name}"
         t0 = time.perf_counter()
@@ -419,11 +431,16 @@ def write_results(cfg: SweepConfig, out: Path, results, seconds: float) -> dict:
         keep = [c for c in hist.columns if c == "trial" or pd.api.types.is_numeric_dtype(hist[c])]
         hist[keep].to_parquet(out / "trials.parquet")
     metric = cfg.metric
-    ok = [r for r in rows if isinstance(r.get(metric), (int, float))]
+    # a trial that ended in an error (e.g. its loss diverged) is not a result: not ranked
+    ok = [r for r in rows if r["status"] != "ERROR" and isinstance(r.get(metric), (int, float))
+          and math.isfinite(r[metric])]
     ok.sort(key=lambda r: r[metric], reverse=cfg.mode == "max")
     cols = [c for c in rows[0] if c.startswith("config/")] if rows else []
     head = (f"Sweep `{cfg.name}`: {len(rows)} trials in {seconds / 60:.1f} min, "
             f"metric `{metric}` ({cfg.mode}).")
+    errored = sum(r["status"] == "ERROR" for r in rows)
+    if errored:
+        head += f" {errored} trial(s) ended in an error (e.g. a diverged loss) and are not ranked."
     lines = [head, ""]
     if ok:
         best = ok[0]
