@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmbalance.errors import UserError
+from mmbalance.errors import UserError, one_line
 from mmbalance.prepare import add_prepare_parser, cmd_prepare
 
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "device")
@@ -27,20 +27,40 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def _positive_int(text: str) -> int:
+def _int_from(low: int, words: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected {words}, got {v}")
+        return v
+
+    return parse
+
+
+_positive_int = _int_from(1, "a positive integer")
+_seed = _int_from(0, "a seed >= 0")
+
+
+def _finite_float(text: str) -> float:
+    """A float option: NaN and infinities are refused where they are read."""
+    import math
+
     try:
-        v = int(text)
+        v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return v
 
 
 def _add_train_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     p.add_argument("--epochs", type=_positive_int, help="training epochs (default 30)")
     p.add_argument("--batch-size", type=_positive_int, help="batch size B (default 64)")
-    p.add_argument("--lr", type=float, help="learning rate (default 0.01)")
+    p.add_argument("--lr", type=_finite_float, help="learning rate (default 0.01)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig field, e.g. --set optimizer=adam (repeatable)")
@@ -53,17 +73,18 @@ def _add_dataset_defaults_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
-    from mmbalance.spec import parse_value
+    """Flags and --set values, each parsed as its TrainConfig field's type and checked now,
+    so unknown keys and bad values exit before anything runs."""
     from mmbalance.trainers.config import TrainConfig
 
     out = {k: getattr(args, k) for k in TRAIN_KEYS if getattr(args, k, None) is not None}
     for item in args.set:
         key, eq, value = item.partition("=")
-        if not eq:
+        if not eq or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        out[key.strip()] = parse_value(value.strip())
-    TrainConfig.from_dict({**out})  # validate now: unknown keys and bad values exit early
-    return out
+        out[key.strip()] = value.strip()
+    config = TrainConfig.from_dict({**out})
+    return {k: getattr(config, k) for k in out}
 
 
 def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:
@@ -123,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sampler", default="uniform",
                    help="uniform | dus-h | fixed:quotas=A/B | bss-h | bss-l | dus-rl | "
                    "learned:PATH, with options as name:key=value,...")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--out", help="output folder (default runs/train-<time>)")
     t.add_argument("--no-progress", action="store_true")
     _add_train_options(t, defaults=True)
@@ -132,14 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="methods × samplers × seeds on one dataset (main job)")
     c.add_argument("--data", default="synthetic", help=DATA_HELP)
     c.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (default 3)")
-    c.add_argument("--first-seed", type=int, default=0)
+    c.add_argument("--first-seed", type=_seed, default=0)
     c.add_argument("--grid", nargs="+", metavar="METHOD/SAMPLER",
                    help="runs to compare, e.g. joint/uniform mla/dus-h:strength=2 "
                    "(default: every method with each sampler it accepts)")
     c.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto",
                    help="auto: Ray tasks when Ray is installed (default)")
     c.add_argument("--address", help="Ray cluster address (default: start a local one)")
-    c.add_argument("--gpus-per-run", type=float, default=0.0,
+    c.add_argument("--gpus-per-run", type=_finite_float, default=0.0,
                    help="GPU (fraction) each Ray task asks for, e.g. 0.25 (default 0)")
     c.add_argument("--unimodal-reference", action="store_true",
                    help="also train each modality alone (rows alone:<modality>): its probe "
@@ -158,13 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     le.add_argument("--address", help="Ray cluster address (default: the YAML's, else local)")
     le.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a YAML key, dotted, e.g. --set env_config.train.epochs=5")
+    le.add_argument("--trust-unsigned", action="store_true",
+                    help="with --resume: load a checkpoint without a valid signed manifest "
+                    "(only one you trust: RLlib checkpoints are pickles)")
     le.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("evaluate", help="a learned policy against the heuristics, held-out seeds")
     ev.add_argument("policy", help="an exported policy folder (OUT/policy of `learn`)")
     ev.add_argument("--data", help="default: the data the policy was trained on")
     ev.add_argument("--seeds", type=_positive_int, default=5)
-    ev.add_argument("--first-seed", type=int, default=1000,
+    ev.add_argument("--first-seed", type=_seed, default=1000,
                     help="first evaluation seed (default 1000: seeds no env episode used)")
     ev.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto")
     ev.add_argument("--address")
@@ -181,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a YAML key, dotted, e.g. --set base.train.epochs=5")
+    sw.add_argument("--trust-unsigned", action="store_true",
+                    help="with --resume: restore trial checkpoints without a valid signed "
+                    "manifest")
     sw.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser("report", help="PNG plots of a run or a comparison folder")
@@ -196,23 +223,24 @@ def _default_out(kind: str) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     from mmbalance.data.registry import load_dataset
     from mmbalance.policies.registry import make_sampler
-    from mmbalance.runs import new_run_dir, write_json, write_run
+    from mmbalance.runs import check_new_run_dir, new_run_dir, write_json, write_run
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
+    out_path = check_new_run_dir(args.out or _default_out("train"))
     overrides = _train_settings(args)
     config = TrainConfig.from_dict({**overrides, "method": args.method, "seed": args.seed})
     sampler = make_sampler(args.sampler)
     dataset = load_dataset(args.data)
     trainer = Trainer(dataset, config, sampler)
-    out = new_run_dir(args.out or _default_out("train"))
+    out = new_run_dir(out_path)
     loaded = trainer.model.pretrained_from()
     for m, info in loaded.items():
         print(f"pretrained {m}: loaded {info['tensors']} tensors from {info['file']}",
               file=sys.stderr)
     resolved = {"data": args.data, "sampler": args.sampler, "sampler_config": sampler.config(),
                 "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
-                "modalities": dataset.modalities, "num_classes": dataset.num_classes,
+                "modalities": dataset.modalities, **_data_record(dataset),
                 "pretrained_loaded": loaded}
     write_json(out / "config.json", resolved)
     _cpu_estimate(args.data, trainer)
@@ -244,18 +272,20 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
         summarize,
     )
     from mmbalance.data.registry import load_dataset
-    from mmbalance.runs import new_run_dir, write_json, write_table
+    from mmbalance.runs import check_new_run_dir, new_run_dir, write_json, write_table
 
+    out_path = check_new_run_dir(out_arg or _default_out(kind))
     check_grid(grid)
     dataset = load_dataset(data)
     if getattr(args, "unimodal_reference", False):
         grid = [*grid, *((f"alone:{m}", "uniform") for m in dataset.modalities)]
     check_grid(grid, dataset.modalities)
-    out = new_run_dir(out_arg or _default_out(kind))
+    _check_runs(dataset, grid, overrides, seeds, args)  # all before the folder exists
+    out = new_run_dir(out_path)
     write_json(out / "compare.json", {
         "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
         "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
-        "num_classes": dataset.num_classes,
+        **_data_record(dataset),
     })
     specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
     t0 = time.perf_counter()
@@ -273,8 +303,48 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
     print(table)
     if ref:
         print(ref)
+    diverged = [r for r in rows if r.get("diverged")]
+    if diverged:
+        print(f"{len(diverged)} of {len(rows)} runs diverged and are not averaged in; first: "
+              f"{diverged[0]['diverged_at']}")
     print(f"{len(rows)} runs in {fmt_seconds(time.perf_counter() - t0)}; wrote {out}")
     return out
+
+
+def _check_runs(dataset, grid: list[tuple[str, str]], overrides: dict, seeds: list[int],
+                args: argparse.Namespace) -> None:
+    """What a grid's runs would refuse once started (a device this machine lacks, sampler
+    options that do not fit the data or batch size), checked before the output folder is
+    made, so a failed validation never leaves a folder that blocks the corrected rerun."""
+    import numpy as np
+
+    from mmbalance.compare import resolve_method
+    from mmbalance.policies.base import SamplerContext
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.trainer import resolve_device
+
+    gpus = getattr(args, "gpus_per_run", 0.0)
+    if gpus < 0:
+        raise UserError(f"--gpus-per-run: must be >= 0, got {gpus}")
+    for grid_method, spec in grid:
+        method, alone = resolve_method(grid_method, list(dataset.modalities))
+        config = TrainConfig.from_dict({**overrides, **alone, "method": method,
+                                        "seed": seeds[0]})
+        if args.address is None and not gpus:  # runs here: this machine's devices
+            resolve_device(config.device)
+        make_sampler(spec).bind(SamplerContext(
+            n_train=len(dataset.splits["train"]), modalities=list(dataset.modalities),
+            batch_size=config.batch_size, epochs=config.epochs,
+            rng=np.random.default_rng(0), num_classes=dataset.num_classes))
+
+
+def _data_record(dataset) -> dict:
+    """What a run folder records about how its data was transformed (standardisation of
+    user features, with the training split's statistics)."""
+    standardize = dataset.info.get("standardize")
+    record = {"num_classes": dataset.num_classes}
+    return {**record, "standardize": standardize} if standardize is not None else record
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -295,18 +365,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
+    from mmbalance.runs import check_new_run_dir
     from mmbalance.tune.learn import resume_learn, run_learn
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
     if args.resume:
         if args.config or args.set or args.out or args.address:
-            raise UserError("--resume DIR takes its config from DIR; only --iterations and "
-                            "--no-progress go with it")
-        res = resume_learn(args.resume, args.iterations, progress=not args.no_progress)
+            raise UserError("--resume DIR takes its config from DIR; only --iterations, "
+                            "--trust-unsigned and --no-progress go with it")
+        res = resume_learn(args.resume, args.iterations, progress=not args.no_progress,
+                           trust_unsigned=args.trust_unsigned)
         cfg = res["config"]
     else:
         if not args.config:
             raise UserError("learn: give a CONFIG.yaml, or --resume DIR")
+        if args.trust_unsigned:
+            raise UserError("--trust-unsigned: only goes with --resume DIR")
+        out = check_new_run_dir(args.out or _default_out(f"learn-{Path(args.config).stem}"))
         base = LearnConfig.from_yaml(args.config).to_dict()
         sets = list(args.set)
         if args.iterations is not None:
@@ -314,9 +389,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         if args.address:
             sets.append(f"address={args.address}")
         cfg = LearnConfig.from_dict(apply_overrides(base, sets))
-        stem = Path(args.config).stem
-        res = run_learn(cfg, args.out or _default_out(f"learn-{stem}"),
-                        progress=not args.no_progress)
+        res = run_learn(cfg, out, progress=not args.no_progress)
     rows = res["rows"]
     last = rows[-1] if rows else {}
     print(f"{cfg.algorithm}: {len(rows)} iterations, {int(last.get('env_steps', 0))} env steps, "
@@ -328,19 +401,29 @@ def cmd_learn(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
-    from mmbalance.runs import new_run_dir
+    from mmbalance.runs import check_new_run_dir, new_run_dir
     from mmbalance.tune.learn_config import apply_overrides
-    from mmbalance.tune.sweep import SweepConfig, run_sweep
+    from mmbalance.tune.sweep import SweepConfig, check_storage, run_sweep, shared_dataset
 
     if args.resume:
+        ignored = [flag for flag, given in (
+            ("CONFIG.yaml", args.config), ("--num-samples", args.num_samples),
+            ("--max-concurrent", args.max_concurrent), ("--set", args.set),
+            ("--out", args.out)) if given]
+        if ignored:
+            raise UserError(f"--resume DIR continues the sweep as it was started; it cannot "
+                            f"take {', '.join(ignored)} (start a new sweep to change them)")
         out = Path(args.resume)
         saved = out / "sweep.yaml"
         if not saved.is_file():
             raise UserError(f"--resume {out}: no sweep.yaml there; not a sweep folder")
         cfg = SweepConfig.from_yaml(saved)
+        dataset = None
     else:
         if not args.config:
             raise UserError("sweep: give a CONFIG.yaml, or --resume DIR")
+        if args.trust_unsigned:
+            raise UserError("--trust-unsigned: only goes with --resume DIR")
         data = SweepConfig.from_yaml(args.config).to_dict()
         sets = list(args.set)
         if args.num_samples:
@@ -348,10 +431,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.max_concurrent:
             sets.append(f"max_concurrent={args.max_concurrent}")
         cfg = SweepConfig.from_dict(apply_overrides(data, sets))
-        out = new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
+        out_path = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
+        check_storage(cfg, out_path, resume=False)  # before the folder exists
+        dataset = shared_dataset(cfg)  # a bad data file, too
+        out = new_run_dir(out_path)
         (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     res = run_sweep(cfg, out, progress=not args.no_progress, address=args.address,
-                    resume=bool(args.resume))
+                    resume=bool(args.resume), trust_unsigned=args.trust_unsigned,
+                    dataset=dataset)
     print(res["summary"])
     print(f"wrote {out}")
     return 0
@@ -397,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                     "learn": cmd_learn, "evaluate": cmd_evaluate, "sweep": cmd_sweep, "prepare": cmd_prepare}
         return commands[args.command](args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,7 +3,9 @@
 Runs go to Ray tasks when Ray is installed (one CPU each, so the grid fills the machine),
 otherwise one after another. Every run is written to `OUT/runs/<method>__<sampler>__s<seed>`
 as it finishes, and the table is rebuilt from whatever finished, so an interrupted
-comparison keeps its completed runs.
+comparison keeps its completed runs. A run whose loss became non-finite is a row flagged
+`diverged` (its folder keeps the logs up to that step): it is never averaged into the
+table, which says how many runs of each cell diverged.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, DivergedError
 
 # Every method with each sampler it takes (DUS needs per-modality batches: mla, joint-uni).
 DEFAULT_GRID: list[tuple[str, str]] = [
@@ -78,16 +80,22 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec, out: Path | None, threads
     config = TrainConfig.from_dict({**spec.train, **alone, "method": method, "seed": spec.seed})
     sampler = make_sampler(spec.sampler)
     trainer = Trainer(dataset, config, sampler)
-    final = trainer.fit()
+    try:
+        final = trainer.fit()
+    except DivergedError as exc:
+        final, diverged = None, str(exc)
     if out is not None:
         run_dir = new_run_dir(out / "runs" / spec.key)
         write_run(run_dir, trainer, final, {
             "data": dataset.name, "sampler": spec.sampler, "sampler_config": sampler.config(),
             "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
         })
+    if final is None:
+        return {"method": spec.method, "sampler": spec.sampler, "seed": spec.seed,
+                "diverged": True, "diverged_at": diverged}
     row = {"method": spec.method, "sampler": spec.sampler, "seed": spec.seed,
            "best_epoch": final["best_epoch"], "train_seconds": final["train_seconds"],
-           "final_discrepancy": trainer.status.discrepancy}
+           "final_discrepancy": trainer.status.discrepancy, "diverged": False}
     row.update({f"test_{k}": v for k, v in final["test"].items()})
     row.update({f"val_{k}": v for k, v in final["val"].items()})
     return row
@@ -173,7 +181,8 @@ def run_grid(
 
 
 def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
-    """Mean and std over seeds per (method, sampler), in first-seen order."""
+    """Mean and std over seeds per (method, sampler), in first-seen order; diverged runs
+    are counted (`diverged`), never averaged in (a cell where all diverged has NaN)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["method"], r["sampler"]), []).append(r)
@@ -181,11 +190,13 @@ def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
     metrics += [f"test_probe_acc_{m}" for m in modalities]
     metrics.append("final_discrepancy")
     out = []
-    for (method, sampler), rs in groups.items():
-        row = {"method": method, "sampler": sampler, "seeds": len(rs)}
+    for (method, sampler), every in groups.items():
+        rs = [r for r in every if not r.get("diverged")]
+        row = {"method": method, "sampler": sampler, "seeds": len(rs),
+               "diverged": len(every) - len(rs)}
         for k in metrics:
             v = np.array([r.get(k, np.nan) for r in rs], dtype=np.float64)
-            row[f"{k}_mean"] = float(v.mean())
+            row[f"{k}_mean"] = float(v.mean()) if len(v) else math.nan
             row[f"{k}_std"] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
         out.append(row)
     return out
@@ -198,8 +209,10 @@ def markdown_table(summary: list[dict], modalities: list[str]) -> str:
     cols = [("acc", "test_acc"), ("macro-F1", "test_f1"), ("mAP", "test_map")]
     cols += [(f"acc {m}", f"test_acc_{m}") for m in modalities]
     cols += [(f"probe {m}", f"test_probe_acc_{m}") for m in modalities]
+    diverged = any(r.get("diverged") for r in summary)
     head = "| method | sampler | " + " | ".join(c for c, _ in cols) + " | final D |"
-    lines = [head, "|" + "---|" * (len(cols) + 3)]
+    head += " diverged |" if diverged else ""
+    lines = [head, "|" + "---|" * (len(cols) + 3 + diverged)]
     for r in summary:
         alone = r["method"][len(ALONE):] if r["method"].startswith(ALONE) else None
         cells = []
@@ -207,9 +220,13 @@ def markdown_table(summary: list[dict], modalities: list[str]) -> str:
             mean = r.get(k + "_mean", np.nan)
             shown = alone is None or k in (f"test_acc_{alone}", f"test_probe_acc_{alone}")
             cells.append(f"{100 * mean:.1f} ± {100 * r[k + '_std']:.1f}"
-                         if shown and np.isfinite(mean) else "-")
-        d = f"{r['final_discrepancy_mean']:.3f}" if alone is None else "-"
-        lines.append(f"| {r['method']} | {r['sampler']} | " + " | ".join(cells) + f" | {d} |")
+                         if r["seeds"] and shown and np.isfinite(mean) else "-")
+        d = f"{r['final_discrepancy_mean']:.3f}" if r["seeds"] and alone is None else "-"
+        line = f"| {r['method']} | {r['sampler']} | " + " | ".join(cells) + f" | {d} |"
+        if diverged:
+            n = r["seeds"] + r.get("diverged", 0)
+            line += f" {r.get('diverged', 0)} of {n} runs diverged |"
+        lines.append(line)
     return "\n".join(lines)
 
 

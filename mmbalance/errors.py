@@ -13,6 +13,30 @@ class DataError(UserError, ValueError):
     """A bad data file; the message names the column and the row."""
 
 
+class DivergedError(UserError):
+    """A run whose loss became non-finite: stopped at once, never reported as a result.
+
+    A user error, not a bug: the usual causes are a learning rate or feature scale the
+    method cannot train with. `where` holds the step, epoch and modality for tables."""
+
+    def __init__(self, message: str, where: dict | None = None):
+        super().__init__(message)
+        self.where = dict(where or {})
+
+    def __reduce__(self):  # keep `where` when a Ray task sends the error back
+        return (type(self), (str(self), self.where))
+
+
+class UntrustedError(UserError):
+    """A checkpoint whose signed manifest is missing, does not match, or names files that
+    changed: it is not loaded (loading a pickle can run code)."""
+
+
+def one_line(message: str) -> str:
+    """A message folded onto one line (the CLI's promise: one line on stderr)."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
 def reject_unknown_keys(what: str, data: dict, config_class: type) -> None:
     """A config mapping may only use the fields of its dataclass: name the strays and the
     allowed keys (shared by every `from_dict` of the project's config dataclasses)."""

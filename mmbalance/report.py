@@ -325,6 +325,8 @@ def compare_report(folder: Path) -> list[Path]:
     """All plots of one comparison folder."""
     meta = _read_json(folder / "compare.json")
     results = _read_table(folder / "results.parquet")
+    if "diverged" in results:  # a diverged run has no result to plot (compare.py)
+        results = results[~results["diverged"].astype(bool)].reset_index(drop=True)
     modalities = list(meta.get("modalities") or [])
     if not modalities:
         modalities = [c[len("test_acc_"):] for c in results.columns if c.startswith("test_acc_")]

@@ -20,15 +20,42 @@ import torch
 from mmbalance.errors import UserError
 
 
-def new_run_dir(path: str | Path) -> Path:
-    """Create `path` for a new run; refuse a folder that already holds something."""
+def check_new_run_dir(path: str | Path, option: str = "--out") -> Path:
+    """Refuse, without creating anything, an output folder a new run cannot use: one that
+    holds something, a dangling link, a path under a file or an unwritable folder. Commands
+    call it before their slow checks so a mistake costs nothing and leaves nothing behind."""
     out = Path(path)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(
-            f"--out {out}: already exists and is not empty; choose a new folder "
-            f"(an earlier run is never overwritten)"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink() and not out.exists():
+        raise UserError(f"{option} {out}: a symbolic link to nothing ({os.readlink(out)}); "
+                        "remove it or choose another folder")
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"{option} {out}: is a file; choose a folder")
+        if any(out.iterdir()):
+            raise UserError(f"{option} {out}: already exists and is not empty; choose a new "
+                            "folder (an earlier run is never overwritten)")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UserError(f"{option} {out}: not writable")
+        return out
+    parent = out.absolute().parent
+    while not parent.exists() and not parent.is_symlink():
+        parent = parent.parent
+    if not parent.is_dir():
+        kind = "a link to nothing" if parent.is_symlink() and not parent.exists() else "a file"
+        raise UserError(f"{option} {out}: {parent} is {kind}, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {out}: cannot create it, {parent} is not writable")
+    return out
+
+
+def new_run_dir(path: str | Path, option: str = "--out") -> Path:
+    """Create `path` for a new run; refuse a folder that already holds something (see
+    `check_new_run_dir`)."""
+    out = check_new_run_dir(path, option)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{option} {out}: cannot create it ({exc.strerror})") from None
     return out
 
 

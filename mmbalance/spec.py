@@ -1,15 +1,26 @@
 """Parse `name:key=value,key=value` selector strings used by the CLI for data and samplers,
-and read the YAML configs (`YamlConfig`, dotted keys).
+read the YAML configs (`YamlConfig`, dotted keys), and turn every user-given value into its
+declared type before anything compares it.
 
-Values are parsed as int, float, bool or a '/'-separated list of those; anything else stays
-a string. `parquet:PATH` style selectors keep everything after the colon as one value.
+Selector values stay text until `typed_fields` parses each one with the type its consumer
+declares (a dataclass field or a keyword argument's annotation): `int`, `float`, `bool`,
+`str`, a '/'-separated list of those, `X | None`, a mapping. Range checks then run on typed
+values in the consumer's `check()`, so a word where a number belongs, a fraction where a
+count belongs, or a non-finite number is one clear error naming the key, never a crash in a
+comparison. `parquet:PATH` style selectors keep everything after the colon as one value.
 """
 
 from __future__ import annotations
 
-from typing import Self
+import collections.abc
+import dataclasses
+import inspect
+import math
+import types
+import typing
+from typing import Any, Self
 
-from mmbalance.errors import ConfigError, reject_unknown_keys
+from mmbalance.errors import ConfigError
 
 
 def parse_scalar(text: str) -> bool | int | float | str:
@@ -25,40 +36,217 @@ def parse_scalar(text: str) -> bool | int | float | str:
     return text
 
 
-def parse_value(text: str):
-    """A scalar, or a '/'-separated list of scalars (per-modality values)."""
-    if "/" in text:
-        return [parse_scalar(t) for t in text.split("/")]
-    return parse_scalar(text)
+# ---------------------------------------------------------------------- typed values
+class _Bad(Exception):
+    """A value that does not fit its declared type (turned into a ConfigError by the caller)."""
+
+
+_SEQUENCES = (list, tuple, collections.abc.Sequence)
+_NULLS = ("none", "null")
+
+
+def _parts(hint) -> tuple[object, tuple]:
+    origin = typing.get_origin(hint)
+    return origin, typing.get_args(hint)
+
+
+def describe(hint) -> str:
+    """What a type hint asks for, in words (for error messages)."""
+    origin, args = _parts(hint)
+    if origin in (typing.Union, types.UnionType):
+        words = [describe(a) for a in args if a is not type(None)]
+        return " or ".join(words) + (" or null" if type(None) in args else "")
+    if origin in _SEQUENCES:
+        item = args[0] if args else Any
+        plural = {int: "integers", float: "finite numbers", bool: "booleans", str: "names"}
+        return f"a list of {plural.get(item, 'values')} (a/b/...)"
+    if hint is dict or origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a finite number", bool: "true or false",
+            str: "text"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _int(value) -> int:
+    if isinstance(value, bool):
+        raise _Bad
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    number = _float(value)  # 1e3 or 2.0: a count written as a float
+    if not number.is_integer():
+        raise _Bad
+    return int(number)
+
+
+def _float(value) -> float:
+    if isinstance(value, bool):
+        raise _Bad
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _Bad from None
+    else:
+        raise _Bad
+    if not math.isfinite(number):
+        raise _Bad
+    return number
+
+
+def _bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise _Bad
+
+
+def _typed(value, hint):
+    """`value` (selector text or a YAML value) as `hint`; raises _Bad when it does not fit."""
+    if hint is Any or hint is object or hint is inspect.Parameter.empty:
+        return value
+    origin, args = _parts(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if type(None) in args and (value is None or (
+                isinstance(value, str) and value.strip().lower() in _NULLS)):
+            return None
+        listy = isinstance(value, (list, tuple)) or (isinstance(value, str) and "/" in value)
+        options.sort(key=lambda a: (typing.get_origin(a) in _SEQUENCES) != listy)
+        for option in options:
+            try:
+                return _typed(value, option)
+            except _Bad:
+                continue
+        raise _Bad
+    if origin in _SEQUENCES or hint in (list, tuple):
+        item = args[0] if args else Any
+        if isinstance(value, str):
+            items = value.split("/")
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        elif value is None:
+            raise _Bad
+        else:
+            items = [value]
+        out = [_typed(v, item) for v in items]
+        return tuple(out) if origin is tuple or hint is tuple else out
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise _Bad
+        return value
+    if hint is int:
+        return _int(value)
+    if hint is float:
+        return _float(value)
+    if hint is bool:
+        return _bool(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _Bad
+        return value
+    return value
+
+
+def typed_value(what: str, key: str, value, hint):
+    """One value as its declared type, or a ConfigError naming `what` and `key`."""
+    try:
+        return _typed(value, hint)
+    except _Bad:
+        raise ConfigError(f"{what}: '{key}' expects {describe(hint)}, got {value!r}") from None
+
+
+def declared_types(target) -> dict[str, object]:
+    """Field name -> type hint of a dataclass, or keyword -> annotation of a callable."""
+    if dataclasses.is_dataclass(target):
+        hints = typing.get_type_hints(target)
+        return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(target)}
+    hints = typing.get_type_hints(target)
+    params = inspect.signature(target).parameters.values()
+    return {p.name: hints.get(p.name, Any) for p in params
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def typed_fields(what: str, data: dict, target, noun: str = "key") -> dict:
+    """`data` with every value parsed as the type `target` declares for it; unknown keys
+    are refused with the allowed ones. Ranges are the consumer's `check()` job, after."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: expects a mapping of keys to values, got {data!r}")
+    hints = declared_types(target)
+    unknown = sorted(set(data) - set(hints), key=str)
+    if unknown:
+        raise ConfigError(f"{what}: unknown {noun}(s) {unknown}; allowed: {sorted(hints)}")
+    return {k: typed_value(what, k, v, hints[k]) for k, v in data.items()}
+
+
+def reject_non_finite(what: str, data, path: str = "") -> None:
+    """Refuse NaN and infinities anywhere in a nested config (YAML reads `.nan`, `.inf`)."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            reject_non_finite(what, v, f"{path}.{k}" if path else str(k))
+    elif isinstance(data, (list, tuple)):
+        for i, v in enumerate(data):
+            reject_non_finite(what, v, f"{path}[{i}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{what}: '{path}' is {data}; a finite number is required")
+
+
+# ---------------------------------------------------------------------- YAML
+def yaml_problem(exc: Exception) -> str:
+    """A YAML error as one line: where and what (a tag such as !!python/... is refused)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    if "constructor for the tag" in problem:
+        problem = f"YAML tags are not allowed ({problem.split('tag', 1)[-1].strip()})"
+    return where + problem
+
+
+def load_yaml_text(text: str, what: str):
+    """YAML text read with the safe loader; bad YAML (or a tag) is a one-line ConfigError."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML ({yaml_problem(exc)})") from None
 
 
 def load_yaml_mapping(path, what: str) -> dict:
     """A YAML file read with the safe loader; a missing file or bad YAML is a ConfigError."""
     from pathlib import Path
 
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what}: no such file {p}")
-    try:
-        return yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+    return load_yaml_text(p.read_text(), str(p)) or {}
 
 
 class YamlConfig:
     """`from_dict` / `from_yaml` for a config dataclass read from YAML: a mapping whose keys
-    are the dataclass's fields, then its own `check()`. `config_name` names it in errors."""
+    are the dataclass's fields, each parsed as its declared type, then its own `check()`.
+    `config_name` names it in errors; `required` lists keys a file must give."""
 
     config_name = "config"
+    required: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict) -> Self:
         if not isinstance(data, dict):
             raise ConfigError(f"{cls.config_name}: the YAML must be a mapping of keys to values")
-        reject_unknown_keys(cls.config_name, data, cls)
-        cfg = cls(**data)
+        missing = [k for k in cls.required if k not in data]
+        if missing:
+            raise ConfigError(f"{cls.config_name}: missing required key(s) {missing}")
+        reject_non_finite(cls.config_name, data)
+        cfg = cls(**typed_fields(cls.config_name, data, cls))
         cfg.check()
         return cfg
 
@@ -79,19 +267,21 @@ def set_dotted(data: dict, dotted: str, value, what: str) -> None:
     node[parts[-1]] = value
 
 
-def parse_spec(spec: str, what: str) -> tuple[str, dict]:
-    """'dus-h:strength=2,n_min=8' -> ('dus-h', {'strength': 2, 'n_min': 8})."""
+# ---------------------------------------------------------------------- selectors
+def parse_spec(spec: str, what: str) -> tuple[str, dict[str, str]]:
+    """'dus-h:strength=2,n_min=8' -> ('dus-h', {'strength': '2', 'n_min': '8'}): values stay
+    text, for `typed_fields` to parse with the consumer's declared types."""
     name, _, rest = spec.partition(":")
     name = name.strip().lower()
     if not name:
         raise ConfigError(f"{what}: empty selector {spec!r}")
-    options: dict = {}
+    options: dict[str, str] = {}
     if rest:
         for item in rest.split(","):
             key, eq, value = item.partition("=")
             if not eq or not key.strip():
                 raise ConfigError(f"{what} '{name}': option {item!r} is not key=value")
-            options[key.strip()] = parse_value(value.strip())
+            options[key.strip()] = value.strip()
     return name, options
 
 

@@ -3,6 +3,9 @@ import os
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# checkpoints are signed (mmbalance/manifest.py): one key for the session and every Ray
+# worker it starts, and no key file written into the user's config folder
+os.environ.setdefault("MMBALANCE_SIGNING_KEY", os.urandom(24).hex())
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +48,27 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def refused(capsys):
+    """`refused(args, needle, *paths)`: run the CLI in-process and assert the promise for a
+    user mistake: exit 2, exactly one line on stderr (no traceback) containing `needle`,
+    and none of `paths` (output folders, payload markers) created. Returns the line."""
+    from pathlib import Path
+
+    from mmbalance.cli import main
+
+    def check(args: list[str], needle: str, *paths) -> str:
+        capsys.readouterr()
+        rc = main([str(a) for a in args])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert rc == 2, (rc, err)
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert needle in lines[0], (needle, lines[0])
+        for path in paths:
+            assert not Path(path).exists(), path
+        return lines[0]
+
+    return check

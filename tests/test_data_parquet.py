@@ -1,4 +1,5 @@
-"""Parquet loader: round trips, folders, and a DataError naming column and row per bad file."""
+"""Parquet loader: round trips (raw values: `standardize=False`), folders, and a DataError
+naming column and row per bad file."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def test_round_trip_keeps_values_order_and_num_classes(tmp_path):
     assert pa.types.is_fixed_size_list(schema.field("visual").type)
     assert schema.field("visual").type.value_type == pa.float32()
 
-    back = load_parquet(path)
+    back = load_parquet(path, standardize=False)
     assert back.name == f"parquet:{path}"
     assert back.modalities == ["audio", "visual", "text"]
     assert back.num_classes == 5
@@ -84,7 +85,7 @@ def test_round_trip_keeps_values_order_and_num_classes(tmp_path):
 
 
 def test_num_classes_defaults_to_max_label_plus_one(tmp_path):
-    ds = load_parquet(_write(tmp_path, _columns()))
+    ds = load_parquet(_write(tmp_path, _columns()), standardize=False)
     assert ds.num_classes == 4
     train_rows = [i for i in range(N) if SPLIT_OF_ROW[i] == "train"]
     np.testing.assert_array_equal(ds.splits["train"].y, [i % 4 for i in train_rows])
@@ -99,7 +100,7 @@ def test_image_samples_are_flattened_on_write(tmp_path):
     for split in ds.splits.values():
         n = len(split)
         split.x["visual"] = np.arange(n * 8, dtype=np.float32).reshape(n, 2, 2, 2)
-    back = load_parquet(write_parquet(ds, tmp_path / "img.parquet"))
+    back = load_parquet(write_parquet(ds, tmp_path / "img.parquet"), standardize=False)
     assert back.input_shapes["visual"] == (8,)
     for name, split in ds.splits.items():
         np.testing.assert_array_equal(
@@ -113,8 +114,8 @@ def test_folder_of_files(tmp_path):
     table = pa.table(_columns(), metadata={b"num_classes": b"7"})
     pq.write_table(table.slice(0, 6), folder / "part-0.parquet")
     pq.write_table(table.slice(6), folder / "part-1.parquet")
-    ds = load_parquet(folder)
-    single = load_parquet(_write(tmp_path, _columns()))
+    ds = load_parquet(folder, standardize=False)
+    single = load_parquet(_write(tmp_path, _columns()), standardize=False)
     assert ds.num_classes == 7
     for name in SPLITS:
         np.testing.assert_array_equal(ds.splits[name].y, single.splits[name].y)
@@ -131,7 +132,7 @@ def test_folder_partitioned_by_split(tmp_path):
         part.mkdir(parents=True)
         rows = table.filter(pc.equal(table["split"], name)).drop_columns(["split"])
         pq.write_table(rows, part / "0.parquet")
-    back = load_parquet(folder)
+    back = load_parquet(folder, standardize=False)
     assert set(back.modalities) == {"audio", "visual", "text"}
     for name in SPLITS:
         np.testing.assert_array_equal(back.splits[name].y, ds.splits[name].y)

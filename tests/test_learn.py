@@ -129,12 +129,18 @@ def test_tampered_or_mismatched_policy_files_are_refused(ppo_run, tmp_path):
             return (print, ("pwned",))
 
     torch.save({"x": Evil()}, bad / "policy.pt")
-    with pytest.raises(UserError, match="safely"):
+    with pytest.raises(UserError, match="not a plain tensor file"):
         load_policy(bad)
     spec = json.loads((src / "policy.json").read_text())
-    spec["layers"][0]["out"] += 1
+    spec["layers"][0]["out"] += 1  # the chain no longer fits: refused by the schema
     shutil.copy(src / "policy.pt", bad / "policy.pt")
     (bad / "policy.json").write_text(json.dumps(spec))
+    with pytest.raises(UserError, match=r"layers\[2\]\.in"):
+        load_policy(bad)
+    shutil.copy(src / "policy.json", bad / "policy.json")
+    tensors = torch.load(src / "policy.pt", weights_only=True)
+    tensors["net.0.weight"] = tensors["net.0.weight"][:, :-1]
+    torch.save(tensors, bad / "policy.pt")
     with pytest.raises(UserError, match="do not match"):
         load_policy(bad)
     # a 2-modality policy on 3-modality data: a clean error, not a crash

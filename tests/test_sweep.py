@@ -51,7 +51,8 @@ def tiny_sweep(**over) -> dict:
         ({"trials": 3}, "unknown key"),
         ({"keep_checkpoints": 1}, "keep_checkpoints"),
         ({"keep_checkpoints": "all"}, "keep_checkpoints"),
-        ({"trainable": "learn", "base": {"algorithm": "A2C"}}, "allowed"),
+        ({"trainable": "learn", "base": {"algorithm": "A2C", "env": "quota"}}, "allowed"),
+        ({"trainable": "learn", "base": {"algorithm": "PPO"}}, "env"),
     ],
 )
 def test_bad_sweep_configs_are_refused_before_any_trial(change, needle):

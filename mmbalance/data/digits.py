@@ -20,7 +20,8 @@ from mmbalance.errors import ConfigError
 HALVES = ("left", "right")
 
 
-def _check(noise: float, noisy: str, val_fraction: float, test_fraction: float) -> None:
+def _check(noise: float, noisy: str, val_fraction: float, test_fraction: float,
+           seed: int) -> None:
     if noisy not in HALVES:
         raise ConfigError(
             f"digits: 'noisy' must be one of {', '.join(repr(h) for h in HALVES)}, got {noisy!r}"
@@ -30,6 +31,8 @@ def _check(noise: float, noisy: str, val_fraction: float, test_fraction: float) 
     for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < value < 1.0:
             raise ConfigError(f"digits: '{key}' must be in (0, 1), got {value}")
+    if seed < 0:
+        raise ConfigError(f"digits: 'seed' must be >= 0, got {seed}")
     if val_fraction + test_fraction >= 1.0:
         raise ConfigError(
             f"digits: 'val_fraction' + 'test_fraction' must be < 1 to leave training data, "
@@ -53,7 +56,7 @@ def load_digits_dataset(
     different noise levels see the same samples. `image=True` keeps each half as a
     (1, 8, 4) image for convolutional encoders, otherwise it is a flat (32,) vector.
     """
-    _check(noise, noisy, val_fraction, test_fraction)
+    _check(noise, noisy, val_fraction, test_fraction, seed)
     bunch = load_digits()
     images = (np.asarray(bunch.images, dtype=np.float64) / 16.0).astype(np.float32)
     labels = np.asarray(bunch.target, dtype=np.int64)

@@ -8,13 +8,22 @@ schema metadata key `num_classes` (optional) fixes the number of classes; withou
 num_classes is max(label) + 1 over all splits.
 
 A folder is read as one Parquet dataset (files in sorted order, hive partitions such as
-`split=train/` included). Every problem raises `DataError` naming the column and the
-0-based row of the file (for a folder: of all its rows, in order), so that a user can find
-and fix the bad value.
+`split=train/` included); every file must have the first file's columns, types and
+`num_classes`, or the error names the file and the column. Every problem raises `DataError`
+naming the column and the 0-based row of the file (for a folder: of all its rows, in order),
+so that a user can find and fix the bad value. Labels must lie below `MAX_CLASSES`, and
+without `num_classes` in the metadata every class 0..max must occur; the training split needs
+at least 2 classes.
+
+Features are standardised per feature (zero mean, unit variance) with statistics of the
+training split alone, applied to every split, and recorded in the dataset's `info` (runs
+write it to `config.json`): features at raw scale (values up to 10^4, as in many published
+feature sets) make OGM-GE and MLA diverge. `parquet:PATH,standardize=false` opts out.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +33,28 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from mmbalance.data.dataset import SPLITS, MultimodalDataset, Split
-from mmbalance.errors import DataError
+from mmbalance.errors import ConfigError, DataError
+from mmbalance.spec import typed_fields
 
 LABEL = "label"
 SPLIT = "split"
 NUM_CLASSES_KEY = b"num_classes"
+MAX_CLASSES = 100_000  # a label beyond this is a mistake (a model head that size is absurd)
+_OPTION = re.compile(r",\s*(standardize)\s*=\s*([^,]*)\s*$")
+
+
+def parquet_selector(rest: str) -> tuple[str, dict]:
+    """'PATH[,standardize=false]' -> (PATH, options); the path may hold commas and slashes,
+    options are recognised at the end only."""
+    options: dict[str, str] = {}
+    while (match := _OPTION.search(rest)) is not None:
+        options.setdefault(match.group(1), match.group(2))
+        rest = rest[: match.start()]
+    if not rest.strip():
+        raise ConfigError("data: 'parquet' needs a path, as parquet:PATH")
+    typed = typed_fields("data 'parquet'", options, load_parquet, noun="option")
+    typed.pop("path", None)
+    return rest.strip(), typed
 
 
 def _first(mask: pa.Array | pa.ChunkedArray | np.ndarray) -> int | None:
@@ -39,6 +65,30 @@ def _first(mask: pa.Array | pa.ChunkedArray | np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def _check_same_schema(files: list[str]) -> None:
+    """Every file of a folder with the first file's columns, types and num_classes: a column
+    missing from some files would be dropped, or a type cast, without a word otherwise."""
+    first = pq.read_schema(files[0])
+    names = first.names
+    for file in files[1:]:
+        schema = pq.read_schema(file)
+        for name in names:
+            if name not in schema.names:
+                raise DataError(f"{file}: column '{name}' is missing (it is in {files[0]})")
+            if not schema.field(name).type.equals(first.field(name).type):
+                raise DataError(f"{file}: column '{name}' has type {schema.field(name).type}, "
+                                f"{files[0]} has {first.field(name).type}")
+        extra = [n for n in schema.names if n not in names]
+        if extra:
+            raise DataError(f"{file}: column '{extra[0]}' is not in {files[0]}; every file "
+                            "needs the same columns")
+        mine = (schema.metadata or {}).get(NUM_CLASSES_KEY)
+        theirs = (first.metadata or {}).get(NUM_CLASSES_KEY)
+        if mine != theirs:
+            raise DataError(f"{file}: schema metadata 'num_classes' is {mine!r}, {files[0]} "
+                            f"has {theirs!r}")
+
+
 def _read_table(path: Path) -> pa.Table:
     if not path.exists():
         raise DataError(f"{path}: no such Parquet file or folder")
@@ -47,6 +97,7 @@ def _read_table(path: Path) -> pa.Table:
             data = pads.dataset(path, format="parquet", partitioning="hive")
             if not data.files:
                 raise DataError(f"{path}: folder holds no Parquet files")
+            _check_same_schema(sorted(data.files))
             table = data.to_table()
             # The dataset schema keeps the first file's metadata (e.g. num_classes).
             if table.schema.metadata is None and data.schema.metadata:
@@ -81,11 +132,11 @@ def _labels(column: pa.Array) -> np.ndarray:
         row = _first(pc.less(column, 0))
         if row is not None:
             raise DataError(f"column '{LABEL}', row {row}: negative label {column[row].as_py()}")
-    try:
-        return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid as exc:
-        row = _first(pc.greater(column, np.iinfo(np.int64).max))
-        raise DataError(f"column '{LABEL}', row {row}: label too large") from exc
+    row = _first(pc.greater_equal(column, MAX_CLASSES))
+    if row is not None:
+        raise DataError(f"column '{LABEL}', row {row}: label {column[row].as_py()} is not below "
+                        f"{MAX_CLASSES}; labels are class numbers 0..C-1")
+    return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _split_names(column: pa.Array) -> pa.Array:
@@ -165,14 +216,21 @@ def _num_classes(table: pa.Table, labels: np.ndarray) -> int:
     found = int(labels.max()) + 1 if labels.size else 0
     metadata = table.schema.metadata or {}
     if NUM_CLASSES_KEY not in metadata:
+        absent = np.setdiff1d(np.arange(found), labels)
+        if absent.size:
+            raise DataError(
+                f"column '{LABEL}': class {int(absent[0])} never occurs but label "
+                f"{found - 1} does; labels must be 0..C-1 (or give num_classes in the schema "
+                f"metadata, as write_parquet does)")
         return found
     text = metadata[NUM_CLASSES_KEY].decode(errors="replace")
     try:
         num_classes = int(text)
     except ValueError:
         num_classes = 0
-    if num_classes < 1:
-        raise DataError(f"schema metadata 'num_classes': {text!r} is not a positive integer")
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise DataError(f"schema metadata 'num_classes': {text!r} is not an integer in "
+                        f"1..{MAX_CLASSES}")
     row = _first(labels >= num_classes)
     if row is not None:
         raise DataError(
@@ -182,20 +240,49 @@ def _num_classes(table: pa.Table, labels: np.ndarray) -> int:
     return num_classes
 
 
-def load_parquet(path: str | Path) -> MultimodalDataset:
+def load_parquet(path: str | Path, standardize: bool = True) -> MultimodalDataset:
     """Read a Parquet file or folder into a validated MultimodalDataset.
 
     Lets users bring their own features (one vector column per modality) without writing
     a loader; every malformed value is reported with its column and row so it can be fixed
-    at the source rather than surfacing later as a shape error or a NaN loss.
+    at the source rather than surfacing later as a shape error or a NaN loss. With
+    `standardize` (the default) features are standardised with training-split statistics.
     """
     path = Path(path)
     table = _read_table(path)
     try:
         dataset = _to_dataset(table, f"parquet:{path}")
+        classes = np.unique(dataset.splits["train"].y)
+        if classes.size < 2:
+            raise DataError(f"column '{LABEL}': the training split holds only class "
+                            f"{int(classes[0])}; a classifier needs at least 2 classes")
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
+    if standardize:
+        standardize_features(dataset)
+    else:
+        dataset.info["standardize"] = False
     return dataset.validate()
+
+
+def standardize_features(dataset: MultimodalDataset) -> dict:
+    """Standardise every feature with the training split's mean and std (a constant feature
+    keeps std 1), apply it to all splits, and record it in `dataset.info['standardize']`."""
+    train = dataset.splits["train"]
+    stats: dict = {"split": "train", "mean": {}, "std": {}}
+    for m in dataset.modalities:
+        x = train.x[m].reshape(len(train), -1).astype(np.float64)
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        for split in dataset.splits.values():
+            shape = split.x[m].shape
+            flat = (split.x[m].reshape(len(split), -1).astype(np.float64) - mean) / std
+            split.x[m] = np.ascontiguousarray(flat.reshape(shape), dtype=np.float32)
+        stats["mean"][m] = mean.tolist()
+        stats["std"][m] = std.tolist()
+    dataset.info["standardize"] = stats
+    return stats
 
 
 def _to_dataset(table: pa.Table, dataset_name: str) -> MultimodalDataset:

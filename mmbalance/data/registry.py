@@ -1,4 +1,5 @@
-"""Dataset selector strings: `synthetic[:k=v,...]`, `digits[:k=v,...]`, `parquet:PATH`, and
+"""Dataset selector strings: `synthetic[:k=v,...]`, `digits[:k=v,...]`,
+`parquet:PATH[,standardize=false]`, and
 the prepared real datasets `cremad:DIR`, `ks:DIR`, `twitter2015:DIR`, `sarcasm:DIR`,
 `nvgesture:DIR` (options `,pretrained_<modality>=PATH`, `,encoder_<modality>=NAME`).
 
@@ -9,26 +10,22 @@ from a named setting (`mmbalance.data.synthetic.PRESETS`) that other options ove
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.errors import ConfigError
-from mmbalance.spec import check_options, parse_spec
+from mmbalance.spec import parse_spec, typed_fields
 
 DATASETS = ("synthetic", "digits", "parquet", "cremad", "ks", "twitter2015", "sarcasm",
             "nvgesture")
-_SYNTH_LISTS = ("names", "dim", "separation", "noise", "informative", "mirrored")
 
 
 def load_dataset(spec: str = "synthetic") -> MultimodalDataset:
     name, _, rest = spec.partition(":")
     name = name.strip().lower()
     if name == "parquet":
-        if not rest:
-            raise ConfigError("data: 'parquet' needs a path, as parquet:PATH")
-        from mmbalance.data.parquet import load_parquet
+        from mmbalance.data.parquet import load_parquet, parquet_selector
 
-        return load_parquet(rest)
+        path, options = parquet_selector(rest)
+        return load_parquet(path, **options)
     if name in DATASETS[3:]:
         from mmbalance.data.real import load_real_spec
 
@@ -37,16 +34,14 @@ def load_dataset(spec: str = "synthetic") -> MultimodalDataset:
     if name == "synthetic":
         from mmbalance.data.synthetic import SyntheticConfig, make_synthetic
 
-        check_options("data 'synthetic'", options,
-                      [f.name for f in fields(SyntheticConfig)] + ["preset"])
-        for key in _SYNTH_LISTS:
-            if key in options and not isinstance(options[key], list):
-                options[key] = [options[key]]
+        preset = options.pop("preset", None)
+        options = typed_fields("data 'synthetic'", options, SyntheticConfig, noun="option")
+        if preset is not None:
+            options["preset"] = preset
         return make_synthetic(SyntheticConfig.from_options(options))
     if name == "digits":
         from mmbalance.data.digits import load_digits_dataset
 
-        allowed = ["noise", "noisy", "val_fraction", "test_fraction", "seed", "image"]
-        check_options("data 'digits'", options, allowed)
+        options = typed_fields("data 'digits'", options, load_digits_dataset, noun="option")
         return load_digits_dataset(**options)
     raise ConfigError(f"data: unknown dataset {name!r}; allowed: {list(DATASETS)}")

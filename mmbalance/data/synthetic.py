@@ -14,6 +14,7 @@ information the strong one lacks on the other 30%.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +84,9 @@ class SyntheticConfig:
                 )
         if any(d < 1 for d in self.dim):
             raise ConfigError(f"synthetic: 'dim' values must be >= 1, got {self.dim}")
+        if any(not math.isfinite(s) for s in [*self.separation, *self.noise]):
+            raise ConfigError(f"synthetic: 'separation' and 'noise' must be finite numbers, "
+                              f"got {self.separation} and {self.noise}")
         if any(s <= 0 for s in self.noise):
             raise ConfigError(f"synthetic: 'noise' values must be > 0, got {self.noise}")
         if any(not 0.0 <= p <= 1.0 for p in self.informative):
@@ -93,7 +97,9 @@ class SyntheticConfig:
             raise ConfigError(f"synthetic: 'mirrored' values must be 0 or 1, got {self.mirrored}")
         if self.num_classes < 2:
             raise ConfigError(f"synthetic: 'num_classes' must be >= 2, got {self.num_classes}")
-        for key in ("n_train", "n_val", "n_test"):
+        if self.seed < 0:
+            raise ConfigError(f"synthetic: 'seed' must be >= 0, got {self.seed}")
+        for key in ("n_train", "n_val", "n_test", "bayes_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"synthetic: '{key}' must be >= 1, got {getattr(self, key)}")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.errors import ConfigError, reject_unknown_keys
+from mmbalance.errors import ConfigError
+from mmbalance.spec import typed_fields
 from mmbalance.trainers.config import TrainConfig
 
 _DATA_CACHE: dict[str, MultimodalDataset] = {}
@@ -53,8 +54,7 @@ class EnvConfigBase:
     @classmethod
     def from_dict(cls, data: dict | None):
         data = dict(data or {})
-        reject_unknown_keys("env_config", data, cls)
-        cfg = cls(**data)
+        cfg = cls(**typed_fields("env_config", data, cls))
         cfg.check()
         return cfg
 

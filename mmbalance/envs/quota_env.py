@@ -45,7 +45,8 @@ from mmbalance.trainers.trainer import Trainer
 class QuotaEnvConfig(EnvConfigBase):
     steps_per_action: int = 10
     action_mode: str = "discrete"  # discrete (MultiDiscrete) | flat (Discrete) | continuous (Box)
-    quota_grid: tuple = DEFAULT_GRID  # batch sizes as multiples of B; continuous: [min, max]
+    # batch sizes as multiples of B; continuous: [min, max]
+    quota_grid: tuple[float, ...] = DEFAULT_GRID
     quota_mode: str = "batch"  # what a quota does to learning: batch | scaled | steps
 
     def check(self) -> None:

@@ -16,6 +16,9 @@ sample is seen (a deviation, measured in the leverage benchmark).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 
 from mmbalance.errors import ConfigError
@@ -33,13 +36,13 @@ def _check_weights(name: str, weights) -> tuple[float, ...] | None:
     if weights is None:
         return None
     w = tuple(float(v) for v in weights)
-    if any(v < 0 for v in w) or not any(v > 0 for v in w):
+    if any(not math.isfinite(v) or v < 0 for v in w) or not any(v > 0 for v in w):
         raise ConfigError(f"{name}: 'loss_weights' must be >= 0 and not all 0, got {list(w)}")
     return w
 
 
 class _BSSBase(EpochOrderSampler):
-    def __init__(self, loss_weights=None):
+    def __init__(self, loss_weights: Sequence[float] | None = None):
         self.loss_weights = _check_weights(self.name, loss_weights)
 
     def bind(self, ctx: SamplerContext) -> None:
@@ -64,12 +67,12 @@ class BSSHeuristicSampler(_BSSBase):
         lambda0: float = 0.1,
         t_grow: float | None = None,
         rerank: int = 0,
-        loss_weights=None,
+        loss_weights: Sequence[float] | None = None,
     ):
         super().__init__(loss_weights)
         if not 0.0 < lambda0 <= 1.0:
             raise ConfigError(f"bss-h: 'lambda0' must be in (0, 1], got {lambda0}")
-        if t_grow is not None and t_grow <= 0:
+        if t_grow is not None and not (math.isfinite(t_grow) and t_grow > 0):
             raise ConfigError(f"bss-h: 't_grow' must be > 0, got {t_grow}")
         if rerank < 0:
             raise ConfigError(f"bss-h: 'rerank' must be >= 0 (0 = rank once), got {rerank}")
@@ -108,7 +111,8 @@ class BSSLearnedSampler(_BSSBase):
     SCORES = ("pass", "forward")
     DRAWS = ("order", "replacement")
 
-    def __init__(self, score: str = "pass", draw: str = "order", loss_weights=None):
+    def __init__(self, score: str = "pass", draw: str = "order",
+                 loss_weights: Sequence[float] | None = None):
         super().__init__(loss_weights)
         if score not in self.SCORES:
             raise ConfigError(f"bss-l: 'score' got {score!r}, allowed {list(self.SCORES)}")

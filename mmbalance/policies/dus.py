@@ -90,7 +90,8 @@ class FixedQuotaSampler(QuotaSampler):
 
     name = "fixed"
 
-    def __init__(self, quotas=None, n_min: int | None = None, n_max: int | None = None,
+    def __init__(self, quotas: list[int] | None = None, n_min: int | None = None,
+                 n_max: int | None = None,
                  quota_mode: str = "batch"):
         super().__init__(n_min, n_max, quota_mode)
         values = quotas if isinstance(quotas, (list, tuple)) else [quotas]

@@ -56,7 +56,7 @@ from mmbalance.policies.base import SamplerContext, Scorer
 from mmbalance.policies.dus import QuotaSampler
 from mmbalance.policies.learned import FORMAT, ExportedPolicy, load_policy
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
-from mmbalance.spec import check_options, parse_spec
+from mmbalance.spec import parse_spec, typed_fields
 from mmbalance.trainers.signals import (
     RewardConfig,
     Snapshot,
@@ -443,14 +443,11 @@ def make_dus_rl_sampler(rest: str) -> DUSRLSampler:
     path, after = (tail[: later.start()], tail[later.start() + 1 :]) if later else (tail, "")
     _, options = parse_spec("dus-rl:" + ",".join(p for p in (head.rstrip(","), after) if p),
                             "sampler")
-    check_options("sampler 'dus-rl'", options, [*OPTIONS, "init"])
+    options = typed_fields("sampler 'dus-rl'", options, DUSRLSampler.__init__, noun="option")
     if sep:
         if not path.strip():
             raise ConfigError("sampler 'dus-rl': init= needs the folder of an exported policy")
         options["init"] = str(Path(path.strip()))
-    for key in ("hidden", "grid"):
-        if key in options and not isinstance(options[key], list):
-            options[key] = [options[key]]
     try:
         return DUSRLSampler(**options)
     except UserError:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmbalance.errors import ConfigError, UserError
+from mmbalance.errors import ConfigError, UserError, one_line
 from mmbalance.policies.base import SamplerContext, Scorer
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.dus import QuotaSampler
@@ -79,25 +79,142 @@ class ExportedPolicy(nn.Module):
         return np.clip(mean, space["low"], space["high"]).astype(np.float32)
 
 
+# the action space each env and action mode exports (QuotaEnv, SequenceEnv)
+SPACES = {"quota": {"discrete": "MultiDiscrete", "flat": "Discrete", "continuous": "Box"},
+          "sequence": {"continuous": "Box", "discrete": "MultiDiscrete"}}
+
+
+def action_mode(spec: dict) -> str:
+    """The env's action mode: as its config says, else the one its action space implies."""
+    given = spec["env_config"].get("action_mode")
+    if given is not None:
+        return given
+    return {kind: mode for mode, kind in SPACES[spec["env"]].items()}[spec["action_space"]["type"]]
+
+MAX_WIDTH = 1 << 16  # the widest layer, observation or action a policy file may declare
+
+
+class _Schema:
+    """Checks of one policy.json, each failure one line naming the file and the key."""
+
+    def __init__(self, meta: Path, spec: dict):
+        self.meta, self.spec = meta, spec
+
+    def fail(self, key: str, why: str):
+        raise UserError(f"{self.meta}: '{key}' {why}")
+
+    def get(self, node: dict, key: str, where: str, kind, low=None, high=None):
+        import typing
+
+        from mmbalance.spec import describe, typed_value
+
+        name = f"{where}.{key}" if where else key
+        if not isinstance(node, dict) or key not in node:
+            self.fail(name, "is missing")
+        listy = kind is list or typing.get_origin(kind) is list
+        try:
+            if listy and not isinstance(node[key], list):  # JSON: no 'a/b' text for lists
+                raise ConfigError(name)
+            value = typed_value(str(self.meta), name, node[key], kind)
+        except ConfigError:
+            self.fail(name, f"expects {describe(kind)}, got {node[key]!r}")
+        for v in value if isinstance(value, list) else [value]:
+            if (low is not None and v < low) or (high is not None and v > high):
+                self.fail(name, f"must be in [{low}, {high}], got {node[key]!r}")
+        return value
+
+
+def check_policy_spec(meta: Path, spec) -> None:
+    """The whole policy.json against its schema, before any network is built or anything
+    is written: format, env and its config, both spaces, and a layer chain that fits them."""
+    if not isinstance(spec, dict):
+        raise UserError(f"{meta}: must be a JSON object")
+    s = _Schema(meta, spec)
+    if spec.get("format") != FORMAT:
+        s.fail("format", f"must be {FORMAT!r}, got {spec.get('format')!r}")
+    env = s.get(spec, "env", "", str)
+    if env not in SPACES:
+        s.fail("env", f"must be one of {sorted(SPACES)}, got {env!r}")
+    env_cfg = s.get(spec, "env_config", "", dict)
+    mode = env_cfg.get("action_mode")
+    if mode is not None and mode not in SPACES[env]:
+        s.fail("env_config.action_mode", f"must be one of {sorted(SPACES[env])}, got {mode!r}")
+    for key in ("steps_per_action", "epochs_per_action", "buckets"):
+        if key in env_cfg:
+            s.get(env_cfg, key, "env_config", int, 1, MAX_WIDTH)
+    if "levels" in env_cfg:
+        s.get(env_cfg, "levels", "env_config", int, 2, MAX_WIDTH)
+    if "quota_grid" in env_cfg:
+        s.get(env_cfg, "quota_grid", "env_config", list[float], 0, MAX_WIDTH)
+    if "min_pacing" in env_cfg:
+        s.get(env_cfg, "min_pacing", "env_config", float, 0, 1)
+    s.get(spec, "num_classes", "", int, 2, MAX_WIDTH)
+    obs = s.get(spec, "observation_space", "", dict)
+    dim = s.get(obs, "dim", "observation_space", int, 1, MAX_WIDTH)
+    for key in ("low", "high"):
+        if len(s.get(obs, key, "observation_space", list[float])) != dim:
+            s.fail(f"observation_space.{key}", f"needs {dim} values (dim)")
+    act = s.get(spec, "action_space", "", dict)
+    kind = s.get(act, "type", "action_space", str)
+    kinds = [SPACES[env][mode]] if mode is not None else sorted(set(SPACES[env].values()))
+    if kind not in kinds:
+        s.fail("action_space.type", f"must be one of {kinds} for a {env} policy"
+               + (f" with action_mode {mode!r}" if mode is not None else "") + f", got {kind!r}")
+    if kind == "Discrete":
+        outputs = s.get(act, "n", "action_space", int, 1, MAX_WIDTH)
+    elif kind == "MultiDiscrete":
+        nvec = s.get(act, "nvec", "action_space", list[int], 1, MAX_WIDTH)
+        if not 1 <= len(nvec) <= MAX_WIDTH:
+            s.fail("action_space.nvec", "needs 1 or more entries")
+        outputs = sum(nvec)
+    else:
+        low = s.get(act, "low", "action_space", list[float])
+        if not 1 <= len(low) <= MAX_WIDTH or len(s.get(act, "high", "action_space",
+                                                      list[float])) != len(low):
+            s.fail("action_space.high", "needs as many values as 'low' (at least 1)")
+        if "squash" in act:
+            s.get(act, "squash", "action_space", bool)
+        outputs = len(low)
+    layers = s.get(spec, "layers", "", list)
+    width, linear = dim, 0
+    for i, layer in enumerate(layers):
+        where = f"layers[{i}]"
+        layer_kind = s.get(layer, "kind", where, str)
+        if layer_kind == "linear":
+            n_in = s.get(layer, "in", where, int, 1, MAX_WIDTH)
+            if n_in != width:
+                s.fail(f"{where}.in", f"is {n_in}, but the layer before gives {width} values")
+            width = s.get(layer, "out", where, int, 1, MAX_WIDTH)
+            linear += 1
+        elif layer_kind not in ACTIVATIONS:
+            s.fail(f"{where}.kind", f"must be 'linear' or one of {sorted(ACTIVATIONS)}, got "
+                   f"{layer_kind!r}")
+    if not linear:
+        s.fail("layers", "needs at least one linear layer")
+    if width < outputs:
+        s.fail("layers", f"end with {width} outputs; the {kind} action space needs {outputs}")
+
+
 def load_policy(path: str | Path) -> ExportedPolicy:
+    """An exported policy, checked against its schema, tensors read without running code."""
     folder = Path(path)
     meta, weights = folder / "policy.json", folder / "policy.pt"
     if not meta.is_file() or not weights.is_file():
         raise UserError(f"{folder}: not an exported policy (needs policy.json and policy.pt)")
     try:
         spec = json.loads(meta.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{meta}: not valid JSON ({exc})") from None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-        raise UserError(f"{meta}: 'format' must be {FORMAT!r}")
-    for key in ("env", "env_config", "observation_space", "action_space", "layers"):
-        if key not in spec:
-            raise UserError(f"{meta}: missing key {key!r}")
+    check_policy_spec(meta, spec)
     policy = ExportedPolicy(spec)
     try:
         state = torch.load(weights, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise UserError(f"{weights}: not a tensor file that loads safely ({exc})") from None
+    except pickle.UnpicklingError:  # torch's several-line advice is not for this case
+        raise UserError(f"{weights}: not a plain tensor file (it holds pickled objects); it "
+                        "was not loaded") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise UserError(f"{weights}: not a readable tensor file "
+                        f"({one_line(exc)[:200]})") from None
     try:
         policy.load_state_dict(state)
     except (RuntimeError, AttributeError) as exc:
@@ -114,7 +231,7 @@ class LearnedQuotaSampler(QuotaSampler):
         env_cfg = policy.spec["env_config"]
         self.policy, self.path = policy, path
         self.k = int(env_cfg.get("steps_per_action", 10))
-        self.mode = env_cfg.get("action_mode", "discrete")
+        self.mode = action_mode(policy.spec)
         self.grid = tuple(env_cfg.get("quota_grid", DEFAULT_GRID))
         # quotas mean what they meant when the policy was learned
         super().__init__(quota_mode=env_cfg.get("quota_mode", "batch"))
@@ -174,7 +291,7 @@ class LearnedSequenceSampler(BucketSampler):
         try:
             self.actions = SequenceActionMap(
                 buckets=int(env_cfg.get("buckets", 4)), control=env_cfg.get("control", "both"),
-                mode=env_cfg.get("action_mode", "continuous"),
+                mode=action_mode(policy.spec),
                 levels=int(env_cfg.get("levels", 5)),
                 min_pacing=float(env_cfg.get("min_pacing", 0.1)))
         except ConfigError as exc:

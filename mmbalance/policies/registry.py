@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
-
 from mmbalance.errors import ConfigError
 from mmbalance.policies.base import Sampler, UniformSampler
 from mmbalance.policies.bss import BSSHeuristicSampler, BSSLearnedSampler
 from mmbalance.policies.dus import DUSHeuristicSampler, FixedQuotaSampler
-from mmbalance.spec import check_options, parse_spec
+from mmbalance.spec import parse_spec, typed_fields
 
 SAMPLERS: dict[str, type[Sampler]] = {
     "uniform": UniformSampler,
@@ -37,8 +35,8 @@ def make_sampler(spec: str) -> Sampler:
         allowed = [*sorted(SAMPLERS), "dus-rl", "learned:PATH"]
         raise ConfigError(f"sampler: unknown {name!r}; allowed: {allowed}")
     cls = SAMPLERS[name]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    check_options(f"sampler '{name}'", options, allowed)
+    # each option parsed as its keyword's declared type, then the sampler checks ranges
+    options = typed_fields(f"sampler '{name}'", options, cls.__init__, noun="option")
     try:
         return cls(**options)
     except TypeError as exc:  # e.g. a list where a number was expected

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
-from mmbalance.errors import ConfigError, reject_unknown_keys
+from mmbalance.errors import ConfigError
+from mmbalance.spec import typed_fields
 
 METHODS = ("joint", "joint-uni", "ogm-ge", "mla")
 OPTIMIZERS = ("sgd", "adam")
@@ -51,6 +53,10 @@ class TrainConfig:
     mla_fusion: str = "entropy"
 
     def check(self) -> TrainConfig:
+        # set directly in Python (not through from_dict): still no NaN or inf
+        for key, value in self.to_dict().items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{key}: must be a finite number, got {value}")
         choices = {
             "method": METHODS,
             "optimizer": OPTIMIZERS,
@@ -68,9 +74,11 @@ class TrainConfig:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key}: must be > 0, got {getattr(self, key)}")
         for key in ("momentum", "weight_decay", "lr_step", "unimodal_loss_weight", "ogm_alpha",
-                    "mm_loss_weight"):
+                    "mm_loss_weight", "seed", "ogm_start", "ogm_end"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
+        if not self.lr_gamma > 0:
+            raise ConfigError(f"lr_gamma: must be > 0, got {self.lr_gamma}")
         weights = self.uni_loss_weights
         weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
         if not weights or any(not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0
@@ -98,5 +106,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        reject_unknown_keys("train config", data, cls)
-        return cls(**data).check()
+        """Every value parsed as its field's type first (text from --set included), so a
+        word, a fraction for a count or a NaN is an error naming the key."""
+        return cls(**typed_fields("train config", data, cls)).check()

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from mmbalance.errors import ConfigError, reject_unknown_keys
+from mmbalance.errors import ConfigError
+from mmbalance.spec import typed_fields
 
 PER_MODALITY = ("s_hat", "s", "loss", "gap")
 LOSS_CLIP = 5.0
@@ -72,8 +73,7 @@ class RewardConfig:
     @classmethod
     def from_dict(cls, data: dict | None) -> RewardConfig:
         data = dict(data or {})
-        reject_unknown_keys("reward", data, cls)
-        cfg = cls(**data)
+        cfg = cls(**typed_fields("reward", data, cls))
         for key in [f.name for f in fields(cls)]:
             if not math.isfinite(float(getattr(cfg, key))):
                 raise ConfigError(f"reward.{key}: must be a finite number")

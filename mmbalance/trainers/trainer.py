@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, DivergedError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.policies.base import Sampler, SamplerContext, UniformSampler
 from mmbalance.policies.bss_measure import balance_terms
@@ -196,7 +196,10 @@ class Trainer:
         return None
 
     def record_step(self, batch: dict[str, torch.Tensor], out: StepOutput) -> None:
-        """Fold a trained batch's output into the status, the sampler and the logs."""
+        """Fold a trained batch's output into the status, the sampler and the logs; a
+        non-finite loss stops the run at once (`DivergedError`) rather than training on."""
+        if not math.isfinite(out.loss) or not all(map(math.isfinite, out.losses.values())):
+            self._raise_diverged(out)
         self.status.update(out.scores, out.losses)
         if self.sampler.observes and out.logits is not None:
             self._keep_logits(batch[self.modalities[0]], out.logits)
@@ -206,6 +209,18 @@ class Trainer:
         self.global_step += 1
         self.last_step = out
         self._log_step(out)
+
+    def _raise_diverged(self, out: StepOutput) -> None:
+        """Name where the loss stopped being a number (the step's losses are floats already:
+        no device sync), with the usual causes."""
+        bad = [m for m, v in out.losses.items() if not math.isfinite(v)]
+        where = {"step": self.global_step + 1, "epoch": self.epoch,
+                 "modality": bad[0] if bad else "multimodal"}
+        value = out.losses[bad[0]] if bad else out.loss
+        raise DivergedError(
+            f"diverged: the {where['modality']} loss is {value} at step {where['step']}, epoch "
+            f"{where['epoch']}; lower the learning rate (lr {self.config.lr}) or bring the "
+            f"features to unit scale (parquet data: drop standardize=false)", where)
 
     def _keep_logits(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
         """Store a trained batch's logits; the epoch's BSS terms come from them in one pass."""

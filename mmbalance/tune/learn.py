@@ -9,13 +9,18 @@ checkpoints in `checkpoints/iter_NNNN/` (RLlib's `save_to_path`), and the export
 from its newest complete checkpoint: RLlib restores the algorithm (policy, optimizer, env
 runner and metric state), iterations after that checkpoint are run again and their rows in
 `progress.parquet` replaced, so every iteration appears once. A checkpoint is written under
-a temporary name and renamed when complete, so a kill mid-save never leaves one that looks
-whole.
+a temporary name, signed (`mmbalance/manifest.py`: every file's SHA-256 under an HMAC key
+kept outside the run folder) and renamed when complete, so a kill mid-save never leaves one
+that looks whole. RLlib checkpoints are pickles: a resume verifies the checkpoint against its
+signed manifest before loading anything and refuses a missing, changed, added or unsigned
+file (`trust_unsigned` skips the signature, never the check that RLlib's components are
+there, so a run never silently continues from fresh weights).
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from mmbalance.errors import UserError
+from mmbalance.manifest import sign_folder, verify_folder
 from mmbalance.runs import new_run_dir, write_table
 from mmbalance.tune.learn_config import LearnConfig
 
@@ -72,15 +78,30 @@ def _save(algo, out: Path, i: int) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     algo.save_to_path(str(tmp.resolve()))
+    sign_folder(tmp)
     if final.exists():  # the same iteration again after a resume
         shutil.rmtree(final)
     tmp.rename(final)
 
 
+# what RLlib restores an algorithm from; without one it would carry on with fresh state
+CHECKPOINT_PARTS = ("rllib_checkpoint.json", "algorithm_state.pkl", "learner_group")
+
+
+def check_checkpoint(path: Path, trust_unsigned: bool = False) -> None:
+    """Refuse a checkpoint that is unsigned, changed or incomplete, before RLlib unpickles
+    any of it (one line naming the file)."""
+    verify_folder(path, trust_unsigned)
+    for part in CHECKPOINT_PARTS:
+        if not (path / part).exists():
+            raise UserError(f"{path / part}: missing; the checkpoint is incomplete and a resume "
+                            "would start from fresh weights, so it was not loaded")
+
+
 def resume_learn(out: str | Path, iterations: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, trust_unsigned: bool = False) -> dict:
     """Continue the learn run in `out` from its newest checkpoint (to `iterations` if given,
-    else the run's own budget)."""
+    else the run's own budget), once that checkpoint matches its signed manifest."""
     import pandas as pd
 
     out = Path(out)
@@ -98,6 +119,7 @@ def resume_learn(out: str | Path, iterations: int | None = None,
                             f"iteration {ckpt[0]}; give at least that")
         data["iterations"] = iterations
     cfg = LearnConfig.from_dict(data)
+    check_checkpoint(ckpt[1], trust_unsigned)
     rows: list[dict] = []
     if (out / "progress.parquet").is_file():
         rows = [r for r in pd.read_parquet(out / "progress.parquet").to_dict("records")
@@ -131,7 +153,11 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
     try:
         algo = build_algorithm_config(cfg).build_algo()
         if start is not None:
-            algo.restore_from_path(str(start[1].resolve()))
+            try:
+                algo.restore_from_path(str(start[1].resolve()))
+            except (pickle.UnpicklingError, EOFError) as exc:  # only with --trust-unsigned
+                raise UserError(f"{start[1]}: a checkpoint file does not load "
+                                f"({type(exc).__name__}: {exc})") from None
         writer = _tensorboard(out / "tb")
         bar = tqdm(total=cfg.iterations, initial=first - 1, unit="iter",
                    desc=f"{cfg.algorithm} on {cfg.env}", disable=not progress)

@@ -17,8 +17,10 @@ reporting: {...}          # of .reporting(), e.g. min_time_s_per_iteration
 fault_tolerance: {...}    # of .fault_tolerance(), e.g. restart_failed_env_runners
 ```
 
-Loaded with a safe YAML loader; unknown keys, unknown algorithms and keyword arguments the
-algorithm does not take are errors that name the key and the allowed values, before Ray starts.
+Loaded with a safe YAML loader; `algorithm` and `env` are required (an empty file is an
+error, not a default PPO); every value is parsed as its key's type; unknown keys, unknown
+algorithms, non-finite numbers and keyword arguments the algorithm does not take are errors
+that name the key and the allowed values, before Ray starts.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 import yaml
 
 from mmbalance.errors import ConfigError
-from mmbalance.spec import YamlConfig, set_dotted
+from mmbalance.spec import YamlConfig, load_yaml_text, set_dotted
 
 ALGORITHMS = ("PPO", "APPO", "IMPALA", "SAC", "DQN")
 ENVS = ("quota", "quota-vector", "sequence")
@@ -68,6 +70,7 @@ def allowed_kwargs(config_cls, method: str) -> list[str]:
 @dataclass
 class LearnConfig(YamlConfig):
     config_name = "learn config"
+    required = ("algorithm", "env")
 
     algorithm: str = "PPO"
     env: str = "quota"
@@ -88,8 +91,9 @@ class LearnConfig(YamlConfig):
         cls = algorithm_config_class(self.algorithm)
         if self.env not in ENVS:
             raise ConfigError(f"env: unknown {self.env!r}; allowed: {list(ENVS)}")
-        if self.iterations < 1 or self.checkpoint_every < 0:
-            raise ConfigError("iterations must be >= 1 and checkpoint_every >= 0")
+        if self.iterations < 1 or self.checkpoint_every < 0 or self.seed < 0:
+            raise ConfigError(f"iterations must be >= 1, checkpoint_every >= 0 and seed >= 0; "
+                              f"got {self.iterations}, {self.checkpoint_every}, {self.seed}")
         for section in SECTIONS:
             value = getattr(self, section)
             if not isinstance(value, dict):
@@ -139,5 +143,5 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, eq, raw = item.partition("=")
         if not eq or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. env_config.levels=3")
-        set_dotted(out, key, yaml.safe_load(raw), f"--set {item!r}")
+        set_dotted(out, key, load_yaml_text(raw, f"--set {key}"), f"--set {item!r}")
     return out

@@ -29,6 +29,12 @@ Everything is validated before Ray starts. The output folder gets `sweep.yaml`,
 reported row of every trial), `summary.md` (best trial first) and Tune's experiment folder
 (`<storage>/<name>`), from which `--resume` continues an interrupted sweep.
 
+A sweep stays in its place: `name` is a plain name (no '/' or '..'), and a storage location
+that already holds an experiment of that name is refused, unless it is this sweep's own
+resume (the experiment folder and the sweep folder share a `sweep_id`), so a second sweep
+never writes into a first one's experiment. Trial checkpoints of plain-trainer sweeps are
+signed (`mmbalance/manifest.py`) and verified before a trial restores from one.
+
 Every trial checkpoints after each epoch (train) or iteration (learn). By default all are
 kept: Tune snapshots its experiment state only every few seconds, so after a hard kill the
 snapshot can name a checkpoint that a smaller `keep_checkpoints` had already deleted, and
@@ -41,12 +47,14 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mmbalance.errors import ConfigError, UserError
-from mmbalance.spec import YamlConfig
+from mmbalance.spec import YamlConfig, typed_value
 from mmbalance.tune import search_space as dsl
 
 TRAINABLES = ("train", "learn")
@@ -56,7 +64,11 @@ SCHEDULERS = {
     "pbt": ["perturbation_interval", "resample_probability", "quantile_fraction"],
 }
 SEARCHERS = ("optuna",)
-TRAIN_BASE_KEYS = ("data", "method", "sampler", "sampler_options", "train", "seed", "fault")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+SWEEP_ID = "sweep_id"  # in the sweep folder and in its Tune experiment folder: who owns it
+TRAIN_BASE_TYPES = {"data": str, "method": str, "sampler": str, "sampler_options": dict,
+                    "train": dict, "seed": int, "fault": dict}
+TRAIN_BASE_KEYS = tuple(TRAIN_BASE_TYPES)
 
 
 @dataclass
@@ -84,6 +96,9 @@ class SweepConfig(YamlConfig):
 
     # ------------------------------------------------------------------ checks
     def check(self) -> None:
+        if not NAME.fullmatch(self.name) or ".." in self.name:
+            raise ConfigError(f"name: {self.name!r} must be a plain name (letters, digits, "
+                              "'.', '_', '-'; no '/' and no '..'): Tune writes <storage>/<name>")
         if self.trainable not in TRAINABLES:
             raise ConfigError(f"trainable: got {self.trainable!r}, allowed {list(TRAINABLES)}")
         if self.mode not in ("max", "min"):
@@ -101,6 +116,10 @@ class SweepConfig(YamlConfig):
         if bad:
             raise ConfigError(f"scheduler: {kind} does not take {bad}; allowed: "
                               f"{SCHEDULERS[kind]}")
+        for key, value in self.scheduler.items():
+            if key != "type" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value > 0):
+                raise ConfigError(f"scheduler.{key}: must be a number > 0, got {value!r}")
         if self.search is not None:
             if self.search.get("type") not in SEARCHERS:
                 raise ConfigError(f"search.type: got {self.search.get('type')!r}, allowed "
@@ -110,9 +129,11 @@ class SweepConfig(YamlConfig):
                                   "use choice")
         if kind == "pbt" and any("grid" in spec for spec in self.search_space.values()):
             raise ConfigError("scheduler pbt: mutations cannot be 'grid' entries; use choice")
-        bad = sorted(set(self.resources) - {"cpu", "gpu"})
-        if bad:
-            raise ConfigError(f"resources: unknown {bad}; allowed: ['cpu', 'gpu']")
+        self.check_resources()
+        for key, value in self.stop.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"stop.{key}: must be a number (stop when the metric reaches "
+                                  f"it), got {value!r}")
         if not self.search_space:
             raise ConfigError("search_space: empty; give at least one key to sweep")
         for key, spec in self.search_space.items():
@@ -123,6 +144,21 @@ class SweepConfig(YamlConfig):
                 trial = self.sample_base()
                 dsl.set_path(trial, key, value)
                 self.check_base(trial, key)
+
+    def check_resources(self) -> None:
+        """Per-trial resources, checked here rather than by Ray after it has started."""
+        bad = sorted(set(self.resources) - {"cpu", "gpu"}, key=str)
+        if bad:
+            raise ConfigError(f"resources: unknown {bad}; allowed: ['cpu', 'gpu']")
+        for key, value in self.resources.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value >= 0):
+                raise ConfigError(f"resources.{key}: must be a number >= 0, got {value!r}")
+            if value > 1 and not float(value).is_integer():
+                raise ConfigError(f"resources.{key}: a fraction must be at most 1 (Ray shares "
+                                  f"one unit), more must be whole, got {value}")
+        if not any(self.resources.get(k, d) for k, d in (("cpu", 1), ("gpu", 0))):
+            raise ConfigError("resources: a trial needs some cpu or gpu, got none")
 
     def sample_base(self) -> dict:
         base = copy.deepcopy(self.base)
@@ -146,7 +182,11 @@ class SweepConfig(YamlConfig):
             from mmbalance.trainers.config import TrainConfig
             from mmbalance.tune.trainables import _sampler_spec
 
-            TrainConfig.from_dict({**base.get("train", {}), "method": base.get("method", "joint")})
+            for k, v in base.items():
+                typed_value("base", k, v, TRAIN_BASE_TYPES[k])
+
+            TrainConfig.from_dict({**base.get("train", {}), "method": base.get("method", "joint"),
+                                   "seed": base.get("seed", 0)})
             make_sampler(_sampler_spec(base.get("sampler", "uniform"),
                                        base.get("sampler_options", {})))
         except ConfigError as exc:
@@ -174,14 +214,14 @@ def _param_space(cfg: SweepConfig, dataset_ref):
     return build_algorithm_config(learn, env_config)
 
 
-def _trainable(cfg: SweepConfig, dataset):
+def _trainable(cfg: SweepConfig, dataset, trust_unsigned: bool = False):
     from ray import tune
 
     if cfg.trainable == "learn":
         return _algo_class(cfg)
     from mmbalance.tune.trainables import plain_trial
 
-    fn = tune.with_parameters(plain_trial, dataset=dataset) if dataset is not None else plain_trial
+    fn = tune.with_parameters(plain_trial, dataset=dataset, trust_unsigned=trust_unsigned)
     res = {"cpu": float(cfg.resources.get("cpu", 1)), "gpu": float(cfg.resources.get("gpu", 0))}
     return tune.with_resources(fn, res)
 
@@ -225,8 +265,9 @@ def _search(cfg: SweepConfig):
     return OptunaSearch()
 
 
-def _shared_dataset(cfg: SweepConfig):
-    """Load the data once in the driver and ship it through the object store."""
+def shared_dataset(cfg: SweepConfig):
+    """Load the data once in the driver and ship it through the object store (None when
+    the search space varies the data: each trial loads its own)."""
     if cfg.trainable == "train" and not any(k == "data" for k in cfg.search_space):
         from mmbalance.data.registry import load_dataset
 
@@ -238,18 +279,84 @@ def _storage(cfg: SweepConfig, out: Path) -> str:
     return cfg.storage or str(out.resolve())
 
 
+def _experiment(cfg: SweepConfig, out: Path):
+    """(pyarrow filesystem, path) of the sweep's Tune experiment folder, local or a URI."""
+    from pyarrow import fs
+
+    storage = _storage(cfg, out)
+    try:
+        if "://" in storage:
+            filesystem, base = fs.FileSystem.from_uri(storage)
+        else:
+            filesystem, base = fs.LocalFileSystem(), str(Path(storage).resolve())
+    except (ValueError, TypeError, OSError) as exc:
+        raise ConfigError(f"storage: cannot open {storage!r} ({exc})") from None
+    return filesystem, f"{base.rstrip('/')}/{cfg.name}"
+
+
+def _read_id(filesystem, path: str) -> str | None:
+    from pyarrow import fs
+
+    try:
+        if filesystem.get_file_info(path).type != fs.FileType.File:
+            return None
+        with filesystem.open_input_stream(path) as f:
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def check_storage(cfg: SweepConfig, out: Path, resume: bool) -> None:
+    """Refuse a storage location that already holds an experiment of this name, unless it
+    is this sweep's own (its resume), so one sweep never writes into another's."""
+    from pyarrow import fs
+
+    filesystem, path = _experiment(cfg, out)
+    try:
+        info = filesystem.get_file_info(path)
+    except OSError as exc:
+        raise ConfigError(f"storage: cannot read {path} ({exc})") from None
+    if info.type == fs.FileType.NotFound:
+        if resume:
+            raise ConfigError(f"--resume: no Tune experiment to restore at {path}")
+        return
+    mine = (out / SWEEP_ID).read_text().strip() if (out / SWEEP_ID).is_file() else None
+    theirs = _read_id(filesystem, f"{path}/{SWEEP_ID}")
+    if resume and (theirs is None or mine is None or theirs == mine):
+        return  # its own experiment (sweeps made before sweep ids carry none)
+    owner = "another sweep" if resume else "an earlier sweep"
+    raise ConfigError(f"storage: {path} already holds the Tune experiment of {owner}; choose "
+                      "another storage or name (or resume that sweep with --resume ITS_FOLDER)")
+
+
+def _claim(cfg: SweepConfig, out: Path) -> None:
+    """Mark the new experiment folder and the sweep folder with one fresh sweep id."""
+    filesystem, path = _experiment(cfg, out)
+    token = secrets.token_hex(16)
+    (out / SWEEP_ID).write_text(token + "\n")
+    filesystem.create_dir(path, recursive=True)
+    with filesystem.open_output_stream(f"{path}/{SWEEP_ID}") as f:
+        f.write((token + "\n").encode())
+
+
 def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str | None = None,
-              resume: bool = False) -> dict:
+              resume: bool = False, trust_unsigned: bool = False, dataset=None) -> dict:
+    """Run (or with `resume`, continue) the sweep into `out`; `trust_unsigned` lets resumed
+    trials restore from checkpoints without a valid signed manifest; `dataset`: the shared
+    data when the caller loaded (and so checked) it already."""
     import ray
     from ray import tune
 
+    check_storage(cfg, out, resume)
+    if not resume:
+        _claim(cfg, out)
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     try:
-        dataset = _shared_dataset(cfg)
-        trainable = _trainable(cfg, dataset)
+        dataset = dataset if dataset is not None else shared_dataset(cfg)
+        trainable = _trainable(cfg, dataset, trust_unsigned)
         path = f"{_storage(cfg, out).rstrip('/')}/{cfg.name}"
         t0 = time.perf_counter()
         if resume:
@@ -324,11 +431,16 @@ def write_results(cfg: SweepConfig, out: Path, results, seconds: float) -> dict:
         keep = [c for c in hist.columns if c == "trial" or pd.api.types.is_numeric_dtype(hist[c])]
         hist[keep].to_parquet(out / "trials.parquet")
     metric = cfg.metric
-    ok = [r for r in rows if isinstance(r.get(metric), (int, float))]
+    # a trial that ended in an error (e.g. its loss diverged) is not a result: not ranked
+    ok = [r for r in rows if r["status"] != "ERROR" and isinstance(r.get(metric), (int, float))
+          and math.isfinite(r[metric])]
     ok.sort(key=lambda r: r[metric], reverse=cfg.mode == "max")
     cols = [c for c in rows[0] if c.startswith("config/")] if rows else []
     head = (f"Sweep `{cfg.name}`: {len(rows)} trials in {seconds / 60:.1f} min, "
             f"metric `{metric}` ({cfg.mode}).")
+    errored = sum(r["status"] == "ERROR" for r in rows)
+    if errored:
+        head += f" {errored} trial(s) ended in an error (e.g. a diverged loss) and are not ranked."
     lines = [head, ""]
     if ok:
         best = ok[0]
@@ -349,12 +461,14 @@ def _epoch_history(result):
     restored with it across crashes and resumes, so every epoch appears exactly once."""
     import pandas as pd
 
+    from mmbalance.manifest import verify_folder
     from mmbalance.trainers.state import load_file
 
     if result.checkpoint is None:
         return None
     try:
         with result.checkpoint.as_directory() as d:
+            verify_folder(d)
             epochs = load_file(Path(d) / "trainer.pt")["history"]["epochs"]
     except (UserError, OSError):  # checkpoint gone (e.g. deleted): fall back to result.json
         return None

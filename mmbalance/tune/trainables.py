@@ -2,7 +2,8 @@
 
 `plain_trial` trains the plain trainer with a sampler, one Tune iteration per epoch, reporting
 validation metrics and the learning status and checkpointing the trainer's full state every
-epoch, so ASHA can stop it, PBT can clone it and a resumed sweep continues it exactly.
+epoch, so ASHA can stop it, PBT can clone it and a resumed sweep continues it exactly. Each
+checkpoint is signed (`mmbalance/manifest.py`) and verified before a trial restores from it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from ray import tune
 
 from mmbalance.data.dataset import MultimodalDataset
+from mmbalance.manifest import sign_folder, verify_folder
 
 
 def _sampler_spec(name: str, options: dict) -> str:
@@ -37,11 +39,13 @@ def build_trainer(config: dict, dataset: MultimodalDataset | None = None):
     return Trainer(data, train, sampler)
 
 
-def plain_trial(config: dict, dataset: MultimodalDataset | None = None) -> None:
+def plain_trial(config: dict, dataset: MultimodalDataset | None = None,
+                trust_unsigned: bool = False) -> None:
     trainer = build_trainer(config, dataset)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
+            verify_folder(d, trust_unsigned)
             trainer.restore(Path(d) / "trainer.pt")
     fault = config.get("fault") or {}
     import ray
@@ -61,6 +65,7 @@ def plain_trial(config: dict, dataset: MultimodalDataset | None = None) -> None:
             metrics.update({f"final_test_{k}": v for k, v in final["test"].items()})
         with tempfile.TemporaryDirectory() as d:
             trainer.save(Path(d) / "trainer.pt")
+            sign_folder(d)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
