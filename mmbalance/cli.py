@@ -15,6 +15,9 @@ from mmbalance.errors import UserError
 from mmbalance.prepare import add_prepare_parser, cmd_prepare
 
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "device")
+ADDRESS_HELP = ("Ray cluster: HOST:PORT of the head (run on one of its nodes), ray://HOST:10001 "
+                "(Ray Client), auto (the `ray start` cluster here) or local (default: "
+                "RAY_ADDRESS, else a new local cluster)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: every method with each sampler it accepts)")
     c.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto",
                    help="auto: Ray tasks when Ray is installed (default)")
-    c.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    c.add_argument("--address", help=ADDRESS_HELP)
     c.add_argument("--gpus-per-run", type=float, default=0.0,
                    help="GPU (fraction) each Ray task asks for, e.g. 0.25 (default 0)")
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
@@ -119,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "newest checkpoint (--iterations raises its budget)")
     le.add_argument("--iterations", type=_positive_int, help="override the training budget")
     le.add_argument("--out", help="output folder (default runs/learn-<name>-<time>)")
-    le.add_argument("--address", help="Ray cluster address (default: the YAML's, else local)")
+    le.add_argument("--address", help=ADDRESS_HELP + "; the YAML's address: comes before "
+                    "RAY_ADDRESS; with --resume, the cluster to continue on")
     le.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a YAML key, dotted, e.g. --set env_config.train.epochs=5")
     le.add_argument("--no-progress", action="store_true")
@@ -131,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--first-seed", type=int, default=1000,
                     help="first evaluation seed (default 1000: seeds no env episode used)")
     ev.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto")
-    ev.add_argument("--address")
+    ev.add_argument("--address", help=ADDRESS_HELP)
     ev.add_argument("--out")
     ev.add_argument("--no-progress", action="store_true")
     _add_train_options(ev, defaults=False)
@@ -142,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--num-samples", type=_positive_int, help="override num_samples")
     sw.add_argument("--max-concurrent", type=_positive_int, help="override max_concurrent")
     sw.add_argument("--out", help="output folder (default runs/sweep-<name>-<time>)")
-    sw.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    sw.add_argument("--address", help=ADDRESS_HELP)
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a YAML key, dotted, e.g. --set base.train.epochs=5")
     sw.add_argument("--no-progress", action="store_true")
@@ -198,21 +202,25 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
         reference_line,
         run_grid,
         summarize,
+        uses_ray,
     )
     from mmbalance.data.registry import load_dataset
     from mmbalance.runs import new_run_dir, write_json, write_table
 
     check_grid(grid)
     dataset = load_dataset(data)
-    out = new_run_dir(out_arg or _default_out(kind))
-    write_json(out / "compare.json", {
-        "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
-        "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
-    })
-    specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
-    t0 = time.perf_counter()
-    rows = run_grid(dataset, specs, out, parallel=args.parallel, progress=not args.no_progress,
-                    address=args.address, gpus_per_run=getattr(args, "gpus_per_run", 0.0))
+    on_ray = uses_ray(args.parallel, args.address)
+    with _ray_if(on_ray, args.address):  # connected (or failed) before the folder exists
+        out = new_run_dir(out_arg or _default_out(kind))
+        write_json(out / "compare.json", {
+            "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
+            "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
+        })
+        specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
+        t0 = time.perf_counter()
+        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
+                        progress=not args.no_progress, address=args.address,
+                        gpus_per_run=getattr(args, "gpus_per_run", 0.0))
     write_table(out / "results.parquet", rows)
     summary = summarize(rows, dataset.modalities)
     write_table(out / "summary.parquet", summary)
@@ -227,6 +235,18 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
         print(ref)
     print(f"{len(rows)} runs in {fmt_seconds(time.perf_counter() - t0)}; wrote {out}")
     return out
+
+
+def _ray_if(needed: bool, address: str | None, origin: str = "--address"):
+    """A Ray session for commands that use Ray, entered before they create their output
+    folder: a wrong address or token fails in seconds and leaves nothing behind."""
+    from contextlib import nullcontext
+
+    if not needed:
+        return nullcontext()
+    from mmbalance.ray_session import ray_session
+
+    return ray_session(address, origin=origin)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -251,10 +271,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
     if args.resume:
-        if args.config or args.set or args.out or args.address:
-            raise UserError("--resume DIR takes its config from DIR; only --iterations and "
-                            "--no-progress go with it")
-        res = resume_learn(args.resume, args.iterations, progress=not args.no_progress)
+        if args.config or args.set or args.out:
+            raise UserError("--resume DIR takes its config from DIR; only --iterations, "
+                            "--address and --no-progress go with it")
+        res = resume_learn(args.resume, args.iterations, progress=not args.no_progress,
+                           address=args.address)
         cfg = res["config"]
     else:
         if not args.config:
@@ -263,12 +284,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
         sets = list(args.set)
         if args.iterations is not None:
             sets.append(f"iterations={args.iterations}")
-        if args.address:
-            sets.append(f"address={args.address}")
         cfg = LearnConfig.from_dict(apply_overrides(base, sets))
         stem = Path(args.config).stem
         res = run_learn(cfg, args.out or _default_out(f"learn-{stem}"),
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, address=args.address)
     rows = res["rows"]
     last = rows[-1] if rows else {}
     print(f"{cfg.algorithm}: {len(rows)} iterations, {int(last.get('env_steps', 0))} env steps, "
@@ -282,7 +301,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from mmbalance.runs import new_run_dir
     from mmbalance.tune.learn_config import apply_overrides
-    from mmbalance.tune.sweep import SweepConfig, run_sweep
+    from mmbalance.tune.sweep import SweepConfig, require_shared_storage, run_sweep
 
     if args.resume:
         out = Path(args.resume)
@@ -300,10 +319,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.max_concurrent:
             sets.append(f"max_concurrent={args.max_concurrent}")
         cfg = SweepConfig.from_dict(apply_overrides(data, sets))
-        out = new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
-        (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    res = run_sweep(cfg, out, progress=not args.no_progress, address=args.address,
-                    resume=bool(args.resume))
+        out = Path(args.out or _default_out(f"sweep-{cfg.name}"))
+    with _ray_if(True, args.address):  # connect, check the storage, then make the folder
+        require_shared_storage(cfg, out)
+        if not args.resume:
+            out = new_run_dir(out)
+            (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        res = run_sweep(cfg, out, progress=not args.no_progress, address=args.address,
+                        resume=bool(args.resume))
     print(res["summary"])
     print(f"wrote {out}")
     return 0

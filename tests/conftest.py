@@ -28,12 +28,13 @@ def three_modal():
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray cluster for the whole session (start-up costs seconds)."""
+    """One local Ray cluster for the whole session (start-up costs seconds), started the way
+    the commands start one: bound to loopback, reaped if the test process is killed."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=200 * 1024**2, configure_logging=False)
-    yield ray
-    ray.shutdown()
+    from mmbalance.ray_session import ray_session as session
+
+    with session("local", num_cpus=2, object_store_memory=200 * 1024**2):
+        yield ray
 
 
 @pytest.fixture(autouse=True, scope="session")

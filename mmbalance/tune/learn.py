@@ -10,7 +10,9 @@ from its newest complete checkpoint: RLlib restores the algorithm (policy, optim
 runner and metric state), iterations after that checkpoint are run again and their rows in
 `progress.parquet` replaced, so every iteration appears once. A checkpoint is written under
 a temporary name and renamed when complete, so a kill mid-save never leaves one that looks
-whole.
+whole. Where a run runs is not part of it: `learn_config.yaml` keeps no cluster address, and
+`--resume DIR --address A` continues it on another cluster (or, without one, on
+`RAY_ADDRESS` or a new local cluster).
 """
 
 from __future__ import annotations
@@ -78,9 +80,9 @@ def _save(algo, out: Path, i: int) -> None:
 
 
 def resume_learn(out: str | Path, iterations: int | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, address: str | None = None) -> dict:
     """Continue the learn run in `out` from its newest checkpoint (to `iterations` if given,
-    else the run's own budget)."""
+    else the run's own budget), on the cluster at `address` (see `run_learn`)."""
     import pandas as pd
 
     out = Path(out)
@@ -105,14 +107,25 @@ def resume_learn(out: str | Path, iterations: int | None = None,
     if ckpt[0] >= cfg.iterations:
         print(f"--resume: {out} already has a checkpoint at iteration {ckpt[0]} >= "
               f"{cfg.iterations}; exporting the policy from it")
-    return run_learn(cfg, out, progress, start=ckpt, rows=rows)
+    return run_learn(cfg, out, progress, start=ckpt, rows=rows, address=address)
 
 
 def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
-              start: tuple[int, Path] | None = None, rows: list[dict] | None = None) -> dict:
+              start: tuple[int, Path] | None = None, rows: list[dict] | None = None,
+              address: str | None = None) -> dict:
     """Train to `cfg.iterations` iterations; return where things were written. `start`
-    (iteration, checkpoint) continues a run in `out` (see `resume_learn`)."""
-    import ray
+    (iteration, checkpoint) continues a run in `out` (see `resume_learn`). Ray: `address`
+    (`--address`), else the config's `address:`, else `RAY_ADDRESS`, else a local cluster;
+    connected before anything is written."""
+    from mmbalance.ray_session import ray_session
+
+    where, origin = (address, "--address") if address else (cfg.address, "address:")
+    with ray_session(where, origin=origin):
+        return _train(cfg, out, progress, start, list(rows or []))
+
+
+def _train(cfg: LearnConfig, out: str | Path, progress: bool,
+           start: tuple[int, Path] | None, rows: list[dict]) -> dict:
     from tqdm.auto import tqdm
 
     from mmbalance.envs.common import resolve_dataset
@@ -120,13 +133,9 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
     from mmbalance.tune.export import export_policy
 
     out = Path(out) if start is not None else new_run_dir(out)
-    (out / "learn_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    stored = {**cfg.to_dict(), "address": None}  # where it ran is not what the run is
+    (out / "learn_config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
     first = start[0] + 1 if start is not None else 1
-    rows = list(rows or [])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
     algo = None
     try:
         algo = build_algorithm_config(cfg).build_algo()
@@ -179,8 +188,6 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
     finally:
         if algo is not None:
             algo.stop()
-        if started:
-            ray.shutdown()
     return {"out": out, "rows": rows, "config": cfg}
 
 

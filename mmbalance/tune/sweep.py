@@ -238,51 +238,61 @@ def _storage(cfg: SweepConfig, out: Path) -> str:
     return cfg.storage or str(out.resolve())
 
 
+def require_shared_storage(cfg: SweepConfig, out: Path) -> None:
+    """On a cluster spanning several machines, refuse storage only one of them can reach
+    (see `mmbalance/tune/storage.py`); call it connected, before creating `out`."""
+    from mmbalance.ray_session import cluster_hosts
+    from mmbalance.tune.storage import require_shared
+
+    where = "storage" if cfg.storage else f"storage (default: --out {out})"
+    require_shared(_storage(cfg, out), cluster_hosts(), where)
+
+
 def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str | None = None,
               resume: bool = False) -> dict:
-    import ray
+    from mmbalance.ray_session import ray_session
+
+    with ray_session(address):
+        require_shared_storage(cfg, out)
+        return _fit(cfg, out, progress, resume)
+
+
+def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool) -> dict:
+    """Build (or restore) the Tuner, run it, write the tables."""
     from ray import tune
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    try:
-        dataset = _shared_dataset(cfg)
-        trainable = _trainable(cfg, dataset)
-        path = f"{_storage(cfg, out).rstrip('/')}/{cfg.name}"
-        t0 = time.perf_counter()
-        if resume:
-            if not tune.Tuner.can_restore(path):
-                raise ConfigError(f"--resume: no Tune experiment to restore at {path}")
-            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
-                                       param_space=_param_space(cfg, None)
-                                       if cfg.trainable == "learn" else None)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=_param_space(cfg, None),
-                tune_config=tune.TuneConfig(
-                    metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
-                    scheduler=_scheduler(cfg), search_alg=_search(cfg),
-                    max_concurrent_trials=cfg.max_concurrent or None,
-                ),
-                run_config=tune.RunConfig(
-                    name=cfg.name, storage_path=_storage(cfg, out), stop=cfg.stop or None,
-                    failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(
-                        num_to_keep=cfg.keep_checkpoints,
-                        # RLlib trials are class trainables: Tune saves them when asked
-                        checkpoint_frequency=1 if cfg.trainable == "learn" else 0,
-                        checkpoint_at_end=cfg.trainable == "learn"),
-                    verbose=1 if progress else 0,
-                ),
-            )
-        results = tuner.fit()
-        return write_results(cfg, out, results, time.perf_counter() - t0)
-    finally:
-        if started:
-            ray.shutdown()
+    dataset = _shared_dataset(cfg)
+    trainable = _trainable(cfg, dataset)
+    path = f"{_storage(cfg, out).rstrip('/')}/{cfg.name}"
+    t0 = time.perf_counter()
+    if resume:
+        if not tune.Tuner.can_restore(path):
+            raise ConfigError(f"--resume: no Tune experiment to restore at {path}")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+                                   param_space=_param_space(cfg, None)
+                                   if cfg.trainable == "learn" else None)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_param_space(cfg, None),
+            tune_config=tune.TuneConfig(
+                metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
+                scheduler=_scheduler(cfg), search_alg=_search(cfg),
+                max_concurrent_trials=cfg.max_concurrent or None,
+            ),
+            run_config=tune.RunConfig(
+                name=cfg.name, storage_path=_storage(cfg, out), stop=cfg.stop or None,
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=cfg.keep_checkpoints,
+                    # RLlib trials are class trainables: Tune saves them when asked
+                    checkpoint_frequency=1 if cfg.trainable == "learn" else 0,
+                    checkpoint_at_end=cfg.trainable == "learn"),
+                verbose=1 if progress else 0,
+            ),
+        )
+    results = tuner.fit()
+    return write_results(cfg, out, results, time.perf_counter() - t0)
 
 
 def _config_columns(config: dict, cfg: SweepConfig) -> dict:
