@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mmbalance.errors import UserError
@@ -237,16 +239,20 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
     return out
 
 
-def _ray_if(needed: bool, address: str | None, origin: str = "--address"):
+@contextmanager
+def _ray_if(needed: bool, address: str | None, origin: str = "--address") -> Iterator[None]:
     """A Ray session for commands that use Ray, entered before they create their output
-    folder: a wrong address or token fails in seconds and leaves nothing behind."""
-    from contextlib import nullcontext
-
+    folder (a wrong address or token fails in seconds and leaves nothing behind); says on
+    stdout where the work runs."""
     if not needed:
-        return nullcontext()
+        yield
+        return
     from mmbalance.ray_session import ray_session
 
-    return ray_session(address, origin=origin)
+    with ray_session(address, origin=origin) as where:
+        if where:
+            print(f"Ray: {where}", flush=True)
+        yield
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -267,16 +273,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
-    from mmbalance.tune.learn import resume_learn, run_learn
+    from mmbalance.tune.learn import plan_resume, run_learn
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
     if args.resume:
         if args.config or args.set or args.out:
             raise UserError("--resume DIR takes its config from DIR; only --iterations, "
                             "--address and --no-progress go with it")
-        res = resume_learn(args.resume, args.iterations, progress=not args.no_progress,
-                           address=args.address)
-        cfg = res["config"]
+        cfg, start, rows = plan_resume(args.resume, args.iterations)
+        with _ray_if(True, args.address):  # where it continues: --address, not the run's past
+            res = run_learn(cfg, args.resume, progress=not args.no_progress, start=start,
+                            rows=rows)
     else:
         if not args.config:
             raise UserError("learn: give a CONFIG.yaml, or --resume DIR")
@@ -286,8 +293,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
             sets.append(f"iterations={args.iterations}")
         cfg = LearnConfig.from_dict(apply_overrides(base, sets))
         stem = Path(args.config).stem
-        res = run_learn(cfg, args.out or _default_out(f"learn-{stem}"),
-                        progress=not args.no_progress, address=args.address)
+        address, origin = (args.address, "--address") if args.address else (cfg.address,
+                                                                            "address:")
+        with _ray_if(True, address, origin):
+            res = run_learn(cfg, args.out or _default_out(f"learn-{stem}"),
+                            progress=not args.no_progress)
     rows = res["rows"]
     last = rows[-1] if rows else {}
     print(f"{cfg.algorithm}: {len(rows)} iterations, {int(last.get('env_steps', 0))} env steps, "

@@ -53,14 +53,15 @@ TOKEN_HINT = ("`RAY_AUTH_MODE=token` must be set on every client and every node 
 
 @contextmanager
 def ray_session(address: str | None = None, origin: str = "--address",
-                **local_options) -> Iterator[None]:
+                **local_options) -> Iterator[str]:
     """Connect to the cluster at `address` (see the module docstring), or start a local one
     with `local_options` (e.g. `num_cpus`); shut down on exit what this session started.
-    `origin` names where the address came from, for error messages."""
+    `origin` names where the address came from, for error messages. Yields one line saying
+    where work runs ('' when Ray was already initialised by the caller)."""
     import ray
 
     if ray.is_initialized():
-        yield
+        yield ""
         return
     target, label = _target(address, origin)
     reaper = None
@@ -69,12 +70,24 @@ def ray_session(address: str | None = None, origin: str = "--address",
     else:
         _connect(target, label)
     try:
-        yield
+        yield _describe(target)
     finally:
         ray.shutdown()
         if reaper is not None:
             reaper.stdin.close()  # the reaper ends whatever of the cluster is left
             reaper.wait(timeout=30)
+
+
+def _describe(target: str | None) -> str:
+    import ray
+
+    res = ray.cluster_resources()
+    counts = f"{res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs"
+    if target is None:
+        return f"new local cluster on 127.0.0.1 ({counts})"
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    return (f"cluster at {target}: {len(nodes)} nodes on {len(cluster_hosts())} machines, "
+            f"{counts}")
 
 
 def cluster_hosts() -> list[str]:

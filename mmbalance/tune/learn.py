@@ -83,6 +83,15 @@ def resume_learn(out: str | Path, iterations: int | None = None,
                  progress: bool = True, address: str | None = None) -> dict:
     """Continue the learn run in `out` from its newest checkpoint (to `iterations` if given,
     else the run's own budget), on the cluster at `address` (see `run_learn`)."""
+    cfg, ckpt, rows = plan_resume(out, iterations)
+    return run_learn(cfg, out, progress, start=ckpt, rows=rows, address=address)
+
+
+def plan_resume(out: str | Path, iterations: int | None = None
+                ) -> tuple[LearnConfig, tuple[int, Path], list[dict]]:
+    """What `resume_learn` continues from: the run's config (without the cluster address
+    it ran on: that is the resume's choice), its newest checkpoint and the rows up to it.
+    Checked before any cluster is joined."""
     import pandas as pd
 
     out = Path(out)
@@ -99,6 +108,7 @@ def resume_learn(out: str | Path, iterations: int | None = None,
             raise UserError(f"--iterations {iterations}: the run already has a checkpoint at "
                             f"iteration {ckpt[0]}; give at least that")
         data["iterations"] = iterations
+    data["address"] = None  # folders of earlier versions stored the cluster they ran on
     cfg = LearnConfig.from_dict(data)
     rows: list[dict] = []
     if (out / "progress.parquet").is_file():
@@ -107,7 +117,7 @@ def resume_learn(out: str | Path, iterations: int | None = None,
     if ckpt[0] >= cfg.iterations:
         print(f"--resume: {out} already has a checkpoint at iteration {ckpt[0]} >= "
               f"{cfg.iterations}; exporting the policy from it")
-    return run_learn(cfg, out, progress, start=ckpt, rows=rows, address=address)
+    return cfg, ckpt, rows
 
 
 def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
