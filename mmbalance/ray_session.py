@@ -115,6 +115,11 @@ def _connect(target: str, label: str) -> None:
     token = token_source(label)
     if target.startswith("ray://"):
         host, port = _host_port(target[len("ray://"):], label, default_port=10001)
+        try:
+            import grpc  # noqa: F401 - Ray Client's transport
+        except ImportError:
+            raise UserError(f"{label}: Ray Client needs `pip install 'ray[client]'`; or run "
+                            "the command on a node of the cluster with its HOST:PORT") from None
         _tcp_check(host, port, label)
         ray.init(address=target, log_to_driver=False, configure_logging=False)
         return
@@ -222,11 +227,14 @@ def _probe_gcs(address: str, label: str, token: str | None) -> dict:
 def _require_local_node(nodes: dict, label: str, local_ids: set[str] | None = None) -> None:
     """A driver attaches to a raylet on its own machine; without one, `ray.init` waits a
     minute and fails with a traceback."""
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+
     if local_ids is None:
         from ray._private.services import find_node_ids
 
         local_ids = set(find_node_ids())
-    alive = {info.node_id.hex() for info in nodes.values() if info.state == 0}
+    alive = {info.node_id.hex() for info in nodes.values()
+             if info.state == GcsNodeInfo.GcsNodeState.ALIVE}
     if not alive & local_ids:
         raise UserError(f"{label}: no node of that cluster runs on this machine; run the "
                         "command on one of its nodes (e.g. the head), join this machine with "

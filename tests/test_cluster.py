@@ -116,6 +116,25 @@ def test_connection_failures_take_seconds(token_cluster):
     assert all(r["seconds"] < 15 for r in report), report
 
 
+def test_a_driver_needs_a_node_of_the_cluster_on_its_machine():
+    """`ray.init` attaches a driver to a raylet on its own machine; from a machine without
+    one it waits a minute and fails with a traceback. Checked from the GCS's node list."""
+    from types import SimpleNamespace
+
+    from mmbalance.errors import UserError
+    from mmbalance.ray_session import _require_local_node
+
+    here, there = "ab" * 28, "cd" * 28
+    nodes = {k: SimpleNamespace(node_id=bytes.fromhex(k), state=state)
+             for k, state in ((here, 0), (there, 0))}
+    _require_local_node(nodes, "--address h:1", local_ids={here})
+    with pytest.raises(UserError, match="--address h:1: no node of that cluster runs on this"):
+        _require_local_node(nodes, "--address h:1", local_ids={"ef" * 28})
+    nodes[here].state = 1  # the local node is dead
+    with pytest.raises(UserError, match="ray://HEAD:10001"):
+        _require_local_node(nodes, "--address h:1", local_ids={here})
+
+
 def test_a_sweep_on_two_machines_refuses_local_storage(token_cluster, tmp_path):
     """Trials on the second machine could not write (or restore) checkpoints on this one's
     disk: refused before the folder is made, in one line that says what to set."""

@@ -19,7 +19,8 @@ num_samples: 2
 max_concurrent: 2
 resources: {cpu: 1, gpu: 0} # per trial (train); RLlib trials ask what their config needs
 stop: {training_iteration: 20}
-storage: null               # a folder or a URI pyarrow opens (s3://...); default: --out
+storage: null               # a folder or a URI pyarrow opens (s3://...); default: --out;
+                            # on several machines: shared (NFS, s3://...), else refused
 max_failures: 1             # retries of a crashed trial, from its last checkpoint
 keep_checkpoints: null      # checkpoints kept per trial; null = all (see below)
 ```
