@@ -277,7 +277,6 @@ def _quiet_stderr() -> Iterator[None]:
 # ------------------------------------------------------------------ a local cluster
 def _start_local(**options) -> subprocess.Popen:
     """`ray.init` of a new local cluster bound to loopback, and its reaper."""
-    import psutil
     import ray
     from ray._private import ray_constants
 
@@ -285,6 +284,7 @@ def _start_local(**options) -> subprocess.Popen:
     # believes clustering is off (its macOS/Windows default): say so for this start only
     env_name = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
     saved_env, saved_flag = os.environ.get(env_name), ray_constants.ENABLE_RAY_CLUSTER
+    before = _children()  # the caller's own subprocesses are not the cluster's
     os.environ[env_name] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
@@ -299,11 +299,21 @@ def _start_local(**options) -> subprocess.Popen:
     # run by path: it needs nothing of mmbalance, and works where the package is not installed
     reaper = subprocess.Popen([sys.executable, str(Path(__file__).with_name("ray_reaper.py"))],
                               stdin=subprocess.PIPE, text=True, start_new_session=True)
-    for proc in psutil.Process().children(recursive=True):
-        if proc.pid != reaper.pid:
-            try:
-                reaper.stdin.write(f"{proc.pid} {proc.create_time()!r}\n")
-            except psutil.NoSuchProcess:
-                pass
+    for pid, created in _children() - before:
+        if pid != reaper.pid:
+            reaper.stdin.write(f"{pid} {created!r}\n")
     reaper.stdin.flush()
     return reaper
+
+
+def _children() -> set[tuple[int, float]]:
+    """This process's descendants, as (pid, creation time)."""
+    import psutil
+
+    found = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            found.add((proc.pid, proc.create_time()))
+        except psutil.NoSuchProcess:
+            pass
+    return found

@@ -167,17 +167,21 @@ def test_storage_that_every_node_reaches(tmp_path):
 def test_a_local_cluster_listens_on_loopback_only_and_dies_with_its_driver():
     """A local cluster started by mmbalance: every socket its processes listen on is on
     127.0.0.1, and when the driver is SIGKILLed every one of its processes is gone within
-    seconds (Ray's agents alone would linger about a minute)."""
+    seconds (Ray's agents alone would linger about a minute), while a process the driver
+    had started before the cluster is left alone."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"
     proc = subprocess.Popen([sys.executable, str(SCRIPTS / "local_session.py")],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
-    procs: list[psutil.Process] = []
+    started: list = [proc]  # everything to end afterwards, by process id
     try:
         line = proc.stdout.readline()
         assert line, "the driver died before its cluster was up"
-        procs = [psutil.Process(pid) for pid in json.loads(line)["pids"]]
+        info = json.loads(line)
+        procs = [psutil.Process(pid) for pid in info["pids"]]
+        bystander = psutil.Process(info["bystander"])
+        started += [*procs, bystander]
         names = {p.name() for p in procs}
         assert {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names
         pids = {p.pid for p in procs}
@@ -193,8 +197,9 @@ def test_a_local_cluster_listens_on_loopback_only_and_dies_with_its_driver():
             time.sleep(0.2)
             alive = [p for p in alive if _running(p)]
         assert not alive, f"still running 15 s after the driver died: {alive}"
+        assert _running(bystander)
     finally:
-        for p in [*procs, proc]:  # whatever is left, by process id
+        for p in started:
             try:
                 p.kill()
             except (psutil.NoSuchProcess, ProcessLookupError):
