@@ -45,7 +45,8 @@ class RunSpec:
         return f"{self.method}__{safe}__s{self.seed}"
 
 
-def run_one(dataset: MultimodalDataset, spec: RunSpec, threads: int = 0) -> tuple[dict, RunRecord]:
+def run_one(dataset: MultimodalDataset, spec: RunSpec,
+            threads: int = 0) -> tuple[dict, RunRecord]:
     """Train one run; return its summary row and its record (written by the caller)."""
     if threads:
         import torch

@@ -145,7 +145,7 @@ def test_a_sweep_on_two_machines_refuses_local_storage(token_cluster, tmp_path):
     assert res.returncode == 2, res.stderr[-3000:]
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
-    assert f"storage (default: --out {out})" in lines[0]
+    assert f"storage (default: the sweep folder {out})" in lines[0]
     assert "set `storage:`" in lines[0] and "s3://" in lines[0]
     assert not out.exists()
 

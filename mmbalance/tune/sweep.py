@@ -245,7 +245,7 @@ def require_shared_storage(cfg: SweepConfig, out: Path) -> None:
     from mmbalance.ray_session import cluster_hosts
     from mmbalance.tune.storage import require_shared
 
-    where = "storage" if cfg.storage else f"storage (default: --out {out})"
+    where = "storage" if cfg.storage else f"storage (default: the sweep folder {out})"
     require_shared(_storage(cfg, out), cluster_hosts(), where)
 
 
