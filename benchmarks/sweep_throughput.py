@@ -15,6 +15,7 @@ import time
 
 from _common import RESULTS, header, invocation, write_result
 
+from mmbalance.ray_session import ray_session
 from mmbalance.tune.sweep import SweepConfig, run_sweep
 
 
@@ -24,13 +25,9 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=8)
     args = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
     lrs = [0.002 * (i + 1) for i in range(args.trials)]
     rows = []
-    try:
+    with ray_session("local", num_cpus=os.cpu_count()):  # one session for both sweeps
         for concurrent in (1, 2):
             cfg = SweepConfig.from_dict({
                 "name": f"throughput_{concurrent}", "trainable": "train",
@@ -49,8 +46,6 @@ def main() -> None:
             minutes = (time.perf_counter() - t0) / 60
             assert len(res["rows"]) == args.trials
             rows.append((concurrent, args.trials / minutes, minutes))
-    finally:
-        ray.shutdown()
     base = rows[0][1]
     lines = [
         header(invocation()),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mmbalance.errors import UserError, one_line
@@ -20,6 +22,10 @@ DATA_HELP = ("synthetic | digits | parquet:PATH | cremad:DIR | ks:DIR | twitter2
              "as name:key=value,... (default synthetic). For the five paper datasets, "
              "tune_configs/datasets/<name>.yaml replaces the generic defaults shown below; "
              "the values used are printed when the run starts")
+
+ADDRESS_HELP = ("Ray cluster: HOST:PORT of the head (run on one of its nodes), ray://HOST:10001 "
+                "(Ray Client), auto (the `ray start` cluster here) or local (default: "
+                "RAY_ADDRESS, else a new local cluster)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: every method with each sampler it accepts)")
     c.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto",
                    help="auto: Ray tasks when Ray is installed (default)")
-    c.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    c.add_argument("--address", help=ADDRESS_HELP)
     c.add_argument("--gpus-per-run", type=_finite_float, default=0.0,
                    help="GPU (fraction) each Ray task asks for, e.g. 0.25 (default 0)")
     c.add_argument("--unimodal-reference", action="store_true",
@@ -176,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "newest checkpoint (--iterations raises its budget)")
     le.add_argument("--iterations", type=_positive_int, help="override the training budget")
     le.add_argument("--out", help="output folder (default runs/learn-<name>-<time>)")
-    le.add_argument("--address", help="Ray cluster address (default: the YAML's, else local)")
+    le.add_argument("--address", help=ADDRESS_HELP + "; the YAML's address: comes before "
+                    "RAY_ADDRESS; with --resume, the cluster to continue on")
     le.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a YAML key, dotted, e.g. --set env_config.train.epochs=5")
     le.add_argument("--trust-unsigned", action="store_true",
@@ -191,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--first-seed", type=_seed, default=1000,
                     help="first evaluation seed (default 1000: seeds no env episode used)")
     ev.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto")
-    ev.add_argument("--address")
+    ev.add_argument("--address", help=ADDRESS_HELP)
     ev.add_argument("--out")
     ev.add_argument("--no-progress", action="store_true")
     _add_train_options(ev, defaults=False)
@@ -202,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--num-samples", type=_positive_int, help="override num_samples")
     sw.add_argument("--max-concurrent", type=_positive_int, help="override max_concurrent")
     sw.add_argument("--out", help="output folder (default runs/sweep-<name>-<time>)")
-    sw.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    sw.add_argument("--address", help=ADDRESS_HELP)
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a YAML key, dotted, e.g. --set base.train.epochs=5")
     sw.add_argument("--trust-unsigned", action="store_true",
@@ -270,6 +277,7 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
         reference_line,
         run_grid,
         summarize,
+        uses_ray,
     )
     from mmbalance.data.registry import load_dataset
     from mmbalance.runs import check_new_run_dir, new_run_dir, write_json, write_table
@@ -281,16 +289,19 @@ def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ov
         grid = [*grid, *((f"alone:{m}", "uniform") for m in dataset.modalities)]
     check_grid(grid, dataset.modalities)
     _check_runs(dataset, grid, overrides, seeds, args)  # all before the folder exists
-    out = new_run_dir(out_path)
-    write_json(out / "compare.json", {
-        "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
-        "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
-        **_data_record(dataset),
-    })
-    specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
-    t0 = time.perf_counter()
-    rows = run_grid(dataset, specs, out, parallel=args.parallel, progress=not args.no_progress,
-                    address=args.address, gpus_per_run=getattr(args, "gpus_per_run", 0.0))
+    on_ray = uses_ray(args.parallel, args.address)
+    with _ray_if(on_ray, args.address):  # connected (or failed) before the folder exists
+        out = new_run_dir(out_path)
+        write_json(out / "compare.json", {
+            "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
+            "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
+            **_data_record(dataset),
+        })
+        specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
+        t0 = time.perf_counter()
+        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
+                        progress=not args.no_progress, address=args.address,
+                        gpus_per_run=getattr(args, "gpus_per_run", 0.0))
     write_table(out / "results.parquet", rows)
     summary = summarize(rows, dataset.modalities)
     write_table(out / "summary.parquet", summary)
@@ -347,6 +358,22 @@ def _data_record(dataset) -> dict:
     return {**record, "standardize": standardize} if standardize is not None else record
 
 
+@contextmanager
+def _ray_if(needed: bool, address: str | None, origin: str = "--address") -> Iterator[None]:
+    """A Ray session for commands that use Ray, entered before they create their output
+    folder (a wrong address or token fails in seconds and leaves nothing behind); says on
+    stdout where the work runs."""
+    if not needed:
+        yield
+        return
+    from mmbalance.ray_session import ray_session
+
+    with ray_session(address, origin=origin) as where:
+        if where:
+            print(f"Ray: {where}", flush=True)
+        yield
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from mmbalance.compare import DEFAULT_GRID, seeds_list
 
@@ -366,16 +393,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_learn(args: argparse.Namespace) -> int:
     from mmbalance.runs import check_new_run_dir
-    from mmbalance.tune.learn import resume_learn, run_learn
+    from mmbalance.tune.learn import plan_resume, run_learn
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
     if args.resume:
-        if args.config or args.set or args.out or args.address:
+        if args.config or args.set or args.out:
             raise UserError("--resume DIR takes its config from DIR; only --iterations, "
-                            "--trust-unsigned and --no-progress go with it")
-        res = resume_learn(args.resume, args.iterations, progress=not args.no_progress,
-                           trust_unsigned=args.trust_unsigned)
-        cfg = res["config"]
+                            "--address, --trust-unsigned and --no-progress go with it")
+        cfg, start, rows = plan_resume(args.resume, args.iterations, args.trust_unsigned)
+        with _ray_if(True, args.address):  # where it continues: --address, not the run's past
+            res = run_learn(cfg, args.resume, progress=not args.no_progress, start=start,
+                            rows=rows)
     else:
         if not args.config:
             raise UserError("learn: give a CONFIG.yaml, or --resume DIR")
@@ -386,10 +414,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
         sets = list(args.set)
         if args.iterations is not None:
             sets.append(f"iterations={args.iterations}")
-        if args.address:
-            sets.append(f"address={args.address}")
         cfg = LearnConfig.from_dict(apply_overrides(base, sets))
-        res = run_learn(cfg, out, progress=not args.no_progress)
+        address, origin = (args.address, "--address") if args.address else (cfg.address,
+                                                                            "address:")
+        with _ray_if(True, address, origin):
+            res = run_learn(cfg, out, progress=not args.no_progress)
     rows = res["rows"]
     last = rows[-1] if rows else {}
     print(f"{cfg.algorithm}: {len(rows)} iterations, {int(last.get('env_steps', 0))} env steps, "
@@ -403,7 +432,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from mmbalance.runs import check_new_run_dir, new_run_dir
     from mmbalance.tune.learn_config import apply_overrides
-    from mmbalance.tune.sweep import SweepConfig, check_storage, run_sweep, shared_dataset
+    from mmbalance.tune.sweep import (
+        SweepConfig,
+        check_storage,
+        require_shared_storage,
+        run_sweep,
+        shared_dataset,
+    )
 
     if args.resume:
         ignored = [flag for flag, given in (
@@ -431,14 +466,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.max_concurrent:
             sets.append(f"max_concurrent={args.max_concurrent}")
         cfg = SweepConfig.from_dict(apply_overrides(data, sets))
-        out_path = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
-        check_storage(cfg, out_path, resume=False)  # before the folder exists
+        out = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
+        check_storage(cfg, out, resume=False)  # before the folder exists
         dataset = shared_dataset(cfg)  # a bad data file, too
-        out = new_run_dir(out_path)
-        (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    res = run_sweep(cfg, out, progress=not args.no_progress, address=args.address,
-                    resume=bool(args.resume), trust_unsigned=args.trust_unsigned,
-                    dataset=dataset)
+    with _ray_if(True, args.address):  # connect, check the storage, then make the folder
+        require_shared_storage(cfg, out)
+        if not args.resume:
+            out = new_run_dir(out)
+            (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        res = run_sweep(cfg, out, progress=not args.no_progress, address=args.address,
+                        resume=bool(args.resume), trust_unsigned=args.trust_unsigned,
+                        dataset=dataset)
     print(res["summary"])
     print(f"wrote {out}")
     return 0

@@ -1,11 +1,13 @@
 """The main job: methods × samplers × seeds on one dataset, summarised as a table.
 
-Runs go to Ray tasks when Ray is installed (one CPU each, so the grid fills the machine),
-otherwise one after another. Every run is written to `OUT/runs/<method>__<sampler>__s<seed>`
-as it finishes, and the table is rebuilt from whatever finished, so an interrupted
-comparison keeps its completed runs. A run whose loss became non-finite is a row flagged
-`diverged` (its folder keeps the logs up to that step): it is never averaged into the
-table, which says how many runs of each cell diverged.
+Runs go to Ray tasks when Ray is installed (one CPU each, so the grid fills the machine or
+the cluster), otherwise one after another. A run never writes where it trains: it returns its
+record (tables as Arrow, metrics, the model's tensors, config) and the driver writes it to
+`OUT/runs/<method>__<sampler>__s<seed>` as it finishes, so on a cluster every run folder
+lands under the driver's `--out`, whatever node trained it. The table is rebuilt from
+whatever finished, so an interrupted comparison keeps its completed runs. A run whose loss
+became non-finite is a row flagged `diverged` (its folder keeps the logs up to that step):
+it is never averaged into the table, which says how many runs of each cell diverged.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.errors import ConfigError, DivergedError
+from mmbalance.runs import RunRecord, new_run_dir, write_record
 
 # Every method with each sampler it takes (DUS needs per-modality batches: mla, joint-uni).
 DEFAULT_GRID: list[tuple[str, str]] = [
@@ -65,14 +68,15 @@ class RunSpec:
         return f"{safe(self.method)}__{safe(self.sampler)}__s{self.seed}"
 
 
-def run_one(dataset: MultimodalDataset, spec: RunSpec, out: Path | None, threads: int = 0) -> dict:
-    """Train one run; write its folder under `out`; return its summary row."""
+def run_one(dataset: MultimodalDataset, spec: RunSpec,
+            threads: int = 0) -> tuple[dict, RunRecord]:
+    """Train one run; return its summary row and its record (written by the caller)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     from mmbalance.policies.registry import make_sampler
-    from mmbalance.runs import new_run_dir, write_run
+    from mmbalance.runs import collect_run
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
@@ -84,21 +88,29 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec, out: Path | None, threads
         final = trainer.fit()
     except DivergedError as exc:
         final, diverged = None, str(exc)
-    if out is not None:
-        run_dir = new_run_dir(out / "runs" / spec.key)
-        write_run(run_dir, trainer, final, {
-            "data": dataset.name, "sampler": spec.sampler, "sampler_config": sampler.config(),
-            "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
-        })
+    record = collect_run(trainer, final, {
+        "data": dataset.name, "sampler": spec.sampler, "sampler_config": sampler.config(),
+        "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
+        "num_classes": dataset.num_classes,
+    })
     if final is None:
         return {"method": spec.method, "sampler": spec.sampler, "seed": spec.seed,
-                "diverged": True, "diverged_at": diverged}
+                "diverged": True, "diverged_at": diverged}, record
     row = {"method": spec.method, "sampler": spec.sampler, "seed": spec.seed,
            "best_epoch": final["best_epoch"], "train_seconds": final["train_seconds"],
            "final_discrepancy": trainer.status.discrepancy, "diverged": False}
     row.update({f"test_{k}": v for k, v in final["test"].items()})
     row.update({f"val_{k}": v for k, v in final["val"].items()})
-    return row
+    return row, record
+
+
+def _run_on_ray(dataset: MultimodalDataset, spec: RunSpec) -> tuple[dict, RunRecord]:
+    """`run_one` as a Ray task: one thread, and the row says which node trained it."""
+    import ray
+
+    row, record = run_one(dataset, spec, threads=1)
+    row["ray_node"] = ray.get_runtime_context().get_node_id()
+    return row, record
 
 
 def check_grid(grid: list[tuple[str, str]], modalities: list[str] | None = None) -> None:
@@ -125,16 +137,22 @@ def check_grid(grid: list[tuple[str, str]], modalities: list[str] | None = None)
             )
 
 
-def _use_ray(parallel: str) -> bool:
+def uses_ray(parallel: str, address: str | None = None) -> bool:
+    """Whether a grid runs on Ray tasks: `--parallel ray`, or `auto` where Ray is installed
+    and the machine has more than one core (or a cluster address is given)."""
     if parallel == "none":
+        if address:
+            raise ConfigError("--address: runs go to a Ray cluster only with --parallel "
+                              "auto or ray, not none")
         return False
     try:
         import ray  # noqa: F401
     except ImportError:
-        if parallel == "ray":
-            raise ConfigError("--parallel ray: Ray is not installed (pip install 'ray[tune]')")
+        if parallel == "ray" or address:
+            raise ConfigError("--parallel ray / --address: Ray is not installed "
+                              "(pip install 'ray[tune]')") from None
         return False
-    return parallel == "ray" or (os.cpu_count() or 1) > 1
+    return parallel == "ray" or bool(address) or (os.cpu_count() or 1) > 1
 
 
 def run_grid(
@@ -146,36 +164,37 @@ def run_grid(
     address: str | None = None,
     gpus_per_run: float = 0.0,
 ) -> list[dict]:
-    """Run every spec; rows come back in spec order."""
+    """Run every spec and write each finished run to `out/runs/<key>` (here, on the
+    driver); rows come back in spec order."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not progress)
     rows: list[dict | None] = [None] * len(specs)
-    if _use_ray(parallel):
+
+    def finish(i: int, row: dict, record: RunRecord) -> None:
+        if out is not None:
+            write_record(new_run_dir(out / "runs" / specs[i].key), record)
+        rows[i] = row
+        bar.update(1)
+
+    if uses_ray(parallel, address):
         import ray
 
-        started = not ray.is_initialized()
-        if started:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-        try:
+        from mmbalance.ray_session import ray_session
+
+        with ray_session(address):
             # a GPU fraction per run lets several small runs share one GPU
-            remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(run_one)
+            remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(_run_on_ray)
             data_ref = ray.put(dataset)
-            pending = {remote.remote(data_ref, s, out, 1): i for i, s in enumerate(specs)}
+            pending = {remote.remote(data_ref, s): i for i, s in enumerate(specs)}
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 i = pending.pop(done[0])
-                rows[i] = ray.get(done[0])
-                bar.update(1)
-        finally:
-            if started:
-                ray.shutdown()
+                finish(i, *ray.get(done[0]))
     else:
         for i, s in enumerate(specs):
             bar.set_postfix_str(s.key)
-            rows[i] = run_one(dataset, s, out)
-            bar.update(1)
+            finish(i, *run_one(dataset, s))
     bar.close()
     return [r for r in rows if r is not None]
 

@@ -5,12 +5,18 @@ training step: `step`, `epoch`, `loss`, `quota_<m>`, `s_<m>`, `s_hat_<m>`, `loss
 `discrepancy`), `epochs.parquet` (validation metrics, learning status and sampler metrics
 per epoch), `metrics.json` (final val/test metrics of the best model) and `model.pt` (its
 state dict: tensors only, loadable with `torch.load(..., weights_only=True)`).
+
+A run that trains somewhere else (a Ray task on another node) never writes there: it returns
+its `RunRecord` (the tables as Arrow, the metrics, the model's tensors, the config) and the
+driver writes the folder with `write_record`, so every run folder lands under the driver's
+output folder whatever the working directory of the node that trained it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,28 +77,64 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def write_table(path: Path, rows: list[dict]) -> None:
-    """Rows of dicts as one Parquet table (columns in first-seen order)."""
+def rows_table(rows: list[dict]) -> pa.Table:
+    """Rows of dicts as one Arrow table (columns in first-seen order)."""
     columns: dict[str, list] = {}
     for row in rows:
         for key in row:
             columns.setdefault(key, [])
     for key in columns:
         columns[key] = [row.get(key) for row in rows]
+    return pa.table(columns) if rows else pa.table({})
+
+
+def write_arrow(path: Path, table: pa.Table) -> None:
+    """One Arrow table as Parquet, replaced atomically (a reader never sees half a file)."""
     tmp = path.with_suffix(".tmp")
-    pq.write_table(pa.table(columns) if rows else pa.table({}), tmp)
+    pq.write_table(table, tmp)
     os.replace(tmp, path)
+
+
+def write_table(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts as one Parquet table (columns in first-seen order)."""
+    write_arrow(path, rows_table(rows))
+
+
+@dataclass
+class RunRecord:
+    """Everything a run produced, in a form that travels (Ray pickles it back to the driver)."""
+
+    config: dict
+    steps: pa.Table
+    epochs: pa.Table
+    metrics: dict | None = None  # None: the run did not finish
+    model: dict[str, torch.Tensor] | None = None  # the best model's state dict, on the CPU
+
+
+def collect_run(trainer, final: dict | None, config: dict) -> RunRecord:
+    """A finished (or interrupted, `final=None`) run as a `RunRecord`."""
+    model = None
+    if final is not None:
+        state = trainer.best_state or trainer.model.state_dict()
+        model = {k: v.detach().cpu() for k, v in state.items()}
+    return RunRecord(config=config, steps=rows_table(trainer.history.steps),
+                     epochs=rows_table(trainer.history.epochs), metrics=final, model=model)
+
+
+def write_record(out: Path, record: RunRecord) -> None:
+    """A run folder from a `RunRecord` (see the module docstring for its files)."""
+    write_json(out / "config.json", record.config)
+    write_arrow(out / "steps.parquet", record.steps)
+    write_arrow(out / "epochs.parquet", record.epochs)
+    if record.metrics is not None:
+        write_json(out / "metrics.json", record.metrics)
+    if record.model is not None:
+        torch.save(record.model, out / "model.pt")
 
 
 def write_run(out: Path, trainer, final: dict | None, config: dict) -> None:
     """Everything a finished (or interrupted, `final=None`) run produced."""
-    write_json(out / "config.json", config)
-    write_table(out / "steps.parquet", trainer.history.steps)
-    write_table(out / "epochs.parquet", trainer.history.epochs)
-    if final is not None:
-        write_json(out / "metrics.json", final)
-        state = trainer.best_state or trainer.model.state_dict()
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, out / "model.pt")
+    write_record(out, collect_run(trainer, final, config))
 
 
 def read_json(path: Path) -> dict:

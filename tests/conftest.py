@@ -31,12 +31,13 @@ def three_modal():
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray cluster for the whole session (start-up costs seconds)."""
+    """One local Ray cluster for the whole session (start-up costs seconds), started the way
+    the commands start one: bound to loopback, reaped if the test process is killed."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=200 * 1024**2, configure_logging=False)
-    yield ray
-    ray.shutdown()
+    from mmbalance.ray_session import ray_session as session
+
+    with session("local", num_cpus=2, object_store_memory=200 * 1024**2):
+        yield ray
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -72,3 +73,63 @@ def refused(capsys):
         return lines[0]
 
     return check
+
+
+class TokenCluster:
+    """Where the `token_cluster` fixture's cluster is, and the environments to reach it."""
+
+    def __init__(self, address: str, nodes: list[str], root, token) -> None:
+        self.address, self.nodes, self.root, self.token = address, nodes, root, token
+        self.head_dir, self.worker_dir = root / "head", root / "worker"
+
+    def env(self, token: str = "file") -> dict:
+        """A client's environment: token 'file' (the cluster's token file, as an operator
+        hands it out), 'wrong' (another token) or 'none' (RAY_AUTH_MODE unset)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
+                            "RAY_AUTH_TOKEN_PATH")}
+        if token == "file":
+            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.token))
+        elif token == "wrong":
+            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="not-the-cluster-token-0000")
+        return env
+
+
+@pytest.fixture(scope="session")
+def token_cluster(tmp_path_factory):
+    """A two-node Ray cluster with token auth on, set up as the README tells an operator to
+    (tests/scripts/token_cluster.py): the head and the worker run in different folders, the
+    worker at its own address (127.0.0.2: a second machine, as far as Ray can tell). Tests
+    reach it from subprocesses with `token_cluster.env(...)`, so the session's Ray is left
+    alone."""
+    import json
+    import secrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    root = tmp_path_factory.mktemp("token_cluster")
+    token = root / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    (root / "head").mkdir()
+    (root / "worker").mkdir()
+    script = Path(__file__).parent / "scripts" / "token_cluster.py"
+    env = TokenCluster("", [], root, token).env("file")
+    proc = subprocess.Popen([sys.executable, str(script), str(root / "head"),
+                             str(root / "worker")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        info = json.loads(proc.stdout.readline())
+        yield TokenCluster(info["address"], info["nodes"], root, token)
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # end what it started, by process id
+            family = psutil.Process(proc.pid).children(recursive=True) + [proc]
+            for p in family:
+                p.kill()
+            proc.wait()

@@ -56,6 +56,8 @@ def test_train_writes_config_tables_metrics_model(tmp_path):
         (["train", "--set", "optimiser=adam"], "optimizer"),
         (["compare", "--grid", "joint/dus-h"], "mla"),
         (["compare", "--grid", "joint"], "METHOD/SAMPLER"),
+        (["compare", "--data", SMALL, "--parallel", "none", "--address", "10.0.0.5:6379"],
+         "--address"),
         (["report", "/nonexistent/folder"], "/nonexistent/folder"),
     ],
 )

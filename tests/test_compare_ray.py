@@ -1,5 +1,7 @@
-"""The comparison grid on Ray tasks gives the same results as running it in-process."""
+"""The comparison grid on Ray tasks gives the same results as running it in-process, and
+the driver writes every run folder from what the tasks return."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -15,11 +17,23 @@ def test_ray_grid_matches_sequential(ray_session, small_synthetic, tmp_path):
     assert [(r["method"], r["sampler"], r["seed"]) for r in rows] == [
         ("joint", "bss-l", 0), ("mla", "dus-h", 1)]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(s.key for s in specs)
+    node = ray_session.get_runtime_context().get_node_id()
+    assert all(r["ray_node"] == node for r in rows)  # the row says where it trained
     threads = torch.get_num_threads()
     try:
-        local = [run_one(small_synthetic, s, None, threads=1) for s in specs]
+        local = [run_one(small_synthetic, s, threads=1) for s in specs]
     finally:
         torch.set_num_threads(threads)
-    for remote_row, local_row in zip(rows, local):
+    for spec, remote_row, (local_row, record) in zip(specs, rows, local):
         assert remote_row["test_acc"] == local_row["test_acc"]
         assert remote_row["final_discrepancy"] == pytest.approx(local_row["final_discrepancy"])
+        # the folder the driver wrote holds what the task produced, tables and model alike
+        folder = tmp_path / "runs" / spec.key
+        assert {p.name for p in folder.iterdir()} == {
+            "config.json", "steps.parquet", "epochs.parquet", "metrics.json", "model.pt"}
+        steps = pd.read_parquet(folder / "steps.parquet")
+        assert steps.equals(record.steps.to_pandas())
+        assert len(pd.read_parquet(folder / "epochs.parquet")) == 2
+        model = torch.load(folder / "model.pt", weights_only=True)
+        assert model.keys() == record.model.keys()
+        assert all(torch.equal(model[k], record.model[k]) for k in model)

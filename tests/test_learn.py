@@ -234,6 +234,34 @@ def test_learn_resumes_from_its_newest_checkpoint(ppo_run, tmp_path, capsys):
     assert "learn_config.yaml" in capsys.readouterr().err
 
 
+def test_a_resumed_run_moves_to_another_cluster(ppo_run, token_cluster, tmp_path):
+    """The cluster is where a run runs, not what it is: the run folder keeps no address, and
+    `learn --resume DIR --address A` continues it on another cluster (here the two-node one
+    with token auth, for a run that trained on the session's local cluster)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(ppo_run["out"], run)
+    saved = yaml.safe_load((run / "learn_config.yaml").read_text())
+    assert saved["address"] is None
+    # folders of earlier versions named the cluster they ran on: not where a resume goes
+    (run / "learn_config.yaml").write_text(yaml.safe_dump({**saved, "address": "127.0.0.1:9"}))
+    res = subprocess.run(
+        [sys.executable, "-m", "mmbalance.cli", "learn", "--resume", str(run), "--address",
+         token_cluster.address, "--iterations", "2", "--no-progress"],
+        env=token_cluster.env(), capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"Ray: cluster at {token_cluster.address}: 2 nodes" in res.stdout
+    progress = pd.read_parquet(run / "progress.parquet")
+    assert progress["iteration"].tolist() == [1, 2]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_0001", "iter_0002"]
+    assert yaml.safe_load((run / "learn_config.yaml").read_text())["address"] is None
+
+
 def test_report_plots_a_learn_folder(ppo_run, tmp_path):
     import shutil
 

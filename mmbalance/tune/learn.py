@@ -14,7 +14,9 @@ kept outside the run folder) and renamed when complete, so a kill mid-save never
 that looks whole. RLlib checkpoints are pickles: a resume verifies the checkpoint against its
 signed manifest before loading anything and refuses a missing, changed, added or unsigned
 file (`trust_unsigned` skips the signature, never the check that RLlib's components are
-there, so a run never silently continues from fresh weights).
+there, so a run never silently continues from fresh weights). Where a run runs is not part
+of it: `learn_config.yaml` keeps no cluster address, and `--resume DIR --address A`
+continues it on another cluster (or, without one, on `RAY_ADDRESS` or a new local cluster).
 """
 
 from __future__ import annotations
@@ -99,9 +101,20 @@ def check_checkpoint(path: Path, trust_unsigned: bool = False) -> None:
 
 
 def resume_learn(out: str | Path, iterations: int | None = None,
-                 progress: bool = True, trust_unsigned: bool = False) -> dict:
+                 progress: bool = True, trust_unsigned: bool = False,
+                 address: str | None = None) -> dict:
     """Continue the learn run in `out` from its newest checkpoint (to `iterations` if given,
-    else the run's own budget), once that checkpoint matches its signed manifest."""
+    else the run's own budget), once that checkpoint matches its signed manifest, on the
+    cluster at `address` (see `run_learn`)."""
+    cfg, ckpt, rows = plan_resume(out, iterations, trust_unsigned)
+    return run_learn(cfg, out, progress, start=ckpt, rows=rows, address=address)
+
+
+def plan_resume(out: str | Path, iterations: int | None = None, trust_unsigned: bool = False
+                ) -> tuple[LearnConfig, tuple[int, Path], list[dict]]:
+    """What `resume_learn` continues from: the run's config (without the cluster address
+    it ran on: that is the resume's choice), its newest checkpoint, verified against its
+    signed manifest, and the rows up to it. Checked before any cluster is joined."""
     import pandas as pd
 
     out = Path(out)
@@ -118,6 +131,7 @@ def resume_learn(out: str | Path, iterations: int | None = None,
             raise UserError(f"--iterations {iterations}: the run already has a checkpoint at "
                             f"iteration {ckpt[0]}; give at least that")
         data["iterations"] = iterations
+    data["address"] = None  # folders of earlier versions stored the cluster they ran on
     cfg = LearnConfig.from_dict(data)
     check_checkpoint(ckpt[1], trust_unsigned)
     rows: list[dict] = []
@@ -127,14 +141,25 @@ def resume_learn(out: str | Path, iterations: int | None = None,
     if ckpt[0] >= cfg.iterations:
         print(f"--resume: {out} already has a checkpoint at iteration {ckpt[0]} >= "
               f"{cfg.iterations}; exporting the policy from it")
-    return run_learn(cfg, out, progress, start=ckpt, rows=rows)
+    return cfg, ckpt, rows
 
 
 def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
-              start: tuple[int, Path] | None = None, rows: list[dict] | None = None) -> dict:
+              start: tuple[int, Path] | None = None, rows: list[dict] | None = None,
+              address: str | None = None) -> dict:
     """Train to `cfg.iterations` iterations; return where things were written. `start`
-    (iteration, checkpoint) continues a run in `out` (see `resume_learn`)."""
-    import ray
+    (iteration, checkpoint) continues a run in `out` (see `resume_learn`). Ray: `address`
+    (`--address`), else the config's `address:`, else `RAY_ADDRESS`, else a local cluster;
+    connected before anything is written."""
+    from mmbalance.ray_session import ray_session
+
+    where, origin = (address, "--address") if address else (cfg.address, "address:")
+    with ray_session(where, origin=origin):
+        return _train(cfg, out, progress, start, list(rows or []))
+
+
+def _train(cfg: LearnConfig, out: str | Path, progress: bool,
+           start: tuple[int, Path] | None, rows: list[dict]) -> dict:
     from tqdm.auto import tqdm
 
     from mmbalance.envs.common import resolve_dataset
@@ -142,13 +167,9 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
     from mmbalance.tune.export import export_policy
 
     out = Path(out) if start is not None else new_run_dir(out)
-    (out / "learn_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    stored = {**cfg.to_dict(), "address": None}  # where it ran is not what the run is
+    (out / "learn_config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
     first = start[0] + 1 if start is not None else 1
-    rows = list(rows or [])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
     algo = None
     try:
         algo = build_algorithm_config(cfg).build_algo()
@@ -205,8 +226,6 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
     finally:
         if algo is not None:
             algo.stop()
-        if started:
-            ray.shutdown()
     return {"out": out, "rows": rows, "config": cfg}
 
 

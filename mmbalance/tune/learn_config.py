@@ -8,7 +8,8 @@ env_config: {...}         # QuotaEnvConfig / SequenceEnvConfig fields
 iterations: 20            # algo.train() calls
 checkpoint_every: 5       # 0 = only the final checkpoint
 seed: 0
-address: null             # a Ray cluster address; null starts a local one
+address: null             # where a new run starts (--address wins; null: RAY_ADDRESS, else
+                          #   a local cluster); not kept with the run: --resume takes --address
 model: {fcnet_hiddens: [64, 64], fcnet_activation: tanh}
 training: {...}           # keyword arguments of the algorithm's .training()
 env_runners: {...}        # of .env_runners(), e.g. num_env_runners, num_gpus_per_env_runner

@@ -19,7 +19,8 @@ num_samples: 2
 max_concurrent: 2
 resources: {cpu: 1, gpu: 0} # per trial (train); RLlib trials ask what their config needs
 stop: {training_iteration: 20}
-storage: null               # a folder or a URI pyarrow opens (s3://...); default: --out
+storage: null               # a folder or a URI pyarrow opens (s3://...); default: --out;
+                            # on several machines: shared (NFS, s3://...), else refused
 max_failures: 1             # retries of a crashed trial, from its last checkpoint
 keep_checkpoints: null      # checkpoints kept per trial; null = all (see below)
 ```
@@ -339,57 +340,68 @@ def _claim(cfg: SweepConfig, out: Path) -> None:
         f.write((token + "\n").encode())
 
 
+def require_shared_storage(cfg: SweepConfig, out: Path) -> None:
+    """On a cluster spanning several machines, refuse storage only one of them can reach
+    (see `mmbalance/tune/storage.py`); call it connected, before creating `out`."""
+    from mmbalance.ray_session import cluster_hosts
+    from mmbalance.tune.storage import require_shared
+
+    where = "storage" if cfg.storage else f"storage (default: the sweep folder {out})"
+    require_shared(_storage(cfg, out), cluster_hosts(), where)
+
+
 def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str | None = None,
               resume: bool = False, trust_unsigned: bool = False, dataset=None) -> dict:
     """Run (or with `resume`, continue) the sweep into `out`; `trust_unsigned` lets resumed
     trials restore from checkpoints without a valid signed manifest; `dataset`: the shared
     data when the caller loaded (and so checked) it already."""
-    import ray
-    from ray import tune
+    from mmbalance.ray_session import ray_session
 
     check_storage(cfg, out, resume)
-    if not resume:
-        _claim(cfg, out)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    try:
-        dataset = dataset if dataset is not None else shared_dataset(cfg)
-        trainable = _trainable(cfg, dataset, trust_unsigned)
-        path = f"{_storage(cfg, out).rstrip('/')}/{cfg.name}"
-        t0 = time.perf_counter()
-        if resume:
-            if not tune.Tuner.can_restore(path):
-                raise ConfigError(f"--resume: no Tune experiment to restore at {path}")
-            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
-                                       param_space=_param_space(cfg, None)
-                                       if cfg.trainable == "learn" else None)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space=_param_space(cfg, None),
-                tune_config=tune.TuneConfig(
-                    metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
-                    scheduler=_scheduler(cfg), search_alg=_search(cfg),
-                    max_concurrent_trials=cfg.max_concurrent or None,
-                ),
-                run_config=tune.RunConfig(
-                    name=cfg.name, storage_path=_storage(cfg, out), stop=cfg.stop or None,
-                    failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(
-                        num_to_keep=cfg.keep_checkpoints,
-                        # RLlib trials are class trainables: Tune saves them when asked
-                        checkpoint_frequency=1 if cfg.trainable == "learn" else 0,
-                        checkpoint_at_end=cfg.trainable == "learn"),
-                    verbose=1 if progress else 0,
-                ),
-            )
-        results = tuner.fit()
-        return write_results(cfg, out, results, time.perf_counter() - t0)
-    finally:
-        if started:
-            ray.shutdown()
+    with ray_session(address):
+        require_shared_storage(cfg, out)
+        if not resume:
+            _claim(cfg, out)
+        return _fit(cfg, out, progress, resume, trust_unsigned, dataset)
+
+
+def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool, trust_unsigned: bool,
+         dataset=None) -> dict:
+    """Build (or restore) the Tuner, run it, write the tables."""
+    from ray import tune
+
+    dataset = dataset if dataset is not None else shared_dataset(cfg)
+    trainable = _trainable(cfg, dataset, trust_unsigned)
+    path = f"{_storage(cfg, out).rstrip('/')}/{cfg.name}"
+    t0 = time.perf_counter()
+    if resume:
+        if not tune.Tuner.can_restore(path):
+            raise ConfigError(f"--resume: no Tune experiment to restore at {path}")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+                                   param_space=_param_space(cfg, None)
+                                   if cfg.trainable == "learn" else None)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_param_space(cfg, None),
+            tune_config=tune.TuneConfig(
+                metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples,
+                scheduler=_scheduler(cfg), search_alg=_search(cfg),
+                max_concurrent_trials=cfg.max_concurrent or None,
+            ),
+            run_config=tune.RunConfig(
+                name=cfg.name, storage_path=_storage(cfg, out), stop=cfg.stop or None,
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=cfg.keep_checkpoints,
+                    # RLlib trials are class trainables: Tune saves them when asked
+                    checkpoint_frequency=1 if cfg.trainable == "learn" else 0,
+                    checkpoint_at_end=cfg.trainable == "learn"),
+                verbose=1 if progress else 0,
+            ),
+        )
+    results = tuner.fit()
+    return write_results(cfg, out, results, time.perf_counter() - t0)
 
 
 def _config_columns(config: dict, cfg: SweepConfig) -> dict:
