@@ -15,7 +15,8 @@ from mmbalance.trainers.batched import StackedMLA, check_batchable
 TINY = "synthetic:n_train=256,n_val=100,n_test=100,bayes_samples=1000"
 # 2 epochs of 8 iterations; 3 iterations per env step: an episode is 6 env steps and its
 # last step trains 1 iteration of 3 (the run's budget ends inside a step)
-QUOTA = {"data": TINY, "train": {"epochs": 2, "batch_size": 32}, "steps_per_action": 3}
+QUOTA = {"data": TINY, "train": {"epochs": 2, "batch_size": 32}, "steps_per_action": 3,
+         "quota_mode": "scaled"}  # the vector env's default; QuotaEnv's is steps
 MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
          "disabled": AutoresetMode.DISABLED}
 OBS_TOL = {"rtol": 1e-4, "atol": 1e-5}
@@ -222,7 +223,7 @@ def test_image_encoders_run_through_vmap_and_match():
 
     data = MultimodalDataset("tiny-images", ["vector", "image"], 3,
                              {"train": split(64), "val": split(32), "test": split(32)})
-    cfg = {"data": data, "steps_per_action": 2,
+    cfg = {"data": data, "steps_per_action": 2, "quota_mode": "scaled",
            "train": {"epochs": 1, "batch_size": 16, "hidden": 32, "feature_dim": 8}}
     vec = VectorQuotaEnv({**cfg, "num_runs": 2})
     sep = SyncVectorEnv([lambda: QuotaEnv(cfg) for _ in range(2)])

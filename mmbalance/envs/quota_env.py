@@ -47,7 +47,8 @@ class QuotaEnvConfig(EnvConfigBase):
     action_mode: str = "discrete"  # discrete (MultiDiscrete) | flat (Discrete) | continuous (Box)
     # batch sizes as multiples of B; continuous: [min, max]
     quota_grid: tuple[float, ...] = DEFAULT_GRID
-    quota_mode: str = "batch"  # what a quota does to learning: batch | scaled | steps
+    # what a quota does to learning: batch | scaled | steps (README: leverage)
+    quota_mode: str = "steps"
 
     def check(self) -> None:
         super().check()

@@ -47,6 +47,9 @@ AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetM
 class VectorQuotaEnvConfig(QuotaEnvConfig):
     num_runs: int = 4
     autoreset_mode: str = "next_step"  # next_step | same_step | disabled
+    # the batched update takes one step per modality per iteration for every run: `steps`
+    # would give runs different numbers of steps, so quotas scale each run's loss instead
+    quota_mode: str = "scaled"
 
     def check(self) -> None:
         super().check()
@@ -55,6 +58,9 @@ class VectorQuotaEnvConfig(QuotaEnvConfig):
         if self.autoreset_mode not in AUTORESET_MODES:
             raise ConfigError(f"autoreset_mode: got {self.autoreset_mode!r}, allowed "
                               f"{list(AUTORESET_MODES)}")
+        if self.quota_mode == "steps":
+            raise ConfigError("quota_mode: the vectorised quota env supports 'batch' and "
+                              "'scaled', not 'steps' (runs would take different step counts)")
         if self.method != "mla":
             raise ConfigError(f"method: the vectorised quota env trains 'mla' only, got "
                               f"{self.method!r}")

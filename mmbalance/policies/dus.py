@@ -30,7 +30,7 @@ class QuotaSampler(Sampler):
     unimodal_batches = True
 
     def __init__(self, n_min: int | None = None, n_max: int | None = None,
-                 quota_mode: str = "batch"):
+                 quota_mode: str = "steps"):
         self.n_min_cfg, self.n_max_cfg = n_min, n_max
         if quota_mode not in QUOTA_MODES:
             raise ConfigError(f"{self.name}: 'quota_mode' got {quota_mode!r}, allowed "
@@ -92,7 +92,7 @@ class FixedQuotaSampler(QuotaSampler):
 
     def __init__(self, quotas: list[int] | None = None, n_min: int | None = None,
                  n_max: int | None = None,
-                 quota_mode: str = "batch"):
+                 quota_mode: str = "steps"):
         super().__init__(n_min, n_max, quota_mode)
         values = quotas if isinstance(quotas, (list, tuple)) else [quotas]
         if quotas is None or any(
@@ -139,7 +139,7 @@ class DUSHeuristicSampler(QuotaSampler):
     name = "dus-h"
 
     def __init__(self, strength: float = 4.0, n_min: int | None = None, n_max: int | None = None,
-                 quota_mode: str = "batch"):
+                 quota_mode: str = "steps"):
         super().__init__(n_min, n_max, quota_mode)
         if strength < 0 or not math.isfinite(strength):
             raise ConfigError(f"dus-h: 'strength' must be a finite number >= 0, got {strength}")

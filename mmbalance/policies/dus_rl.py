@@ -153,7 +153,10 @@ class DUSRLSampler(QuotaSampler):
         self.reward_cfg = RewardConfig.from_dict({**base.to_dict(), **{
             key: _number(name, v) for key, (name, v) in given.items() if v is not None}})
         self._check_options()
-        super().__init__(quota_mode=quota_mode or env_cfg.get("quota_mode", "batch"))
+        # an initial policy's quotas mean what they meant when it was learned (`batch`
+        # for policies exported before quota modes existed)
+        default_mode = env_cfg.get("quota_mode", "batch") if self.policy_file else "steps"
+        super().__init__(quota_mode=quota_mode or default_mode)
 
     def _check_options(self) -> None:
         if self.mode not in MODES:

@@ -204,15 +204,19 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
         if not (out / "checkpoints" / f"iter_{last:04d}").exists():
             _save(algo, out, last)
         env = cfg.env_class()(cfg.env_config)
+        # what a quota meant while the policy learned (the env's default unless given): the
+        # exported policy replays with the same meaning
+        mode = {"quota_mode": env.cfg.quota_mode} if hasattr(env.cfg, "quota_mode") else {}
         if cfg.env == "quota-vector":  # export the single run's policy: a quota policy
             from mmbalance.envs import QuotaEnv
 
             single = {k: v for k, v in cfg.env_config.items()
                       if k not in ("num_runs", "autoreset_mode")}
             env.close()
-            env = QuotaEnv(single)
+            env = QuotaEnv({**single, **mode})
         env_config = {k: v for k, v in cfg.env_config.items()
                       if k not in ("data", "num_runs", "autoreset_mode")}
+        env_config.update(mode)
         env_config["data"] = cfg.env_config.get("data", "synthetic")
         meta = {
             "env": "quota" if cfg.env == "quota-vector" else cfg.env,
