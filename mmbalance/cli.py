@@ -497,6 +497,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         samplers = [f"learned:{args.policy}", "uniform", "bss-h", "bss-l"]
     data = args.data or env_cfg.get("data", "synthetic")
+    from mmbalance.data.family import DataFamily
+
+    if not DataFamily(data).fixed:
+        raise UserError(f"evaluate: the policy learned on a family of data ({data!r}); name "
+                        "the data to evaluate on with --data")
     seeds = seeds_list(args.seeds, args.first_seed)
     out = _run_comparison(data, [(method, s) for s in samplers], seeds, overrides, args.out,
                           "evaluate", args)

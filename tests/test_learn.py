@@ -102,7 +102,8 @@ def test_learned_sampler_replays_the_env_exactly(ppo_run):
         env_quotas.append((info["quota_audio"], info["quota_visual"]))
         done = term or trunc
     train = policy.spec["env_config"]["train"]
-    tr = Trainer(load_dataset(TINY), TrainConfig(method="mla", seed=1234, **train),
+    method = policy.spec["env_config"]["method"]
+    tr = Trainer(load_dataset(TINY), TrainConfig(method=method, seed=1234, **train),
                  make_sampler(f"learned:{path}"))
     tr.fit()
     k = policy.spec["env_config"]["steps_per_action"]

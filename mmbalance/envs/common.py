@@ -1,19 +1,27 @@
-"""What both environments share: config checking, dataset resolution, the trainer they wrap."""
+"""What every environment shares: config checking, the episode's data and run seed (a data
+family and an episode pool), the paired reward, and finishing a step (reward, clock, info,
+final metrics), so QuotaEnv, SequenceEnv and VectorQuotaEnv do it one way."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mmbalance.data.dataset import MultimodalDataset
+from mmbalance.data.family import DataFamily
 from mmbalance.errors import ConfigError
 from mmbalance.spec import typed_fields
 from mmbalance.trainers.config import TrainConfig
+from mmbalance.trainers.signals import RewardConfig, reward, snapshot
 
-_DATA_CACHE: dict[str, MultimodalDataset] = {}
+_DATA_CACHE: OrderedDict[str, MultimodalDataset] = OrderedDict()
+DATA_CACHE_SIZE = 32  # data sets kept per process (a drawn family is not kept forever)
 # Episodes reset without a seed train with run seeds from this range; `mmbalance evaluate`
 # uses seeds below it, so evaluation runs are never runs a policy was trained on.
 RUN_SEEDS = (10_000, 2**31 - 1)
@@ -28,6 +36,9 @@ def resolve_dataset(data: Any) -> MultimodalDataset:
             from mmbalance.data.registry import load_dataset
 
             _DATA_CACHE[data] = load_dataset(data)
+            while len(_DATA_CACHE) > DATA_CACHE_SIZE:
+                _DATA_CACHE.popitem(last=False)
+        _DATA_CACHE.move_to_end(data)
         return _DATA_CACHE[data]
     if type(data).__name__ == "ObjectRef":  # shipped by the driver with ray.put
         import ray
@@ -41,10 +52,16 @@ def resolve_dataset(data: Any) -> MultimodalDataset:
 
 @dataclass
 class EnvConfigBase:
+    # a selector, a list of selectors or a selector with LOW..HIGH ranges (one drawn per
+    # episode: `mmbalance/data/family.py`), a MultimodalDataset or a Ray ObjectRef to one
     data: Any = "synthetic"
     method: str = "mla"
     train: dict = field(default_factory=dict)
     reward: dict = field(default_factory=dict)
+    # 0: every episode draws fresh data (from the family) and a fresh run seed; N > 0: the
+    # env draws N (data, run seed) set-ups once and each episode replays one of them, so a
+    # paired reward's reference runs are trained once per set-up and then cached
+    pool: int = 0
     max_env_steps: int = 0  # 0 = no cap; a cap truncates the episode
     max_seconds: float = 0.0  # wall-clock cap per episode; 0 = none
     # fault drill: {at_step: N, marker: PATH} raises once in the N-th env step of an episode
@@ -64,6 +81,14 @@ class EnvConfigBase:
         self.train_config(0)
         if self.max_env_steps < 0 or self.max_seconds < 0 or not math.isfinite(self.max_seconds):
             raise ConfigError("env_config: max_env_steps and max_seconds must be >= 0")
+        if self.pool < 0:
+            raise ConfigError(f"env_config.pool: must be >= 0, got {self.pool}")
+        self.family()  # a bad selector list or range is refused now
+        RewardConfig.from_dict(self.reward)
+
+    def family(self) -> DataFamily | None:
+        """The data family, or None when `data` is a dataset object (or a reference)."""
+        return DataFamily(self.data) if isinstance(self.data, (str, list, tuple)) else None
 
     def maybe_fail(self, env_step: int) -> None:
         if not self.fault or env_step != int(self.fault.get("at_step", -1)):
@@ -77,38 +102,133 @@ class EnvConfigBase:
         return TrainConfig.from_dict({**self.train, "method": self.method, "seed": seed})
 
 
+class Episodes:
+    """Which data and run seed each episode trains: drawn fresh, or from a fixed pool."""
+
+    def __init__(self, cfg: EnvConfigBase) -> None:
+        self.family = cfg.family()
+        self.size = cfg.pool
+        self.pool: list[tuple[str | None, int]] = []
+        self.data = cfg.data  # a dataset object or reference when there is no family
+
+    def first(self) -> MultimodalDataset:
+        """A data set of the family (its first choice, ranges drawn with seed 0), which
+        fixes the modalities and so the spaces."""
+        if self.family is None:
+            return resolve_dataset(self.data)
+        return resolve_dataset(self.family.draw(np.random.default_rng(0)))
+
+    def draw(self, rng: np.random.Generator, seed: int | None) -> tuple[str | None, int]:
+        """(data selector or None, run seed): a given seed trains that seed (on data drawn
+        from the family); else a pool member, or a fresh draw."""
+        if seed is None and self.size:
+            if not self.pool:
+                self.pool = [self._fresh(rng) for _ in range(self.size)]
+            return self.pool[int(rng.integers(self.size))]
+        selector, run_seed = self._fresh(rng)
+        return selector, int(seed) if seed is not None else run_seed
+
+    def _fresh(self, rng: np.random.Generator) -> tuple[str | None, int]:
+        selector = self.family.draw(rng) if self.family is not None else None
+        return selector, int(rng.integers(*RUN_SEEDS))
+
+    def dataset(self, selector: str | None) -> MultimodalDataset:
+        return resolve_dataset(selector if selector is not None else self.data)
+
+
 class SavableEpisode:
-    """`save(path)` / `restore(path)` for an environment mid-episode, so a resumed trial
-    continues its episode rather than restarting it: the trainer's full state (model,
-    optimizer, sampler with its epoch plan, learning status, every random stream; between
-    epochs or within one), the episode's clock and reward baseline, and the env's own random
-    stream. The env must have been built with the same config (checked). Subclasses
-    provide `_new_run(run_seed)` (a fresh sampler and trainer) and list in `episode_keys`
-    the plain attributes that belong to the episode."""
+    """The episode life of every env: `_start_episode` (data, run, clock, reward baselines),
+    `_finish_step` (reward, clock, info, final metrics), and `save(path)` / `restore(path)`
+    mid-episode, so a resumed trial continues its episode rather than restarting it: the
+    trainer's full state (model, optimizer, sampler with its epoch plan, learning status,
+    every random stream; between epochs or within one), the episode's data, clock and reward
+    baselines, and the env's own random stream. The env must have been built with the same
+    config (checked). Subclasses set `cfg`, `clock`, `reward_cfg`, `episodes`, `paired` in
+    `__init__` (`_setup_episodes` does the last three), provide `_new_run(run_seed)` (a
+    fresh sampler and trainer on `self.dataset`) and `_reference_sampler()`, and list in
+    `episode_keys` the plain attributes that belong to the episode."""
 
     episode_keys: tuple[str, ...] = ()
+    _shared_keys = ("val0", "episode_return", "advantage", "selector")
+
+    def _setup_episodes(self) -> MultimodalDataset:
+        """Reward, episode draws and the paired reference; returns the data that fixes the
+        spaces (every data set of a family must have the same modalities)."""
+        from mmbalance.envs.paired import PairedAdvantage
+
+        self.reward_cfg = RewardConfig.from_dict(self.cfg.reward)
+        self.episodes = Episodes(self.cfg)
+        self.paired = PairedAdvantage(self.reward_cfg, self._build_reference)
+        self.dataset = self.episodes.first()
+        return self.dataset
+
+    def _build_reference(self, key) -> object:
+        """A fresh reference run for the episode set-up `key` = (selector, run seed)."""
+        from mmbalance.trainers.trainer import Trainer
+
+        selector, run_seed = key
+        return Trainer(self.episodes.dataset(selector), self.cfg.train_config(run_seed),
+                       self._reference_sampler())
+
+    def _reference_sampler(self):
+        raise NotImplementedError
 
     def _start_episode(self, seed: int | None) -> int:
-        """What every env's `reset` does first: seed the env's own stream, start a fresh run
-        (its seed drawn from RUN_SEEDS unless given), restart the clock and take the reward's
-        validation baseline. Returns the run seed."""
+        """What every env's `reset` does first: seed the env's own stream, draw the episode's
+        data and run seed (the seed given, else from RUN_SEEDS or the pool), start a fresh
+        run, restart the clock and take the reward's baselines. Returns the run seed."""
         super().reset(seed=seed)  # gymnasium.Env.reset, next in the env's MRO
-        run_seed = int(seed) if seed is not None else int(self.np_random.integers(*RUN_SEEDS))
+        selector, run_seed = self.episodes.draw(self.np_random, seed)
+        self._use_data(selector)
         self._new_run(run_seed)
         self.clock.reset()
         self.val0 = self.trainer.evaluate("val")["acc"] if self.reward_cfg.val_acc else 0.0
+        self.episode_return = 0.0
+        self.paired.start(self.trainer, (selector, run_seed))
+        self.advantage = 0.0  # same seed, same initial weights: no advantage yet
         return run_seed
+
+    def _use_data(self, selector: str | None) -> None:
+        data = self.episodes.dataset(selector)
+        if list(data.modalities) != list(self.modalities):
+            raise ConfigError(f"data: every data set of the family needs the modalities "
+                              f"{self.modalities}; {selector} has {data.modalities}")
+        self.selector, self.dataset = selector, data
+
+    def _before_step(self):
+        return snapshot(self.trainer, self.val0, self.advantage)
+
+    def _finish_step(self, before, extra: dict) -> tuple[float, bool, bool, dict]:
+        """After the step's training: (reward, terminated, truncated, info). A run whose
+        budget is spent terminates, and its info carries `final_val_*` / `final_test_*` of
+        the best-validation model (and the final advantage when paired)."""
+        trainer = self.trainer
+        terminated = trainer.done
+        self.advantage = self.paired.advantage(trainer, terminated)
+        r = reward(before, snapshot(trainer, self.val0, self.advantage), self.reward_cfg)
+        self.episode_return += r
+        truncated = self.clock.tick() and not terminated
+        info = run_info(trainer)
+        info.update(extra)
+        if self.paired.enabled:
+            info["advantage"] = self.advantage
+        if terminated:
+            final = trainer.final_metrics()
+            info.update({f"final_val_{k}": v for k, v in final["val"].items()})
+            info.update({f"final_test_{k}": v for k, v in final["test"].items()})
+        return r, terminated, truncated, info
 
     def state_dict(self) -> dict:
         from mmbalance.trainers.state import to_saveable
 
         if self.trainer is None:
             raise RuntimeError("call reset() before saving an episode")
+        keys = (*self._shared_keys, *self.episode_keys)
         return {
             "config": _comparable(self.cfg),
             "run_seed": self.run_seed,
             "trainer": self.trainer.state_dict(),
-            "episode": {k: to_saveable(getattr(self, k)) for k in self.episode_keys},
+            "episode": {k: to_saveable(getattr(self, k)) for k in keys},
             "clock": {"steps": self.clock.steps,
                       "seconds": time.perf_counter() - self.clock.start},
             "np_random": self.np_random.bit_generator.state,
@@ -122,10 +242,12 @@ class SavableEpisode:
             diff = sorted(k for k in set(mine) | set(state["config"])
                           if state["config"].get(k) != mine.get(k))
             raise ConfigError(f"episode was saved with another env config (differs in {diff})")
+        self._use_data(state["episode"].get("selector"))
         self._new_run(int(state["run_seed"]))
         self.trainer.load_state_dict(state["trainer"])
         for k, v in state["episode"].items():
             setattr(self, k, from_saveable(v))
+        self.paired.start(self.trainer, (self.selector, int(state["run_seed"])))
         self.clock.steps = int(state["clock"]["steps"])
         self.clock.start = time.perf_counter() - float(state["clock"]["seconds"])
         self.np_random.bit_generator.state = state["np_random"]
@@ -146,7 +268,9 @@ def _comparable(cfg: EnvConfigBase) -> dict:
     from dataclasses import fields
 
     out = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("data", "fault")}
-    out["data"] = cfg.data if isinstance(cfg.data, str) else type(cfg.data).__name__
+    plain = isinstance(cfg.data, (str, list, tuple))
+    out["data"] = list(cfg.data) if isinstance(cfg.data, tuple) else (
+        cfg.data if plain else type(cfg.data).__name__)
     return out
 
 

@@ -20,24 +20,12 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from mmbalance.envs.common import (
-    EnvConfigBase,
-    EpisodeClock,
-    SavableEpisode,
-    resolve_dataset,
-    run_info,
-)
+from mmbalance.envs.common import EnvConfigBase, EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
 from mmbalance.policies.base import QUOTA_MODES
-from mmbalance.policies.dus import QuotaSampler, dus_quotas
+from mmbalance.policies.dus import DUSHeuristicSampler, QuotaSampler, dus_quotas
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
-from mmbalance.trainers.signals import (
-    RewardConfig,
-    quota_observation,
-    quota_observation_bounds,
-    reward,
-    snapshot,
-)
+from mmbalance.trainers.signals import quota_observation, quota_observation_bounds
 from mmbalance.trainers.trainer import Trainer
 
 
@@ -61,16 +49,15 @@ class QuotaEnvConfig(EnvConfigBase):
 class QuotaEnv(SavableEpisode, gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
     cfg_class = QuotaEnvConfig
-    episode_keys = ("val0", "episode_return")  # with the trainer, what save()/restore() carry
-
     def __init__(self, config: dict | None = None):
         self.cfg = QuotaEnvConfig.from_dict(config)
-        self.dataset = resolve_dataset(self.cfg.data)
-        self.modalities = list(self.dataset.modalities)
+        self.modalities = list(self._setup_episodes().modalities)
         b = self.cfg.train_config(0).batch_size
         self.actions = QuotaActionMap(len(self.modalities), b, self.cfg.action_mode,
                                       tuple(self.cfg.quota_grid))
-        self.reward_cfg = RewardConfig.from_dict(self.cfg.reward)
+        if self.reward_cfg.reference not in ("none", "uniform", "dus-h"):
+            raise ConfigError(f"reward.reference: the quota env's reference is uniform or "
+                              f"dus-h, got {self.reward_cfg.reference!r}")
         m = len(self.modalities)
         if self.cfg.action_mode == "discrete":
             self.action_space = gym.spaces.MultiDiscrete([len(self.actions.grid)] * m)
@@ -88,7 +75,6 @@ class QuotaEnv(SavableEpisode, gym.Env):
     # -------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         run_seed = self._start_episode(seed)
-        self.episode_return = 0.0
         return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
 
     def _new_run(self, run_seed: int) -> None:
@@ -98,34 +84,35 @@ class QuotaEnv(SavableEpisode, gym.Env):
         steps_per_epoch = math.ceil(self.trainer.n_train / self.trainer.config.batch_size)
         self.total_steps = self.trainer.config.epochs * steps_per_epoch
 
+    def _reference_sampler(self):
+        """The paired reference's sampler: the same quota streams, uniform quotas (B each,
+        what the policy's run trains on if it always picks B) or DUS-H's."""
+        a = self.actions
+        if self.reward_cfg.reference == "dus-h":
+            return DUSHeuristicSampler(n_min=a.n_min, n_max=a.n_max,
+                                       quota_mode=self.cfg.quota_mode)
+        return QuotaSampler(a.n_min, a.n_max, self.cfg.quota_mode)
+
     def step(self, action):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
         self.cfg.maybe_fail(self.clock.steps + 1)
         t_enter = time.perf_counter()
         quotas = self.actions.to_quotas(action)  # raises on garbage, before any training
-        before = snapshot(self.trainer, self.val0)
+        before = self._before_step()
         self.sampler.set_quotas(quotas)
         t_train = time.perf_counter()
         for _ in range(self.cfg.steps_per_action):
             if self.trainer.step() is None:
                 break
-        terminated = self.trainer.done
-        if not terminated and self.trainer.global_step >= self.total_steps:
+        if not self.trainer.done and self.trainer.global_step >= self.total_steps:
             self.trainer.step()  # close the last epoch (evaluation) so the run is complete
-            terminated = self.trainer.done
         self.timing["trainer_seconds"] += time.perf_counter() - t_train
-        r = reward(before, snapshot(self.trainer, self.val0), self.reward_cfg)
-        self.episode_return += r
-        truncated = self.clock.tick() and not terminated
-        info = run_info(self.trainer)
-        info.update({f"quota_{m}": int(q) for m, q in zip(self.modalities, quotas)})
-        if terminated:
-            t_final = time.perf_counter()
-            final = self.trainer.final_metrics()
-            self.timing["trainer_seconds"] += time.perf_counter() - t_final
-            info.update({f"final_val_{k}": v for k, v in final["val"].items()})
-            info.update({f"final_test_{k}": v for k, v in final["test"].items()})
+        t_finish = time.perf_counter()
+        r, terminated, truncated, info = self._finish_step(
+            before, {f"quota_{m}": int(q) for m, q in zip(self.modalities, quotas)})
+        # the reward's measures and the final metrics are training-run work too
+        self.timing["trainer_seconds"] += time.perf_counter() - t_finish
         obs = self._obs()
         self.timing["env_seconds"] += time.perf_counter() - t_enter
         return obs, r, terminated, truncated, info

@@ -19,24 +19,13 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from mmbalance.envs.common import (
-    EnvConfigBase,
-    EpisodeClock,
-    SavableEpisode,
-    resolve_dataset,
-    run_info,
-)
+from mmbalance.envs.common import EnvConfigBase, EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
+from mmbalance.policies.bss import BSSHeuristicSampler
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.bss_measure import pacing_fraction
 from mmbalance.policies.sequence_actions import SequenceActionMap
-from mmbalance.trainers.signals import (
-    RewardConfig,
-    reward,
-    snapshot,
-    status_bounds,
-    status_features,
-)
+from mmbalance.trainers.signals import status_bounds, status_features
 from mmbalance.trainers.trainer import Trainer
 
 
@@ -65,13 +54,14 @@ class SequenceEnvConfig(EnvConfigBase):
 class SequenceEnv(SavableEpisode, gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012 - Gymnasium's convention
     cfg_class = SequenceEnvConfig
-    episode_keys = ("val0", "last_unit")  # with the trainer, what save()/restore() carry
+    episode_keys = ("last_unit",)  # with the trainer and the episode, what save() carries
 
     def __init__(self, config: dict | None = None):
         self.cfg = SequenceEnvConfig.from_dict(config)
-        self.dataset = resolve_dataset(self.cfg.data)
-        self.modalities = list(self.dataset.modalities)
-        self.reward_cfg = RewardConfig.from_dict(self.cfg.reward)
+        self.modalities = list(self._setup_episodes().modalities)
+        if self.reward_cfg.reference not in ("none", "uniform", "bss-h"):
+            raise ConfigError(f"reward.reference: the sequence env's reference is uniform or "
+                              f"bss-h, got {self.reward_cfg.reference!r}")
         k = self.cfg.buckets
         self.actions = self.cfg.action_map()
         self.dims = self.actions.dims
@@ -101,24 +91,25 @@ class SequenceEnv(SavableEpisode, gym.Env):
         self.sampler = BucketSampler(self.cfg.buckets)
         self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
 
+    def _reference_sampler(self):
+        """The paired reference's sampler: the bucket sampler left at its uniform action
+        (what the policy's run trains on if it always picks pacing 1 and equal weights), or
+        BSS-H itself."""
+        if self.reward_cfg.reference == "bss-h":
+            return BSSHeuristicSampler()
+        return BucketSampler(self.cfg.buckets)
+
     def step(self, action):
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
         self.cfg.maybe_fail(self.clock.steps + 1)
         self._apply(self.actions.to_unit(action))  # raises on garbage, before any training
-        before = snapshot(self.trainer, self.val0)
+        before = self._before_step()
         target = min(self.trainer.epoch + self.cfg.epochs_per_action, self.trainer.config.epochs)
         while self.trainer.epoch < target:
             self.trainer.step(stop_at_epoch_end=True)
-        terminated = self.trainer.done
-        r = reward(before, snapshot(self.trainer, self.val0), self.reward_cfg)
-        truncated = self.clock.tick() and not terminated
-        info = run_info(self.trainer)
-        info.update({f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})
-        if terminated:
-            final = self.trainer.final_metrics()
-            info.update({f"final_val_{k}": v for k, v in final["val"].items()})
-            info.update({f"final_test_{k}": v for k, v in final["test"].items()})
+        r, terminated, truncated, info = self._finish_step(
+            before, {f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})
         return self._obs(), r, terminated, truncated, info
 
     def _obs(self) -> np.ndarray:

@@ -33,11 +33,10 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space, iterate
 
-from mmbalance.envs.common import resolve_dataset, run_info
+from mmbalance.envs.common import resolve_dataset
 from mmbalance.envs.quota_env import QuotaEnv, QuotaEnvConfig
 from mmbalance.errors import ConfigError
 from mmbalance.trainers.batched import StackedMLA
-from mmbalance.trainers.signals import reward, snapshot
 
 AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
                    "disabled": AutoresetMode.DISABLED}
@@ -228,7 +227,7 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
         runs = self.runs
         before = {}
         for i in stepping:
-            before[i] = snapshot(runs[i].trainer, runs[i].val0)
+            before[i] = runs[i]._before_step()
             runs[i].sampler.set_quotas(quotas[i])
         t_train = time.perf_counter()
         active = list(stepping)
@@ -243,19 +242,11 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
         self._iteration(closing)
         self.timing["trainer_seconds"] += time.perf_counter() - t_train
         for i in stepping:
-            run, trainer = runs[i], runs[i].trainer
-            terminated = trainer.done
-            r = reward(before[i], snapshot(trainer, run.val0), run.reward_cfg)
-            run.episode_return += r
-            truncated = run.clock.tick() and not terminated
-            info = run_info(trainer)
-            info.update({f"quota_{m}": int(q) for m, q in zip(self.modalities, quotas[i])})
-            if terminated:
-                t_final = time.perf_counter()
-                final = trainer.final_metrics()
-                self.timing["trainer_seconds"] += time.perf_counter() - t_final
-                info.update({f"final_val_{k}": v for k, v in final["val"].items()})
-                info.update({f"final_test_{k}": v for k, v in final["test"].items()})
+            run = runs[i]
+            t_finish = time.perf_counter()
+            r, terminated, truncated, info = run._finish_step(
+                before[i], {f"quota_{m}": int(q) for m, q in zip(self.modalities, quotas[i])})
+            self.timing["trainer_seconds"] += time.perf_counter() - t_finish
             obs = run._obs()
             if self.autoreset_mode == AutoresetMode.SAME_STEP and (terminated or truncated):
                 final_info = info

@@ -148,6 +148,8 @@ class DUSRLSampler(QuotaSampler):
         self.hidden = [int(h) for h in (hidden if isinstance(hidden, list | tuple) else [hidden])]
         self.log_std0, self.learn_std = _number("log_std", log_std), bool(learn_std)
         base = RewardConfig.from_dict(env_cfg.get("reward"))
+        if base.paired:  # one run online has no paired reference run: the default terms
+            base = RewardConfig()
         given = {"discrepancy": ("w_discrepancy", w_discrepancy), "weak_gain": ("w_weak", w_weak),
                  "val_acc": ("w_val", w_val), "scale": ("scale", scale)}
         self.reward_cfg = RewardConfig.from_dict({**base.to_dict(), **{

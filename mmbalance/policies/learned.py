@@ -248,7 +248,9 @@ class LearnedQuotaSampler(QuotaSampler):
                 f"number of modalities?)"
             )
         self.total = ctx.epochs * math.ceil(ctx.n_train / ctx.batch_size)
-        self.num_classes = int(self.policy.spec["num_classes"])
+        # the data this run trains on, as the env computes its observation (a policy learned
+        # on a family of data sets meets several class counts)
+        self.num_classes = int(ctx.num_classes or self.policy.spec["num_classes"])
         self.steps = 0
         self.last_action = None
 
@@ -309,7 +311,9 @@ class LearnedSequenceSampler(BucketSampler):
                 f"learned policy {self.path}: its observation has {self.policy.obs_dim} values; "
                 f"a sequence policy for {m} modalities needs {4 * m + 2 + self.dims + self.k}"
             )
-        self.num_classes = int(self.policy.spec["num_classes"])
+        # the data this run trains on, as the env computes its observation (a policy learned
+        # on a family of data sets meets several class counts)
+        self.num_classes = int(ctx.num_classes or self.policy.spec["num_classes"])
         self.last_unit = np.ones(self.dims)
 
     def update(self, status) -> None:

@@ -10,16 +10,23 @@ per-modality values scaled to [0, 1] (quotas for DUS; for BSS the sequence env a
 own fields).
 
 Reward for one decision: `scale * (w_D (D_before - D_after) + w_weak (weak_after -
-weak_before) + w_val (val_after - val_before))`, where weak is the lowest ŝ (the weakest
-modality's learning status) and val the latest validation accuracy. The default is the
-design's pure discrepancy reduction; a policy can game it by starving the strong modality,
-which the other two terms counter.
+weak_before) + w_val (val_after - val_before) + w_paired (A_after - A_before))`, where weak
+is the lowest ŝ (the weakest modality's learning status), val the latest validation
+accuracy, and A the *advantage over a paired reference run*: the policy's run and a
+reference run (`reference`: uniform, dus-h or bss-h) start from the same seed, initial
+weights and data stream, and A = measure(policy run) - measure(reference run) on a fixed
+validation subset (`measure`: val_loss (negated: higher is better), val_acc, or weak_probe,
+the weak modality's linear-probe accuracy, read at the episode's end only). A_0 = 0, so an
+episode's paired return is its final advantage, and a policy that acts as the reference
+earns exactly 0. The envs compute A (`mmbalance/envs/paired.py`). The discrepancy term alone
+can be gamed by starving the strong modality (README: reward gaming); the paired term pays
+only for what the measure gains over the reference.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -63,20 +70,38 @@ def quota_observation_bounds(m: int) -> tuple[np.ndarray, np.ndarray]:
     return low.astype(np.float32), high.astype(np.float32)
 
 
+REFERENCES = ("none", "uniform", "dus-h", "bss-h")
+MEASURES = ("val_acc", "val_loss", "weak_probe")
+
+
 @dataclass
 class RewardConfig:
     discrepancy: float = 1.0
     weak_gain: float = 0.0
     val_acc: float = 0.0
+    paired: float = 0.0  # weight of the advantage over the reference run
+    reference: str = "none"  # none | uniform | dus-h (quota envs) | bss-h (sequence env)
+    measure: str = "val_acc"  # val_acc | val_loss | weak_probe (README: reward gaming)
+    val_subset: int = 1000  # validation samples the measure reads (fixed per data set)
     scale: float = 100.0
 
     @classmethod
     def from_dict(cls, data: dict | None) -> RewardConfig:
         data = dict(data or {})
         cfg = cls(**typed_fields("reward", data, cls))
-        for key in [f.name for f in fields(cls)]:
+        for key in ("discrepancy", "weak_gain", "val_acc", "paired", "scale"):
             if not math.isfinite(float(getattr(cfg, key))):
                 raise ConfigError(f"reward.{key}: must be a finite number")
+        if cfg.reference not in REFERENCES:
+            raise ConfigError(f"reward.reference: got {cfg.reference!r}, allowed "
+                              f"{list(REFERENCES)}")
+        if cfg.measure not in MEASURES:
+            raise ConfigError(f"reward.measure: got {cfg.measure!r}, allowed {list(MEASURES)}")
+        if cfg.val_subset < 1:
+            raise ConfigError(f"reward.val_subset: must be >= 1, got {cfg.val_subset}")
+        if cfg.paired and cfg.reference == "none":
+            raise ConfigError("reward.paired: needs a reference run (reward.reference: "
+                              f"one of {list(REFERENCES[1:])})")
         return cfg
 
     def to_dict(self) -> dict:
@@ -88,12 +113,14 @@ class Snapshot:
     discrepancy: float
     weak: float
     val_acc: float
+    advantage: float = 0.0  # over the paired reference run (0 without one)
 
 
-def snapshot(trainer, initial_val_acc: float = 0.0) -> Snapshot:
+def snapshot(trainer, initial_val_acc: float = 0.0, advantage: float = 0.0) -> Snapshot:
     """The run's state for rewards; before the first epoch ends, val is `initial_val_acc`."""
     val = trainer.history.epochs[-1]["val_acc"] if trainer.history.epochs else initial_val_acc
-    return Snapshot(trainer.status.discrepancy, float(trainer.status.s_hat.min()), float(val))
+    return Snapshot(trainer.status.discrepancy, float(trainer.status.s_hat.min()), float(val),
+                    float(advantage))
 
 
 def reward(before: Snapshot, after: Snapshot, cfg: RewardConfig) -> float:
@@ -102,4 +129,6 @@ def reward(before: Snapshot, after: Snapshot, cfg: RewardConfig) -> float:
         + cfg.weak_gain * (after.weak - before.weak)
         + cfg.val_acc * (after.val_acc - before.val_acc)
     )
+    if cfg.paired:  # the same expression for a policy identical to its reference: exactly 0
+        r += cfg.paired * (after.advantage - before.advantage)
     return float(cfg.scale * r)

@@ -162,7 +162,6 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
            start: tuple[int, Path] | None, rows: list[dict]) -> dict:
     from tqdm.auto import tqdm
 
-    from mmbalance.envs.common import resolve_dataset
     from mmbalance.tune.algos import build_algorithm_config
     from mmbalance.tune.export import export_policy
 
@@ -221,7 +220,7 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
         meta = {
             "env": "quota" if cfg.env == "quota-vector" else cfg.env,
             "env_config": env_config,
-            "num_classes": resolve_dataset(env.cfg.data).num_classes,
+            "num_classes": env.dataset.num_classes,
             "modalities": env.modalities,
             "seed": cfg.seed,
             "iterations": last,
