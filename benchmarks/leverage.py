@@ -8,6 +8,10 @@ reverse. The leverage of a mode on a metric is the spread between the policies' 
 no quota policy moves the metric beyond seed noise and an RL agent has nothing to learn.
 Metrics: multimodal test accuracy and the weak modality's linear-probe accuracy. Which
 modality is weak is read off the uniform runs (the lower probe accuracy).
+The same for the BSS sequence env's actions (a pacing fraction and weights over 4
+balance-degree buckets, rescored every epoch): uniform (pacing 1, equal weights), the most
+balanced half each epoch and the least balanced half, fixed for the whole run, on joint and
+joint-uni. At pacing 1 the draw is a permutation, so weights alone only change the order.
 Writes `results/leverage.md`; raw runs stay under `results/raw/` (not committed).
 Usage: python benchmarks/leverage.py [--seeds 5] [--data synthetic competition digits]
 """
@@ -74,6 +78,50 @@ def leverage(results: pd.DataFrame, modalities: list[str]) -> tuple[str, str]:
     return weak, "\n".join(lines)
 
 
+SEQUENCE_POLICIES = {"uniform": (1.0, [1, 1, 1, 1]), "balanced half": (0.5, [1, 1, 0, 0]),
+                     "imbalanced half": (0.5, [0, 0, 1, 1])}
+
+
+def sequence_leverage(name: str, seeds: int) -> str:
+    """Fixed actions in the sequence env: leverage of pacing x bucket weights."""
+    from mmbalance.envs import SequenceEnv
+
+    spec, extra = SETTINGS[name]
+    train = {"lr": 0.01, "epochs": 30}  # compare's defaults, overridden as the grid is
+    for flag, value in zip(extra[::2], extra[1::2]):
+        train[flag.lstrip("-")] = float(value) if flag == "--lr" else int(value)
+    lines = ["| method | metric | " + " | ".join(SEQUENCE_POLICIES) + " | spread | seed std | "
+             "leverage |", "|" + "---|" * (len(SEQUENCE_POLICIES) + 5)]
+    for method in ("joint", "joint-uni"):
+        env = SequenceEnv({"data": spec, "method": method, "train": train, "buckets": 4,
+                           "control": "both", "action_mode": "continuous"})
+        results = {}
+        for policy, (pacing, weights) in SEQUENCE_POLICIES.items():
+            action = env.actions.from_unit(env.actions.unit_of(pacing, np.array(weights)))
+            rows = []
+            for seed in range(seeds):
+                env.reset(seed=seed)
+                done, info = False, {}
+                while not done:
+                    _, _, term, trunc, info = env.step(action)
+                    done = term or trunc
+                rows.append(info)
+            results[policy] = pd.DataFrame(rows)
+        mods = env.modalities
+        weak = min(mods, key=lambda m: results["uniform"][f"final_test_probe_acc_{m}"].mean())
+        for label, col in (("acc", "final_test_acc"), (f"probe {weak}",
+                                                       f"final_test_probe_acc_{weak}")):
+            means = {p: 100 * r[col].mean() for p, r in results.items()}
+            std = float(np.mean([100 * r[col].std(ddof=1) for r in results.values()]))
+            spread = max(means.values()) - min(means.values())
+            lines.append(f"| {method} | {label} | " + " | ".join(f"{v:.1f}" for v in
+                                                                means.values())
+                         + f" | {spread:.1f} | {std:.1f} | {spread / std:.1f} |")
+    return (f"#### BSS sequence actions on `{spec}` ({', '.join(f'{k} {v}' for k, v in train.items())}"
+            f", {seeds} seeds; pacing and bucket weights fixed for the run)\n\n"
+            + "\n".join(lines) + "\n")
+
+
 def run(name: str, seeds: int, passthrough: list[str]) -> str:
     from mmbalance.runs import read_json
 
@@ -91,8 +139,16 @@ def run(name: str, seeds: int, passthrough: list[str]) -> str:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--data", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--data", nargs="*", default=list(SETTINGS), choices=list(SETTINGS),
+                   help="data for the quota part (none: skip it)")
+    p.add_argument("--sequence", nargs="*", default=["competition"], choices=list(SETTINGS),
+                   help="data for the sequence-env part, results/leverage_bss.md (none: skip)")
     args, passthrough = p.parse_known_args()
+    if args.sequence:
+        write_result("leverage_bss", header(invocation()) + "\n\n" + "\n".join(
+            sequence_leverage(name, args.seeds) for name in args.sequence))
+    if not args.data:
+        raise SystemExit(0)
     blocks = [run(name, args.seeds, passthrough) for name in args.data]
     write_result("leverage", (
         f"{header(invocation())} Fixed quota policies, B = {B}: uniform ({B}/{B}), feed the "
