@@ -75,6 +75,9 @@ def test_each_shipped_config_runs_one_iteration(name, ray_session, tmp_path):
     policy = load_policy(res["out"] / "policy")
     assert policy.spec["algorithm"] == cfg.algorithm
     assert policy.spec["env"] == cfg.env.replace("quota-vector", "quota")
+    if cfg.env.startswith("quota"):  # the policy replays with the quota meaning it learned
+        mode = policy.spec["env_config"]["quota_mode"]
+        assert mode == ("scaled" if cfg.env == "quota-vector" else "steps")
     low = np.asarray(policy.spec["observation_space"]["low"], dtype=np.float32)
     action = policy.act(low)
     if cfg.algorithm == "DQN":
@@ -167,6 +170,31 @@ def test_evaluate_command_compares_on_held_out_seeds(ppo_run, tmp_path):
     kinds = {s.split(":")[0] for s in results["sampler"]}
     assert kinds == {"learned", "dus-rl", "uniform", "dus-h"}
     assert (out / "plots" / "accuracy_by_method.png").exists()
+
+
+def test_evaluate_on_data_the_policy_never_saw(ppo_run, tmp_path, refused):
+    """A policy learned on one data set runs on another (other classes, other scale): the
+    observation reads that data's class count, as an env on it would."""
+    import shutil
+
+    from mmbalance.cli import main
+
+    policy = ppo_run["out"] / "policy"
+    out = tmp_path / "eval"
+    other = "synthetic:n_train=200,n_val=100,n_test=100,num_classes=3,bayes_samples=500"
+    rc = main(["evaluate", str(policy), "--data", other, "--seeds", "1", "--epochs", "1",
+               "--out", str(out), "--no-progress", "--parallel", "none"])
+    assert rc == 0
+    assert json.loads((out / "compare.json").read_text())["data"] == other
+    results = pd.read_parquet(out / "results.parquet")
+    assert results["sampler"].str.startswith("learned:").any()
+    # learned on a family: the data to evaluate on must be named
+    family = tmp_path / "family_policy"
+    shutil.copytree(policy, family)
+    spec = json.loads((family / "policy.json").read_text())
+    spec["env_config"]["data"] = [TINY, "digits"]
+    (family / "policy.json").write_text(json.dumps(spec))
+    refused(["evaluate", family, "--out", tmp_path / "e2"], "--data", tmp_path / "e2")
 
 
 def test_config_errors_name_the_key():
