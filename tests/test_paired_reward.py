@@ -99,6 +99,10 @@ def test_data_families_draw_selectors():
         sa, sv = (float(v) for v in opts["separation"].split("/"))
         da, dv = opts["dim"].split("/")
         assert 1.2 <= sa <= 3 and 1 <= sv <= 2 and dv == "8" and 16 <= int(da) <= 64
+    floats = DataFamily("synthetic:separation=2..4/1").draw(np.random.default_rng(1))
+    assert "." in floats.split("separation=")[1].split("/")[0]  # a real range, not integers
+    with pytest.raises(ConfigError, match="integers"):
+        DataFamily("synthetic:n_train=100.5..200")
     choices = DataFamily(["synthetic", "digits"])
     assert {choices.draw(rng) for _ in range(30)} == {"synthetic", "digits"}
     assert DataFamily("synthetic:seed=3").fixed
@@ -121,6 +125,20 @@ def test_an_env_draws_its_data_per_episode_and_keeps_its_spaces():
         bad = QuotaEnv({"data": ["synthetic", "synthetic:names=a/b"], "train": {"epochs": 1}})
         for seed in range(10):
             bad.reset(seed=seed)
+
+
+def test_the_vector_env_draws_per_run_and_refuses_shapes_it_cannot_stack():
+    from mmbalance.envs.vector_quota_env import VectorQuotaEnv
+
+    small = "synthetic:n_train=200,n_val=50,n_test=50,bayes_samples=300"
+    vec = VectorQuotaEnv({"data": f"{small},separation=2..4/1", "num_runs": 2,
+                          "train": {"epochs": 1, "batch_size": 32}})
+    vec.reset(seed=0)
+    assert vec.runs[0].selector != vec.runs[1].selector
+    vec = VectorQuotaEnv({"data": f"{small},dim=8..40/8", "num_runs": 2,
+                          "train": {"epochs": 1, "batch_size": 32}})
+    with pytest.raises(ConfigError, match="same input shapes"):
+        vec.reset(seed=0)
 
 
 def test_paired_reward_options_are_checked():

@@ -6,8 +6,9 @@ a rule. An env's `data` may be
 - a list of selectors: one drawn uniformly per episode;
 - a selector with ranges `LOW..HIGH` in its options, e.g.
   `synthetic:separation=1.2..3/1..2,informative=0.5..0.9/1`: each range drawn uniformly per
-  episode (an integer range such as `dim=16..64` gives integers; floats are rounded to 3
-  decimals, so a drawn selector is short and repeatable).
+  episode, as the option's declared type (`dim=16..64` gives integers, `separation=2..4`
+  real numbers; for a loader without declared types, integer ends give integers); real
+  numbers are rounded to 3 decimals, so a drawn selector is short and repeatable.
 `DataFamily.draw(rng)` returns a plain selector string that `load_dataset` reads.
 """
 
@@ -26,6 +27,28 @@ def _is_int(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _integer_options(head: str) -> set[str] | None:
+    """Options the data loader declares as integers (or lists of them); None if unknown."""
+    import typing
+
+    from mmbalance.spec import declared_types
+
+    name = head.strip().lower()
+    if name == "synthetic":
+        from mmbalance.data.synthetic import SyntheticConfig as target
+    elif name == "digits":
+        from mmbalance.data.digits import load_digits_dataset as target
+    else:
+        return None
+    out = set()
+    for key, hint in declared_types(target).items():
+        parts = {hint, *typing.get_args(hint)}
+        parts |= {a for p in list(parts) for a in typing.get_args(p)}
+        if int in parts and float not in parts:
+            out.add(key)
+    return out
 
 
 class DataFamily:
@@ -54,6 +77,7 @@ class DataFamily:
             return selector, []
         if head.strip().lower() in ("parquet",) or "=" not in rest:
             raise ConfigError(f"data {selector!r}: ranges ('{RANGE}') go in key=value options")
+        integers = _integer_options(head)
         options = []
         for item in rest.split(","):
             key, eq, value = item.partition("=")
@@ -71,7 +95,12 @@ class DataFamily:
                     if not np.isfinite([lo, hi]).all() or lo > hi:
                         raise ConfigError(f"data {selector!r}: '{key.strip()}' range {part!r} "
                                           "needs finite LOW <= HIGH")
-                    parts.append((lo, hi, _is_int(low) and _is_int(high)))
+                    integer = (key.strip() in integers if integers is not None
+                               else _is_int(low) and _is_int(high))
+                    if integer and not (lo.is_integer() and hi.is_integer()):
+                        raise ConfigError(f"data {selector!r}: '{key.strip()}' takes integers, "
+                                          f"got the range {part!r}")
+                    parts.append((lo, hi, integer))
                 else:
                     parts.append(part)
             options.append((key.strip(), parts))

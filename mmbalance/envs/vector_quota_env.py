@@ -86,9 +86,13 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
                                   f"({num_envs}), the number of sub-environments asked for")
             config["num_runs"] = int(num_envs)
         self.cfg = VectorQuotaEnvConfig.from_dict(config)
-        self.dataset = resolve_dataset(self.cfg.data)  # once, shared by the runs
+        # selectors (a family too) go to the runs as they are: each data set is loaded once
+        # per process and shared (resolve_dataset's cache); an object reference once here
+        data = self.cfg.data
+        if not isinstance(data, (str, list, tuple)):
+            data = resolve_dataset(data)
         self.num_envs = self.cfg.num_runs
-        self.runs = [QuotaEnv(self.cfg.run_config(self.dataset)) for _ in range(self.num_envs)]
+        self.runs = [QuotaEnv(self.cfg.run_config(data)) for _ in range(self.num_envs)]
         first = self.runs[0]
         self.modalities = first.modalities
         self.single_observation_space = first.observation_space
@@ -216,6 +220,12 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
     def _reset_run(self, i: int, seed: int | None, options: dict | None):
         run = self.runs[i]
         obs, info = run.reset(seed=seed, options=options)
+        shapes = run.dataset.input_shapes
+        if getattr(self, "_shapes", shapes) != shapes:  # stacked parameters need one shape
+            raise ConfigError(f"data: the vectorised env trains every run in one batched "
+                              f"update, so every drawn data set needs the same input shapes; "
+                              f"{run.selector} has {shapes}, others {self._shapes}")
+        self._shapes = shapes
         if self.stack is not None:
             self.stack.load(i, run.trainer)
         elif all(r.trainer is not None for r in self.runs):
