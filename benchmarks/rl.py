@@ -35,6 +35,7 @@ from _common import RESULTS, header, invocation, write_result
 from mmbalance.cli import main as cli
 from mmbalance.envs import QuotaEnv
 
+ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"PPO": "tune_configs/dus_ppo.yaml", "SAC": "tune_configs/dus_sac.yaml",
            "DQN": "tune_configs/dus_dqn.yaml", "BSS": "tune_configs/bss_ppo.yaml"}
 # held-out data: the centre of the training family, and a data set no episode drew
@@ -167,6 +168,12 @@ def bar_lines(algo: str, folders: dict[str, Path], baselines: list[str]) -> list
     return lines
 
 
+def say(parts: list[str], text: str, at: int | None = None) -> None:
+    """Keep a result block and show it at once (a long run's log has every part)."""
+    parts.append(text) if at is None else parts.insert(at, text)
+    print(text, flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--env-steps", type=int, default=2048, help="budget per algorithm")
@@ -177,7 +184,7 @@ def main() -> None:
     if raw.exists():
         shutil.rmtree(raw)
     raw.mkdir(parents=True)
-    quota_cfg = yaml.safe_load(Path(CONFIGS["PPO"]).read_text())
+    quota_cfg = yaml.safe_load((ROOT / CONFIGS["PPO"]).read_text())
     env_config = quota_cfg["env_config"]
     parts = [header(invocation())]
 
@@ -186,23 +193,23 @@ def main() -> None:
     verdict = "; ".join(f"{k}: ranking by return {'agrees' if a else 'does NOT agree'} with "
                         f"the ranking by test accuracy (return: {' < '.join(r)}; accuracy: "
                         f"{' < '.join(acc)})" for k, (a, r, acc) in agree.items())
-    parts.append(
+    say(parts,
         f"**Reward gaming** (fixed policies in the shipped quota env on "
         f"`{EVAL_DATA['competition']}`, {len(FIXED_SEEDS)} episodes each, seeds "
         f"{FIXED_SEEDS[0]}..{FIXED_SEEDS[-1]}; {(time.perf_counter() - t0) / 60:.1f} min). "
         f"Return, test accuracy of the best-validation model and probe accuracies (%), mean "
         f"quotas.\n\n{table}\n\n{verdict}.")
-    parts.append("**Cost of the paired reward** (one episode, uniform actions, shipped "
+    say(parts, "**Cost of the paired reward** (one episode, uniform actions, shipped "
                  f"settings on `{EVAL_DATA['competition']}`):\n\n{step_cost(env_config)}")
 
     curves, rows, bars = {}, [], []
     for algo in args.algorithms:
         cfg_path = CONFIGS[algo]
-        cfg = yaml.safe_load(Path(cfg_path).read_text())
+        cfg = yaml.safe_load((ROOT / cfg_path).read_text())
         iterations = max(1, round(args.env_steps / env_steps_per_iteration(cfg)))
         out = raw / f"learn-{algo}"
         t0 = time.perf_counter()
-        rc = cli(["learn", cfg_path, "--iterations", str(iterations), "--out", str(out),
+        rc = cli(["learn", str(ROOT / cfg_path), "--iterations", str(iterations), "--out", str(out),
                   "--no-progress"])
         if rc != 0:
             raise SystemExit(rc)
@@ -218,7 +225,7 @@ def main() -> None:
         bars += bar_lines(algo, folders, baselines)
         for name, folder in folders.items():
             summary = (folder / "summary.md").read_text().split("\n\n", 1)[1].strip()
-            parts.append(f"**{algo}, held-out `{EVAL_DATA[name]}`** (`mmbalance evaluate "
+            say(parts, f"**{algo}, held-out `{EVAL_DATA[name]}`** (`mmbalance evaluate "
                          f"OUT/policy --data {EVAL_DATA[name]} --seeds {args.seeds}`):\n\n"
                          + summary)
 
@@ -234,12 +241,12 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(RESULTS / "rl_curve.png", dpi=120)
     plt.close(fig)
-    parts.insert(3, "**Learning** (each algorithm from its shipped YAML with `--iterations` "
+    say(parts, at=3, text="**Learning** (each algorithm from its shipped YAML with `--iterations` "
                  f"set for about {args.env_steps} env steps):\n\n"
                  "![learning curves](benchmarks/results/rl_curve.png)\n\n"
                  "| algorithm | config | iterations | env steps | minutes | env steps / s "
                  "| last mean return |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
-    parts.insert(4, "**The bar** (learned policy vs each baseline on held-out seeds: mean "
+    say(parts, at=4, text="**The bar** (learned policy vs each baseline on held-out seeds: mean "
                  "difference against the baseline's seed std; met = more than one std better "
                  "in accuracy or weak-modality probe without losing the other, against every "
                  "baseline):\n\n| algorithm | data | learned acc | learned weak probe | "
