@@ -184,6 +184,11 @@ def test_competition_preset_hides_the_weak_signal_from_linear_readers():
         SyntheticConfig.from_options({"preset": "nope"})
     # options beside a preset override it
     assert SyntheticConfig.from_options({"preset": "competition", "n_train": 50}).n_train == 50
+    three = make_synthetic(SyntheticConfig.from_options(
+        {"preset": "competition3", "n_train": 200, "n_val": 50, "n_test": 50,
+         "bayes_samples": 2000}))
+    assert three.modalities == ["rgb", "depth", "flow"]
+    assert three.best_accuracy["all"] > max(three.best_accuracy[m] for m in three.modalities)
 
 
 def test_bss_measurer_weighs_losses_as_the_training_loss_does(small_synthetic):

@@ -33,6 +33,13 @@ PRESETS: dict[str, dict] = {
         "separation": [6.0, 4.0], "informative": [0.8, 1.0], "dim": [64, 64],
         "mirrored": [0, 1], "n_train": 4000,
     },
+    # the same with three modalities (as RGB, depth and flow): `depth` is mirrored, `flow`
+    # plain but weaker; the DUS rule and the probes then work on M = 3
+    "competition3": {
+        "names": ["rgb", "depth", "flow"], "separation": [6.0, 4.0, 3.0],
+        "informative": [0.8, 1.0, 1.0], "dim": [64, 64, 64], "noise": [1.0, 1.0, 1.0],
+        "mirrored": [0, 1, 0], "n_train": 4000,
+    },
 }
 
 
