@@ -19,6 +19,8 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/accuracy.py --no-progress
+	$(BIN)/python benchmarks/leverage.py --no-progress
+	$(BIN)/python benchmarks/bss_scores.py
 	$(BIN)/python benchmarks/rl.py
 	$(BIN)/python benchmarks/vector_env.py
 	$(BIN)/python benchmarks/dus_rl.py
