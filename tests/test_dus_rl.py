@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from mmbalance.balance import LearningStatus
 from mmbalance.cli import main as cli
 from mmbalance.errors import ConfigError, UserError
 from mmbalance.policies.base import SamplerContext
@@ -21,7 +22,6 @@ from mmbalance.report import make_report
 from mmbalance.runs import write_run
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.signals import Snapshot, quota_observation
-from mmbalance.trainers.status import LearningStatus
 from mmbalance.trainers.trainer import Trainer
 
 B = 16

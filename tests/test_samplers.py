@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 
+from mmbalance.balance import LearningStatus
 from mmbalance.errors import ConfigError
 from mmbalance.policies.base import SamplerContext, UniformSampler
 from mmbalance.policies.bss import BSSHeuristicSampler, BSSLearnedSampler
 from mmbalance.policies.bss_measure import pacing_size
 from mmbalance.policies.dus import DUSHeuristicSampler, QuotaSampler, dus_quotas
 from mmbalance.policies.registry import make_sampler
-from mmbalance.trainers.status import LearningStatus
 
 
 def ctx(n=100, b=10, mods=("a", "v"), seed=0):

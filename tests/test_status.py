@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from mmbalance.balance import LearningStatus
 from mmbalance.errors import ConfigError
-from mmbalance.trainers.status import LearningStatus
 
 
 def test_running_mean_is_the_mean_of_batch_scores():

@@ -371,7 +371,7 @@ class DUSRLSampler(QuotaSampler):
     def start_epoch(self, epoch: int, scorer: Scorer) -> None:
         super().start_epoch(epoch, scorer)
         if self.steps == 0 and self.pending is None:  # the first decision, as at env reset
-            from mmbalance.trainers.status import LearningStatus
+            from mmbalance.balance import LearningStatus
 
             with _one_thread():
                 self._decide(LearningStatus(self.ctx.modalities))

@@ -30,9 +30,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mmbalance.balance import true_class_log_probs, true_class_score
 from mmbalance.policies.base import PAIRED
-from mmbalance.policies.bss_measure import true_class_log_probs
-from mmbalance.trainers.status import true_class_score
 
 
 @dataclass

@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from mmbalance.balance import LearningStatus, balance_terms
 from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.errors import ConfigError, DivergedError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.policies.base import Sampler, SamplerContext, UniformSampler
-from mmbalance.policies.bss_measure import balance_terms
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.methods import METHOD_CLASSES, StepOutput
 from mmbalance.trainers.metrics import classification_metrics
-from mmbalance.trainers.status import LearningStatus
 
 
 def resolve_device(name: str) -> torch.device:
