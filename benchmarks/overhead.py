@@ -8,7 +8,7 @@ counted. The figure is the ratio of the fastest repetition of each (the minimum 
 estimate least disturbed by other work on a shared machine); the median of the per-repetition
 ratios is shown beside it. Whole-step ratios on a shared machine still move by several
 percent between runs, so the last column isolates what the sampler itself costs: CPU time
-inside its hooks (and the trainer's work on its behalf) per step beyond uniform's, relative to
+inside its hooks per step beyond uniform's, relative to
 a uniform step. Writes `results/overhead.md`.
 Usage: python benchmarks/overhead.py [--reps 10] [--epochs 10] (one-off work such as
 BSS's first scoring pass is spread over the epochs, as in a real run)
@@ -40,8 +40,9 @@ PAIRS = [  # (method, sampler, what it shows)
 ]
 
 
+# every hook: a scoring pass runs inside start_epoch, the terms of observed batches inside
+# the next_batch call that ends the epoch
 SAMPLER_HOOKS = ("start_epoch", "next_batch", "update", "observe")
-TRAINER_HOOKS = ("_flush_observed", "_keep_logits")  # work the trainer does for a scorer
 
 
 def _timed(obj, name: str, acc: list) -> None:
@@ -58,15 +59,13 @@ def _timed(obj, name: str, acc: list) -> None:
 
 
 def seconds_per_step(data, method: str, sampler: str, epochs: int) -> tuple[float, float]:
-    """(CPU s per training step, of which CPU s spent in the sampler's hooks and the trainer's
-    work on its behalf). Scoring passes a sampler asks for run inside `start_epoch`."""
+    """(CPU s per training step, of which CPU s spent in the sampler's hooks). Scoring passes
+    a sampler asks for run inside `start_epoch`."""
     s = make_sampler(sampler)
     tr = Trainer(data, TrainConfig(method=method, epochs=epochs, seed=0), s)
     acc = [0.0]
     for name in SAMPLER_HOOKS:
         _timed(s, name, acc)
-    for name in TRAINER_HOOKS:
-        _timed(tr, name, acc)
     tr.fit()
     return tr.train_cpu_seconds / tr.global_step, acc[0] / tr.global_step
 

@@ -330,9 +330,9 @@ def _check_runs(dataset, grid: list[tuple[str, str]], overrides: dict, seeds: li
     import numpy as np
 
     from mmbalance.compare import resolve_method
-    from mmbalance.policies.base import SamplerContext
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.sampler import SamplerContext
     from mmbalance.trainers.trainer import resolve_device
 
     gpus = getattr(args, "gpus_per_run", 0.0)

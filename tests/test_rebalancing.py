@@ -7,11 +7,11 @@ from torch.nn import functional as F
 
 from mmbalance.data.synthetic import PRESETS, SyntheticConfig, make_synthetic
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import PAIRED, EpochOrderSampler, SamplerContext
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.methods import quota_chunks
 from mmbalance.trainers.probe import probe_accuracy
+from mmbalance.trainers.sampler import PAIRED, EpochOrderSampler, ForwardPass, SamplerContext
 from mmbalance.trainers.trainer import Trainer
 
 
@@ -199,12 +199,18 @@ def test_bss_measurer_weighs_losses_as_the_training_loss_does(small_synthetic):
 
 def test_bss_l_with_replacement_changes_how_often_samples_are_seen():
     n = 400
-    sim = np.linspace(1.0, 0.0, n)  # sample 0 the most balanced, the last the least
-    loss = np.linspace(0.0, 1.0, n)
-    s = make_sampler("bss-l:draw=replacement")
+    # modality a ever surer of class 0, modality v of class 1 (they disagree more and more)
+    # and a fusion layer ever less sure of the true class 0: with the fusion loss alone
+    # weighed, the balance degree grows with the index, sample 0 the most balanced
+    x = torch.linspace(0.0, 6.0, n)
+    logits = torch.zeros(3, n, 3)
+    logits[0, :, 0], logits[1, :, 1], logits[2, :, 0] = x, x, -x
+    out = ForwardPass(np.arange(n), logits, torch.zeros(n, dtype=torch.int64))
+    s = make_sampler("bss-l:draw=replacement,loss_weights=0/0/1")
     s.bind(SamplerContext(n_train=n, modalities=["a", "v"], batch_size=n, epochs=1,
                           rng=np.random.default_rng(0)))
-    s.start_epoch(0, lambda: (sim, loss))
+    s.start_epoch(0, lambda: out)
+    assert np.all(np.diff(s.degree) >= 0) and s.degree[-1] > s.degree[0]
     order = s.next_batch()["a"]
     counts = np.bincount(order, minlength=n)
     assert len(order) == n and counts.max() > 1

@@ -209,7 +209,7 @@ def test_memory_mapped_features_train_like_resident_ones(small_synthetic, tmp_pa
 @pytest.mark.parametrize(
     "method, sampler",
     [("mla", "dus-h"), ("joint", "bss-h:t_grow=3,rerank=2"), ("joint", "bss-l"),
-     ("ogm-ge", "uniform")],
+     ("joint", "bss-l:score=forward"), ("ogm-ge", "uniform")],
 )
 def test_restored_trainer_continues_exactly(small_synthetic, tmp_path, method, sampler,
                                             mid_epoch):

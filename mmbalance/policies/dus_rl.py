@@ -46,17 +46,16 @@ import re
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from mmbalance.errors import ConfigError, UserError
-from mmbalance.policies.base import SamplerContext, Scorer
 from mmbalance.policies.dus import QuotaSampler
 from mmbalance.policies.learned import FORMAT, ExportedPolicy, load_policy
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
 from mmbalance.spec import parse_spec, typed_fields
+from mmbalance.trainers.sampler import SamplerContext, Scorer
 from mmbalance.trainers.signals import (
     RewardConfig,
     Snapshot,
@@ -212,8 +211,6 @@ class DUSRLSampler(QuotaSampler):
         self.val_acc = 1.0 / self.num_classes  # chance, until the first epoch's validation
         self.pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor, Snapshot] | None = None
         self.pending_record: dict | None = None
-        self.policy_state: dict | None = None
-        self._synced = SimpleNamespace(state=None)  # not plain data: checkpoints skip it
         self._row: dict[str, float] = {}
 
     def _out_dim(self, m: int) -> int:
@@ -311,7 +308,7 @@ class DUSRLSampler(QuotaSampler):
         before = self._snapshot(status)
         self.set_quotas(self.actions.to_quotas(action))
         self.pending = (logp, ent, edge, before)
-        # the same decision as plain data, so a checkpoint can carry it (see `on_epoch_end`)
+        # the same decision as plain data, so a checkpoint can carry it (`load_state_dict`)
         self.pending_record = {"obs": obs, "sample": sample.numpy().copy(),
                                "before": [before.discrepancy, before.weak, before.val_acc]}
         self._log_policy(dist, float(ent.detach()))
@@ -377,8 +374,6 @@ class DUSRLSampler(QuotaSampler):
                 self._decide(LearningStatus(self.ctx.modalities))
 
     def update(self, status) -> None:
-        if self.policy_state is not self._synced.state:  # a checkpoint was loaded into us
-            self._resume()
         self.steps += 1
         if self.steps % self.k == 0 or self.steps >= self.total:
             with _one_thread():
@@ -390,24 +385,25 @@ class DUSRLSampler(QuotaSampler):
     def on_epoch_end(self, metrics: dict[str, float]) -> None:
         self.val_acc = float(metrics["val_acc"])
 
-    def before_save(self) -> None:
-        # Trainer checkpoints save a sampler's plain attributes: put the network, its
-        # optimizer and the random stream there too
-        if self.policy_state is not self._synced.state:  # restored, not yet loaded (a run
-            self._resume()                               # restored just before an epoch end)
-        self.policy_state = {
+    def state_dict(self) -> dict:
+        """The plain attributes (the pending decision as plain data among them), plus the
+        network, its optimizer and the policy's random stream."""
+        state = super().state_dict()
+        state["policy"] = {
             "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "generator": self.generator.get_state(),
         }
-        self._synced.state = self.policy_state
+        return state
 
-    def _resume(self) -> None:
-        """Load a restored `policy_state` and rebuild the pending decision's graph."""
-        self.net.load_state_dict(self.policy_state["net"])
-        self.optimizer.load_state_dict(self.policy_state["optimizer"])
-        self.generator.set_state(self.policy_state["generator"])
-        self._synced.state = self.policy_state
+    def load_state_dict(self, state: dict) -> None:
+        """Restore, then rebuild the pending decision's graph from its plain record."""
+        super().load_state_dict(state)
+        policy = state["policy"]
+        self.net.load_state_dict(policy["net"])
+        self.optimizer.load_state_dict(policy["optimizer"])
+        self.generator.set_state(policy["generator"])
+        self.pending = None
         rec = self.pending_record
         if rec is not None:
             with _one_thread(), torch.enable_grad():

@@ -31,7 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from mmbalance.balance import true_class_log_probs, true_class_score
-from mmbalance.policies.base import PAIRED
+from mmbalance.trainers.sampler import PAIRED
 
 
 @dataclass
@@ -41,7 +41,9 @@ class StepOutput:
     losses: dict[str, float]  # unimodal CE per trained modality
     sizes: dict[str, int]
     # paired batches of a scoring sampler: detached unimodal + multimodal logits (M + 1, n, C)
+    # and the batch's labels (the forward-pass outputs the sampler observes)
     logits: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
 
 def quota_chunks(idx: torch.Tensor, batch_size: int, mode: str) -> list[tuple[torch.Tensor, float]]:
@@ -120,7 +122,7 @@ class JointMethod(Method):
         t.optimizer.step()
         scores, losses, logits = self._paired_stats(uni, mm, y, want_terms)
         sizes = {m: len(idx) for m in t.modalities}
-        return StepOutput(float(loss.detach()), scores, losses, sizes, logits)
+        return StepOutput(float(loss.detach()), scores, losses, sizes, logits, y)
 
     def modulate(self, uni: dict[str, torch.Tensor], y: torch.Tensor) -> None:
         """Hook between backward and the optimizer step (OGM-GE overrides it)."""
@@ -224,7 +226,7 @@ class MLAMethod(Method):
         if want_terms:  # BSS samplers feed paired batches
             y = t.train_y[t.paired_index(batch)]
             scores, losses, logits = self._paired_stats(uni, head.fuse(uni), y, True)
-            return StepOutput(sum(losses.values()), scores, losses, sizes, logits)
+            return StepOutput(sum(losses.values()), scores, losses, sizes, logits, y)
         scores, losses = _summaries(uni, ys)
         return StepOutput(sum(losses.values()), scores, losses, sizes)
 
@@ -270,7 +272,7 @@ class JointUniMethod(Method):
             self._backward_step(loss)
             scores, losses, logits = self._paired_stats(uni, fusion, y, want_terms)
             return StepOutput(float(loss.detach()), scores, losses,
-                              {m: len(idx) for m in t.modalities}, logits)
+                              {m: len(idx) for m in t.modalities}, logits, y)
         return self._quota_step(batch)
 
     def _quota_step(self, batch: dict[str, np.ndarray]) -> StepOutput:

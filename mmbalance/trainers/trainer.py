@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mmbalance.balance import LearningStatus, balance_terms
+from mmbalance.balance import LearningStatus
 from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.errors import ConfigError, DivergedError
 from mmbalance.models.multimodal import MultimodalModel
-from mmbalance.policies.base import Sampler, SamplerContext, UniformSampler
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.methods import METHOD_CLASSES, StepOutput
 from mmbalance.trainers.metrics import classification_metrics
+from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,8 +115,6 @@ class Trainer:
         self.best_epoch = -1
         self.best_state: dict | None = None
         self.last_step: StepOutput | None = None
-        self._seen_logits: torch.Tensor | None = None  # scoring samplers: this epoch's logits
-        self._seen: np.ndarray | None = None
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0  # this thread's CPU time: robust to other load
 
@@ -177,13 +175,10 @@ class Trainer:
             self._c0 = time.thread_time()
             if not self.in_epoch:
                 self._epoch_start = self._t0
-                self.sampler.start_epoch(self.epoch, self.score_train)
+                self.sampler.start_epoch(self.epoch, self.training_pass)
                 self.in_epoch = True
-            batch = self.sampler.next_batch()
+            batch = self.sampler.next_batch()  # an observing sampler folds its epoch in here
             if batch is None:
-                # the epoch's BSS terms: counted as training time, done before any
-                # checkpoint between epochs can be taken
-                self._flush_observed()
                 self.train_seconds += time.perf_counter() - self._t0
                 self.train_cpu_seconds += time.thread_time() - self._c0
                 self._end_epoch()
@@ -201,7 +196,8 @@ class Trainer:
             self._raise_diverged(out)
         self.status.update(out.scores, out.losses)
         if self.sampler.observes and out.logits is not None:
-            self._keep_logits(batch[self.modalities[0]], out.logits)
+            rows = self._host_batch[self.modalities[0]]
+            self.sampler.observe(ForwardPass(rows, out.logits, out.labels))
         self.sampler.update(self.status)
         self.train_seconds += time.perf_counter() - self._t0
         self.train_cpu_seconds += time.thread_time() - self._c0
@@ -220,29 +216,6 @@ class Trainer:
             f"diverged: the {where['modality']} loss is {value} at step {where['step']}, epoch "
             f"{where['epoch']}; lower the learning rate (lr {self.config.lr}) or bring the "
             f"features to unit scale (parquet data: drop standardize=false)", where)
-
-    def _keep_logits(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
-        """Store a trained batch's logits; the epoch's BSS terms come from them in one pass."""
-        if self._seen_logits is None:
-            m1, _, c = logits.shape
-            self._seen_logits = torch.empty((self.n_train, m1, c), device=self.device)
-            self._seen = np.zeros(self.n_train, dtype=bool)
-        self._seen_logits[idx] = logits.transpose(0, 1)
-        self._seen[self._host_batch[self.modalities[0]]] = True
-
-    def _flush_observed(self) -> None:
-        """Hand the sampler the per-sample terms of every sample trained since the last flush
-        (computed from the training forward pass's own logits, no extra forward)."""
-        if self._seen is None or not self._seen.any():
-            return
-        rows = np.flatnonzero(self._seen)
-        idx = torch.as_tensor(rows, device=self.device)
-        logits = self._seen_logits[idx]
-        weights = self.sampler.loss_weights or (1.0,) * (len(self.modalities) + 1)
-        sim, loss = balance_terms(list(logits.transpose(0, 1)[:-1]), logits[:, -1],
-                                  self.train_y[idx], weights)
-        self.sampler.observe(rows, sim.cpu().numpy(), loss.cpu().numpy())
-        self._seen[:] = False
 
     def _log_step(self, out: StepOutput) -> None:
         row = {"step": self.global_step, "epoch": self.epoch, "loss": out.loss}
@@ -293,27 +266,21 @@ class Trainer:
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """Everything needed to continue this run exactly, between epochs or within one
-        (the sampler's epoch plan and position, and the logits kept for BSS scoring so far)."""
+        (the sampler's own state: its epoch plan and position, what it observed so far)."""
         from mmbalance.trainers.state import object_state, to_saveable
 
-        self.sampler.before_save()
-        mid = None
-        if self.in_epoch and self._seen is not None:
-            mid = {"seen": to_saveable(self._seen), "seen_logits": self._seen_logits.cpu()}
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "method": object_state(self.method),
-            "sampler": object_state(self.sampler),
-            "sampler_rng": self.sampler.rng.bit_generator.state,
+            "sampler": self.sampler.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "status": to_saveable(self.status.state_dict()),
             "counters": {"epoch": self.epoch, "global_step": self.global_step,
                          "best_val": self.best_val, "best_epoch": self.best_epoch,
                          "train_seconds": self.train_seconds, "in_epoch": self.in_epoch},
-            "observed": mid,
             "best_state": self.best_state,
             "history": {"steps": self.history.steps, "epochs": self.history.epochs},
             "config": self.config.to_dict(),
@@ -334,8 +301,7 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         load_object_state(self.method, state["method"])
-        load_object_state(self.sampler, state["sampler"])
-        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+        self.sampler.load_state_dict(state["sampler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.status.load_state_dict(from_saveable(state["status"]))
@@ -347,10 +313,6 @@ class Trainer:
         self.history = History(list(state["history"]["steps"]), list(state["history"]["epochs"]))
         self.in_epoch = bool(c.get("in_epoch", False))
         self._epoch_start = time.perf_counter()  # the epoch's wall time restarts here
-        mid = state.get("observed")
-        if mid is not None:
-            self._seen = from_saveable(mid["seen"])
-            self._seen_logits = mid["seen_logits"].to(self.device)
 
     def save(self, path) -> None:
         from mmbalance.trainers.state import save_file
@@ -406,12 +368,12 @@ class Trainer:
             self.y[split].cpu().numpy(), self.dataset.num_classes,
         )
 
-    def score_train(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample BSS terms (similarity, loss) over the training set, no gradient."""
+    def training_pass(self) -> ForwardPass:
+        """A no-grad pass over the training set (the `Scorer` a sampler gets at each epoch
+        start): each modality's logits and the fusion layer's, as BSS measures them."""
         mm, uni = self._logits("train", parts=True)
-        weights = self.sampler.loss_weights or (1.0,) * (len(self.modalities) + 1)
-        sim, loss = balance_terms([uni[m] for m in self.modalities], mm, self.train_y, weights)
-        return sim.cpu().numpy(), loss.cpu().numpy()
+        logits = torch.stack([*(uni[m] for m in self.modalities), mm])
+        return ForwardPass(np.arange(self.n_train), logits, self.train_y)
 
     def final_metrics(self) -> dict:
         """Val and test metrics of the model with the best validation accuracy (test also
