@@ -89,8 +89,8 @@ def _train_overrides(args: argparse.Namespace) -> dict:
         if not eq or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         out[key.strip()] = value.strip()
-    config = TrainConfig.from_dict({**out})
-    return {k: getattr(config, k) for k in out}
+    TrainConfig.from_dict({**out})  # checked together (e.g. ranges), not only one by one
+    return TrainConfig.parse(out)
 
 
 def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:

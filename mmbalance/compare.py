@@ -117,8 +117,7 @@ def check_grid(grid: list[tuple[str, str]], modalities: list[str] | None = None)
     """Refuse unknown methods, bad sampler selectors and pairs that cannot train together
     (with `modalities`, also `alone:<m>` naming a modality the data lacks)."""
     from mmbalance.policies.registry import make_sampler
-    from mmbalance.trainers.config import METHODS
-    from mmbalance.trainers.methods import METHOD_CLASSES
+    from mmbalance.trainers.methods import METHOD_CLASSES, METHODS
 
     for method, sampler in grid:
         if method.startswith(ALONE):

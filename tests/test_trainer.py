@@ -12,7 +12,7 @@ from mmbalance.trainers.trainer import Trainer
 
 
 def fit(data, sampler="uniform", **cfg):
-    tr = Trainer(data, TrainConfig(**{"epochs": 4, **cfg}), make_sampler(sampler))
+    tr = Trainer(data, TrainConfig.from_dict({"epochs": 4, **cfg}), make_sampler(sampler))
     return tr, tr.fit()
 
 
@@ -90,9 +90,10 @@ def test_ogm_coefficients_damp_only_the_leader():
 
 def test_ogm_scales_dominant_encoder_gradients(small_synthetic):
     cfg = {"method": "ogm-ge", "ogm_ge": False, "epochs": 1}
-    tr = Trainer(small_synthetic, TrainConfig(**cfg), make_sampler("uniform"))
+    tr = Trainer(small_synthetic, TrainConfig.from_dict(cfg), make_sampler("uniform"))
     # the window [ogm_start, ogm_end] includes its end: starting at 1 leaves epoch 0 alone
-    ref = Trainer(small_synthetic, TrainConfig(**{**cfg, "ogm_start": 1}), make_sampler("uniform"))
+    ref = Trainer(small_synthetic, TrainConfig.from_dict({**cfg, "ogm_start": 1}),
+                  make_sampler("uniform"))
     tr.step()
     ref.step()
     coeffs = tr.method.last_coeffs
@@ -120,7 +121,8 @@ def test_ogm_ge_noise_takes_the_std_of_the_gradient_before_scaling():
 
 
 def test_ogm_window_includes_its_end_epoch(small_synthetic):
-    cfg = TrainConfig(method="ogm-ge", ogm_ge=False, epochs=3, ogm_start=1, ogm_end=1)
+    cfg = TrainConfig.from_dict({"method": "ogm-ge", "ogm_ge": False, "epochs": 3,
+                                 "ogm_start": 1, "ogm_end": 1})
     tr = Trainer(small_synthetic, cfg, make_sampler("uniform"))
     damped = {}
     while tr.step() is not None or not tr.done:
@@ -131,7 +133,7 @@ def test_ogm_window_includes_its_end_epoch(small_synthetic):
 
 
 def test_mla_projector_removes_previous_feature_direction(small_synthetic):
-    tr = Trainer(small_synthetic, TrainConfig(method="mla", mla_proj_alpha=1e-4),
+    tr = Trainer(small_synthetic, TrainConfig.from_dict({"method": "mla", "mla_proj_alpha": 1e-4}),
                  make_sampler("uniform"))
     method: MLAMethod = tr.method
     feats = torch.randn(32, tr.config.feature_dim) + 3.0
@@ -148,8 +150,9 @@ def test_mla_projector_removes_previous_feature_direction(small_synthetic):
 
 def test_mla_projection_keeps_head_update_orthogonal(small_synthetic):
     def head_delta(projection):
-        tr = Trainer(small_synthetic, TrainConfig(method="mla", mla_projection=projection,
-                     momentum=0.0, weight_decay=0.0, mla_proj_alpha=1e-4),
+        cfg = TrainConfig.from_dict({"method": "mla", "mla_projection": projection,
+                                     "momentum": 0.0, "weight_decay": 0.0, "mla_proj_alpha": 1e-4})
+        tr = Trainer(small_synthetic, cfg,
                      make_sampler("uniform"))
         seen = {}
         head = tr.model.head.fc
@@ -185,6 +188,28 @@ def test_bad_config_names_key():
         TrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig(batch_size=0).check()
+
+
+def test_each_method_owns_its_options_under_their_flat_keys():
+    from mmbalance.trainers.methods import METHOD_CLASSES, METHODS, MLAOptions, OGMGEOptions
+
+    assert METHODS == tuple(METHOD_CLASSES)  # one list of names: the registry's
+    cfg = TrainConfig.from_dict({"method": "ogm-ge", "ogm_alpha": "0.5", "mla_fusion": "equal"})
+    assert isinstance(cfg.options, OGMGEOptions) and cfg.options.ogm_alpha == 0.5
+    # another method's option is checked, then left to that method (a grid shares --set)
+    flat = cfg.to_dict()
+    assert flat["ogm_alpha"] == 0.5 and "mla_fusion" not in flat
+    assert TrainConfig.from_dict(flat).to_dict() == flat  # written flat, read back the same
+    mla = TrainConfig.from_dict({"method": "mla", "ogm_alpha": 0.5})
+    assert isinstance(mla.options, MLAOptions) and "ogm_alpha" not in mla.to_dict()
+    with pytest.raises(ConfigError, match="ogm_alpha: must be >= 0"):
+        TrainConfig.from_dict({"method": "mla", "ogm_alpha": -1})
+    with pytest.raises(ConfigError, match="'mla_projection' expects true or false"):
+        TrainConfig.from_dict({"method": "mla", "mla_projection": "maybe"})
+    with pytest.raises(ConfigError, match=r"mla_fusion: got 'vote', allowed \['entropy'"):
+        TrainConfig.from_dict({"method": "mla", "mla_fusion": "vote"})
+    with pytest.raises(ConfigError, match="unknown key.*allowed: .*mla_proj_alpha"):
+        TrainConfig.from_dict({"mla_alpha": 1})
 
 
 def test_memory_mapped_features_train_like_resident_ones(small_synthetic, tmp_path):

@@ -63,11 +63,6 @@ def object_state(obj) -> dict:
     return {k: to_saveable(v) for k, v in vars(obj).items() if _plain(v)}
 
 
-def load_object_state(obj, state: dict) -> None:
-    for k, v in state.items():
-        setattr(obj, k, from_saveable(v))
-
-
 def save_file(state: dict, path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -21,7 +21,7 @@ from mmbalance.errors import ConfigError, DivergedError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
-from mmbalance.trainers.methods import METHOD_CLASSES, StepOutput
+from mmbalance.trainers.methods import METHOD_CLASSES, MethodContext, StepOutput
 from mmbalance.trainers.metrics import classification_metrics
 from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
 
@@ -74,10 +74,9 @@ class Trainer:
             head=method_cls.head,
             feature_dim=config.feature_dim,
             hidden=config.hidden,
-            fusion=config.mla_fusion,
             encoders=dataset.info.get("encoders"),
             pretrained=dataset.info.get("pretrained"),
-            inference=config.inference,
+            **method_cls.model_options(config.options),
         ).to(self.device)
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -93,7 +92,10 @@ class Trainer:
             if config.lr_step
             else None
         )
-        self.method = method_cls(self)
+        self.method = method_cls(MethodContext(
+            model=self.model, optimizer=self.optimizer, x=self.train_x, y=self.train_y,
+            generator=self.generator, batch_size=config.batch_size,
+            quota_mode=self.sampler.quota_mode), config.options)
         self.status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
         self.sampler.bind(
             SamplerContext(
@@ -104,7 +106,7 @@ class Trainer:
                 rng=np.random.default_rng([config.seed, 1]),
                 num_classes=dataset.num_classes,
                 paired_with_quotas=method_cls.wants_paired_with_quotas,
-                loss_weights=self.loss_weights(),
+                loss_weights=self.method.loss_weights(),
             )
         )
         self.epoch = 0
@@ -118,27 +120,10 @@ class Trainer:
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0  # this thread's CPU time: robust to other load
 
-    def loss_weights(self) -> tuple[float, ...] | None:
-        """The training loss's weights (per modality, then the fusion loss) where the method
-        has them (`joint-uni`): BSS's measurer weighs its per-sample loss the same way unless
-        told otherwise, as the authors' code does."""
-        if self.config.method != "joint-uni":
-            return None
-        return (*self.config.uni_weights(self.modalities), float(self.config.mm_loss_weight))
-
     # ----------------------------------------------------------------- training
     @property
     def done(self) -> bool:
         return self.epoch >= self.config.epochs
-
-    def paired_index(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        first = batch[self.modalities[0]]
-        if any(batch[m] is not first and not torch.equal(batch[m], first) for m in batch):
-            raise ConfigError(
-                f"method '{self.config.method}' needs paired batches, but sampler "
-                f"'{self.sampler.name}' gave each modality its own"
-            )
-        return first
 
     def _to_device(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Index arrays as device tensors; a paired batch (one shared array) is moved once."""
@@ -160,7 +145,7 @@ class Trainer:
         batch = self.next_batch(stop_at_epoch_end)
         if batch is None:
             return None
-        out = self.method.step(batch, want_terms=self.sampler.observes)
+        out = self.method.step(batch, want_logits=self.sampler.observes)
         self.record_step(batch, out)
         return out
 
@@ -175,6 +160,7 @@ class Trainer:
             self._c0 = time.thread_time()
             if not self.in_epoch:
                 self._epoch_start = self._t0
+                self.method.ctx.epoch = self.epoch
                 self.sampler.start_epoch(self.epoch, self.training_pass)
                 self.in_epoch = True
             batch = self.sampler.next_batch()  # an observing sampler folds its epoch in here
@@ -267,13 +253,13 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything needed to continue this run exactly, between epochs or within one
         (the sampler's own state: its epoch plan and position, what it observed so far)."""
-        from mmbalance.trainers.state import object_state, to_saveable
+        from mmbalance.trainers.state import to_saveable
 
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "method": object_state(self.method),
+            "method": self.method.state_dict(),
             "sampler": self.sampler.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -287,7 +273,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        from mmbalance.trainers.state import from_saveable, load_object_state
+        from mmbalance.trainers.state import from_saveable
 
         saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "lr")}
         mine = {k: v for k, v in self.config.to_dict().items() if k not in ("epochs", "lr")}
@@ -300,13 +286,14 @@ class Trainer:
             group["lr"] = self.config.lr
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        load_object_state(self.method, state["method"])
+        self.method.load_state_dict(state["method"])
         self.sampler.load_state_dict(state["sampler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.status.load_state_dict(from_saveable(state["status"]))
         c = state["counters"]
         self.epoch, self.global_step = int(c["epoch"]), int(c["global_step"])
+        self.method.ctx.epoch = self.epoch
         self.best_val, self.best_epoch = float(c["best_val"]), int(c["best_epoch"])
         self.train_seconds = float(c["train_seconds"])
         self.best_state = state["best_state"]
