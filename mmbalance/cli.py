@@ -102,9 +102,16 @@ def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:
     name = data.partition(":")[0].strip().lower()
     if name not in REAL_DATASETS or args.no_dataset_defaults:
         return {}
-    from mmbalance.data.real.defaults import dataset_defaults
+    from mmbalance.data.real.defaults import dataset_defaults, defaults_path
+    from mmbalance.errors import ConfigError
+    from mmbalance.trainers.config import TrainConfig
 
-    return dict(dataset_defaults(name)["train"])
+    train = dict(dataset_defaults(name)["train"])
+    try:
+        TrainConfig.from_dict(train)
+    except ConfigError as exc:
+        raise ConfigError(f"{defaults_path(name)}: train: {exc}") from None
+    return train
 
 
 def _train_settings(args: argparse.Namespace) -> dict:

@@ -37,6 +37,7 @@ from mmbalance.data.real.text import (
 )
 from mmbalance.data.registry import load_dataset
 from mmbalance.errors import ConfigError, DataError
+from mmbalance.trainers.config import TrainConfig
 
 TINY_AV = {"sample_rate": 8000, "audio_seconds": 0.25, "image_size": 16}
 SPEC_SHAPE = (1, 257, 1 + 2000 // 353)
@@ -414,7 +415,23 @@ def test_yaml_defaults_are_the_preparers_defaults():
         assert d["encoders"] == {m: e["name"] for m, e in prep.encoders().items()}, name
         assert d["train"]["optimizer"] in ("sgd", "adam")
         assert d["train"]["lr_step"] == 70 and d["train"]["lr_gamma"] == 0.1
+        TrainConfig.from_dict(d["train"])  # the trainer's check (data/ does not import it)
     assert dataset_defaults("nvgesture")["train"]["batch_size"] == 2
+
+
+def test_a_bad_train_key_in_a_defaults_file_is_named_with_the_file(tmp_path, monkeypatch):
+    import yaml
+
+    from mmbalance.cli import _dataset_defaults, build_parser
+    from mmbalance.data.real import defaults
+
+    data = dataset_defaults("ks")
+    data["train"]["ogm_alpa"] = 0.3
+    (tmp_path / "ks.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(defaults, "defaults_dir", lambda: tmp_path)
+    args = build_parser().parse_args(["train", "--data", "ks:/x"])
+    with pytest.raises(ConfigError, match=r"ks.yaml: train: .*unknown key.*ogm_alpa"):
+        _dataset_defaults(args.data, args)
 
 
 # ------------------------------------------------------------------------ end to end
