@@ -1,7 +1,9 @@
-"""`mmbalance train | compare | report`: the command line.
+"""`mmbalance train | compare | learn | evaluate | sweep | report | prepare`: the command line.
 
-User mistakes (bad options, configs, data files, an existing output folder) exit with status 2
-and one line on stderr; anything else is a bug and keeps its traceback.
+Each command is a subparser built in `build_parser` and a `cmd_<name>` function that imports
+what it needs when it runs (so `--help` and a mistyped option stay fast). User mistakes (bad
+options, configs, data files, an existing output folder) exit with status 2 and one line on
+stderr; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mmbalance.errors import UserError, one_line
-from mmbalance.prepare import add_prepare_parser, cmd_prepare
+from mmbalance.spec import parse_scalar
 
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "device")
 DATA_HELP = ("synthetic | digits | parquet:PATH | cremad:DIR | ks:DIR | twitter2015:DIR | "
@@ -226,7 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="PNG plots of a run or a comparison folder")
     r.add_argument("dir")
-    add_prepare_parser(sub)
+
+    from mmbalance.data.real import REAL_DATASETS
+
+    pr = sub.add_parser("prepare", help="turn a real dataset's raw files into training-ready "
+                        "arrays (resumable: rerun the same command)")
+    pr.add_argument("dataset", help=" | ".join(REAL_DATASETS))
+    pr.add_argument("--root", required=True,
+                    help="the raw data folder (layout: docs/datasets.md)")
+    pr.add_argument("--out", required=True, help="the prepared folder (new, or one to resume)")
+    pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a preparation setting, e.g. --set image_size=112 (repeatable; "
+                    "defaults: tune_configs/datasets/DATASET.yaml)")
+    pr.add_argument("--tokenizer", help="text datasets: a local BERT vocab.txt or model folder "
+                    "(default: the hashing tokenizer)")
+    pr.add_argument("--skip-missing", action="store_true",
+                    help="leave out items whose files are missing (as the authors' loaders "
+                    "do), truncated (WAV) or without the streams needed (video), listing them "
+                    "in meta.json, instead of stopping at the first")
+    pr.add_argument("--workers", type=int, default=0,
+                    help="worker processes decoding files (default 0: in this process)")
+    pr.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -522,11 +544,56 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Raw layout -> training-ready arrays (`mmbalance/data/real/store.py` describes the
+    prepared folder; each dataset module its raw layout), used then as `--data NAME:OUT`. A
+    re-run with the same settings resumes an interrupted preparation; one with other
+    settings refuses to touch the folder."""
+    from mmbalance.data.real import REAL_DATASETS, prepare_dataset, preparer_class
+    from mmbalance.data.real.store import PreparationInterrupted
+
+    name = args.dataset.strip().lower()
+    if name not in REAL_DATASETS:
+        raise UserError(f"prepare: unknown dataset {args.dataset!r}; allowed: "
+                        f"{list(REAL_DATASETS)}")
+    settings: dict = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        settings[key.strip()] = parse_scalar(value.strip())
+    if args.tokenizer is not None:
+        if "tokenizer" not in preparer_class(name).settings_cls.__dataclass_fields__:
+            raise UserError(f"--tokenizer: dataset {name!r} has no text modality")
+        settings["tokenizer"] = args.tokenizer
+    if args.workers < 0:
+        raise UserError(f"--workers: must be >= 0, got {args.workers}")
+    t0 = time.perf_counter()
+    try:
+        meta = prepare_dataset(name, args.root, args.out, settings,
+                               skip_missing=args.skip_missing, progress=not args.no_progress,
+                               workers=args.workers,
+                               report=lambda line: print(line, file=sys.stderr, flush=True))
+    except PreparationInterrupted as stop:
+        print(f"interrupted: rerun the same command to resume ({stop.done} of {stop.total} "
+              "done)", file=sys.stderr)
+        return 130
+    counts = ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
+    shapes = ", ".join(f"{m} {tuple(a['shape'])} {a['dtype']}" for m, a in meta["arrays"].items())
+    print(f"prepared {name} ({counts}; {shapes}) in {time.perf_counter() - t0:.1f} s")
+    if meta["skipped"]:
+        print(f"left out {len(meta['skipped'])} item(s) with missing or cut files, e.g. "
+              f"{meta['skipped'][0]} (all listed in {args.out}/meta.json)")
+    print(f"use it as --data {name}:{args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         commands = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report,
-                    "learn": cmd_learn, "evaluate": cmd_evaluate, "sweep": cmd_sweep, "prepare": cmd_prepare}
+                    "learn": cmd_learn, "evaluate": cmd_evaluate, "sweep": cmd_sweep,
+                    "prepare": cmd_prepare}
         return commands[args.command](args)
     except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
