@@ -18,6 +18,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/step_cost.py
 	$(BIN)/python benchmarks/accuracy.py --no-progress
 	$(BIN)/python benchmarks/rl.py
 	$(BIN)/python benchmarks/vector_env.py

@@ -48,6 +48,23 @@ def invocation() -> str:
     return "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:])
 
 
+def timing_setup(reps: int, epochs: int):
+    """(--reps/--epochs arguments, the default synthetic data) of a CPU timing benchmark, with
+    torch on one thread (as the envs' runners run)."""
+    import argparse
+
+    import torch
+
+    from mmbalance.data.registry import load_dataset
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--reps", type=int, default=reps)
+    p.add_argument("--epochs", type=int, default=epochs)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    return args, load_dataset("synthetic")
+
+
 def write_result(name: str, text: str) -> Path:
     """Write and show one result block, `results/<name>.md` (update_readme.py copies it into
     the README)."""

@@ -16,14 +16,11 @@ BSS's first scoring pass is spread over the epochs, as in a real run)
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
-import torch
-from _common import header, invocation, write_result
+from _common import header, invocation, timing_setup, write_result
 
-from mmbalance.data.registry import load_dataset
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.trainer import Trainer
@@ -71,12 +68,7 @@ def seconds_per_step(data, method: str, sampler: str, epochs: int) -> tuple[floa
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=10)
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    data = load_dataset("synthetic")
+    args, data = timing_setup(reps=10, epochs=10)
     configs = sorted({(m, "uniform") for m, _, _ in PAIRS} | {(m, s) for m, s, _ in PAIRS})
     times: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
     hooks: dict[tuple[str, str], list[float]] = {c: [] for c in configs}

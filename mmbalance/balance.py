@@ -112,6 +112,7 @@ class LearningStatus:
         if not 0.0 < self.ema_beta <= 1.0:
             raise ConfigError(f"ema_beta: must be in (0, 1], got {self.ema_beta}")
         m = len(self.modalities)
+        self._keys = [(f"s_{n}", f"s_hat_{n}", f"loss_{n}") for n in self.modalities]
         self.t = np.zeros(m, dtype=np.int64)  # updates seen per modality
         self.s = np.zeros(m)
         self.s_hat = np.zeros(m)
@@ -131,6 +132,19 @@ class LearningStatus:
             else:
                 self.s_hat[j] += self.ema_beta * (s - self.s_hat[j])
 
+    def update_all(self, scores: list[float], losses: list[float]) -> None:
+        """`update` for a step that trained every modality, scores and losses in modality
+        order (the same arithmetic, without the dictionaries)."""
+        mean = self.accumulation == "mean"
+        for j, (s, loss) in enumerate(zip(scores, losses)):
+            self.t[j] += 1
+            self.s[j] = s
+            self.loss[j] = loss
+            if mean or self.t[j] == 1:
+                self.s_hat[j] += (s - self.s_hat[j]) / self.t[j]
+            else:
+                self.s_hat[j] += self.ema_beta * (s - self.s_hat[j])
+
     @property
     def discrepancy(self) -> float:
         return float(self.s_hat.max() - self.s_hat.min())
@@ -140,11 +154,15 @@ class LearningStatus:
         return self.s_hat - self.s_hat.mean()
 
     def as_dict(self) -> dict[str, float]:
-        out: dict[str, float] = {"discrepancy": self.discrepancy}
-        for j, m in enumerate(self.modalities):
-            out[f"s_{m}"] = float(self.s[j])
-            out[f"s_hat_{m}"] = float(self.s_hat[j])
-            out[f"loss_{m}"] = float(self.loss[j])
+        """The status as one row of the step log (it is built at every step: plain floats,
+        no numpy scalar arithmetic)."""
+        s_hat = self.s_hat.tolist()
+        out: dict[str, float] = {"discrepancy": max(s_hat) - min(s_hat)}
+        for (ks, kh, kl), s, sh, loss in zip(self._keys, self.s.tolist(), s_hat,
+                                             self.loss.tolist()):
+            out[ks] = s
+            out[kh] = sh
+            out[kl] = loss
         return out
 
     def state_dict(self) -> dict:

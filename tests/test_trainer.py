@@ -47,6 +47,22 @@ def test_step_log_is_wide_and_complete(small_synthetic):
     assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
 
 
+def test_step_numbers_are_read_in_bulk_and_current_whenever_read(small_synthetic):
+    tr = Trainer(small_synthetic, TrainConfig(epochs=2, seed=1), make_sampler("uniform"))
+    for _ in range(5):
+        tr.step()
+    assert len(tr._pending) == 5  # still where the steps computed them
+    assert tr.status.t.tolist() == [5, 5] and len(tr.history.steps) == 5  # read on demand
+    assert not tr._pending
+    while tr.step(stop_at_epoch_end=True) is not None:
+        pass
+    assert tr.epoch == 1 and not tr._pending and len(tr.history.steps) == tr.global_step  # read at epoch end
+    # a sampler that reads the status after every step gets every step's numbers at once
+    dus = Trainer(small_synthetic, TrainConfig(method="mla", epochs=1), make_sampler("dus-h"))
+    dus.step()
+    assert not dus._pending and dus._status.t.tolist() == [1, 1]
+
+
 def test_model_selection_uses_validation(small_synthetic):
     tr, res = fit(small_synthetic, epochs=5)
     val = [e["val_acc"] for e in tr.history.epochs]

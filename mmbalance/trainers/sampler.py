@@ -95,7 +95,14 @@ class Sampler:
         raise NotImplementedError
 
     def update(self, status) -> None:
-        """Called after every training step with the trainer's LearningStatus."""
+        """Called after every training step with the trainer's LearningStatus (only for
+        samplers that override it: see `reads_status`)."""
+
+    @property
+    def reads_status(self) -> bool:
+        """Whether `update` does anything: the trainer then reads each step's numbers at
+        once; for the others it reads them in bulk (no device sync per step)."""
+        return type(self).update is not Sampler.update
 
     def observe(self, out: ForwardPass) -> None:
         """The training forward pass of a trained batch (called if `observes`)."""

@@ -7,7 +7,6 @@ end. Model selection uses validation accuracy only; test metrics come from the b
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from mmbalance.errors import ConfigError, DivergedError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
-from mmbalance.trainers.methods import METHOD_CLASSES, MethodContext, StepOutput
+from mmbalance.trainers.methods import METHOD_CLASSES, MethodContext, StepOutput, read_outputs
 from mmbalance.trainers.metrics import classification_metrics
 from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
 
@@ -92,11 +91,12 @@ class Trainer:
             if config.lr_step
             else None
         )
+        resident = {m: a.data if a.resident else a for m, a in self.train_x.items()}
         self.method = method_cls(MethodContext(
-            model=self.model, optimizer=self.optimizer, x=self.train_x, y=self.train_y,
+            model=self.model, optimizer=self.optimizer, x=resident, y=self.train_y,
             generator=self.generator, batch_size=config.batch_size,
             quota_mode=self.sampler.quota_mode), config.options)
-        self.status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
+        self._status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
         self.sampler.bind(
             SamplerContext(
                 n_train=self.n_train,
@@ -112,7 +112,11 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.in_epoch = False
-        self.history = History()
+        self._history = History()
+        # trained steps whose numbers are still where they were computed (see `_read_steps`)
+        self._pending: list[tuple[StepOutput, int, int, dict | None]] = []
+        self._reads_status = self.sampler.reads_status
+        self._step_metrics = type(self.sampler).step_metrics is not Sampler.step_metrics
         self.best_val = -math.inf
         self.best_epoch = -1
         self.best_state: dict | None = None
@@ -124,6 +128,18 @@ class Trainer:
     @property
     def done(self) -> bool:
         return self.epoch >= self.config.epochs
+
+    @property
+    def status(self) -> LearningStatus:
+        """The learning status, up to date with every trained step."""
+        self._read_steps()
+        return self._status
+
+    @property
+    def history(self) -> History:
+        """The step and epoch logs, up to date with every trained step."""
+        self._read_steps()
+        return self._history
 
     def _to_device(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Index arrays as device tensors; a paired batch (one shared array) is moved once."""
@@ -165,6 +181,7 @@ class Trainer:
                 self.in_epoch = True
             batch = self.sampler.next_batch()  # an observing sampler folds its epoch in here
             if batch is None:
+                self._read_steps()
                 self.train_seconds += time.perf_counter() - self._t0
                 self.train_cpu_seconds += time.thread_time() - self._c0
                 self._end_epoch()
@@ -176,40 +193,61 @@ class Trainer:
         return None
 
     def record_step(self, batch: dict[str, torch.Tensor], out: StepOutput) -> None:
-        """Fold a trained batch's output into the status, the sampler and the logs; a
-        non-finite loss stops the run at once (`DivergedError`) rather than training on."""
-        if not math.isfinite(out.loss) or not all(map(math.isfinite, out.losses.values())):
-            self._raise_diverged(out)
-        self.status.update(out.scores, out.losses)
+        """Take a trained batch's output: the sampler observes it (if it scores samples) and,
+        if it reads the learning status, gets it now. Otherwise the step's numbers stay on
+        the device and are read with the epoch's others (`_read_steps`); a non-finite loss
+        stops the run there (`DivergedError`, naming the step) rather than training on."""
+        self.global_step += 1
         if self.sampler.observes and out.logits is not None:
             rows = self._host_batch[self.modalities[0]]
             self.sampler.observe(ForwardPass(rows, out.logits, out.labels))
-        self.sampler.update(self.status)
+        self._pending.append((out, self.global_step, self.epoch, None))
+        if self._reads_status:
+            self._read_steps()
+            self.sampler.update(self._status)
+        if self._step_metrics:  # after update: a policy's row shows its latest decision
+            extra = dict(self.sampler.step_metrics())
+            if self._pending:
+                self._pending[-1] = (*self._pending[-1][:3], extra)
+            else:
+                self._history.steps[-1].update(extra)
+        self.last_step = out
         self.train_seconds += time.perf_counter() - self._t0
         self.train_cpu_seconds += time.thread_time() - self._c0
-        self.global_step += 1
-        self.last_step = out
-        self._log_step(out)
 
-    def _raise_diverged(self, out: StepOutput) -> None:
-        """Name where the loss stopped being a number (the step's losses are floats already:
-        no device sync), with the usual causes."""
-        bad = [m for m, v in out.losses.items() if not math.isfinite(v)]
-        where = {"step": self.global_step + 1, "epoch": self.epoch,
-                 "modality": bad[0] if bad else "multimodal"}
-        value = out.losses[bad[0]] if bad else out.loss
+    def _read_steps(self) -> None:
+        """Read the pending steps' numbers in one transfer and fold them, in order, into the
+        learning status and the step log. A non-finite loss raises `DivergedError` naming
+        its step (the steps after it are dropped)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        values = read_outputs([p[0] for p in pending])
+        k = len(self.modalities)
+        quotas = [(f"quota_{m}", m) for m in self.modalities]
+        for (out, step, epoch, extra), v in zip(pending, values):
+            loss = out.loss_of(v)
+            ce = v[k : 2 * k]
+            if not (math.isfinite(loss) and all(map(math.isfinite, ce))):
+                self._raise_diverged(loss, ce, step, epoch)
+            self._status.update_all(v[:k], ce)
+            row = {"step": step, "epoch": epoch, "loss": loss}
+            for key, m in quotas:
+                row[key] = out.sizes.get(m, 0)
+            row.update(self._status.as_dict())
+            if extra:
+                row.update(extra)
+            self._history.steps.append(row)
+
+    def _raise_diverged(self, loss: float, ce: list[float], step: int, epoch: int) -> None:
+        """Name where the loss stopped being a number, with the usual causes."""
+        bad = [m for m, v in zip(self.modalities, ce) if not math.isfinite(v)]
+        where = {"step": step, "epoch": epoch, "modality": bad[0] if bad else "multimodal"}
+        value = ce[self.modalities.index(bad[0])] if bad else loss
         raise DivergedError(
             f"diverged: the {where['modality']} loss is {value} at step {where['step']}, epoch "
             f"{where['epoch']}; lower the learning rate (lr {self.config.lr}) or bring the "
             f"features to unit scale (parquet data: drop standardize=false)", where)
-
-    def _log_step(self, out: StepOutput) -> None:
-        row = {"step": self.global_step, "epoch": self.epoch, "loss": out.loss}
-        for m in self.modalities:
-            row[f"quota_{m}"] = out.sizes.get(m, 0)
-        row.update(self.status.as_dict())
-        row.update(self.sampler.step_metrics())
-        self.history.steps.append(row)
 
     def _end_epoch(self) -> None:
         self.in_epoch = False
@@ -224,10 +262,15 @@ class Trainer:
         self.sampler.on_epoch_end(row)
         if val["acc"] > self.best_val:
             self.best_val, self.best_epoch = val["acc"], self.epoch
-            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_state = self._weights()
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the model's weights (tensor clones: a deep copy of the state dict costs
+        several times more, at every epoch that improves)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def fit(self, progress: bool = False) -> dict:
         """Train to the epoch budget; return final val/test metrics of the best model."""
@@ -290,14 +333,16 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        self.status.load_state_dict(from_saveable(state["status"]))
+        self._pending = []
+        self._status.load_state_dict(from_saveable(state["status"]))
         c = state["counters"]
         self.epoch, self.global_step = int(c["epoch"]), int(c["global_step"])
         self.method.ctx.epoch = self.epoch
         self.best_val, self.best_epoch = float(c["best_val"]), int(c["best_epoch"])
         self.train_seconds = float(c["train_seconds"])
         self.best_state = state["best_state"]
-        self.history = History(list(state["history"]["steps"]), list(state["history"]["epochs"]))
+        self._history = History(list(state["history"]["steps"]),
+                                list(state["history"]["epochs"]))
         self.in_epoch = bool(c.get("in_epoch", False))
         self._epoch_start = time.perf_counter()  # the epoch's wall time restarts here
 
@@ -326,6 +371,8 @@ class Trainer:
             mm_parts.append(mm)
             for m in self.modalities:
                 uni_parts[m].append(uni[m])
+        if len(mm_parts) == 1:  # one chunk: no copy
+            return mm_parts[0], {m: v[0] for m, v in uni_parts.items()}
         return torch.cat(mm_parts), {m: torch.cat(v) for m, v in uni_parts.items()}
 
     @torch.no_grad()
@@ -367,7 +414,7 @@ class Trainer:
         holds each encoder's linear-probe accuracy `probe_acc_<m>` unless `probe` is off)."""
         current = None
         if self.best_state is not None:
-            current = copy.deepcopy(self.model.state_dict())
+            current = self._weights()
             self.model.load_state_dict(self.best_state)
         out = {
             "best_epoch": self.best_epoch,

@@ -13,13 +13,7 @@ names is derived from:
   trains K runs of it in one batched update (the vectorised env).
 """
 
-from mmbalance.trainers.methods.base import (
-    Method,
-    MethodContext,
-    NoOptions,
-    StepOutput,
-    quota_chunks,
-)
+from mmbalance.trainers.methods.base import Method, MethodContext, NoOptions, quota_chunks
 from mmbalance.trainers.methods.joint import JointMethod, JointOptions
 from mmbalance.trainers.methods.joint_uni import JointUniMethod, JointUniOptions
 from mmbalance.trainers.methods.mla import MLAMethod, MLAOptions
@@ -29,6 +23,7 @@ from mmbalance.trainers.methods.ogm_ge import (
     modulate_grad,
     ogm_coefficients,
 )
+from mmbalance.trainers.methods.output import StepOutput, read_outputs
 
 METHOD_CLASSES: dict[str, type[Method]] = {
     cls.name: cls for cls in (JointMethod, JointUniMethod, OGMGEMethod, MLAMethod)
@@ -38,4 +33,4 @@ METHODS = tuple(METHOD_CLASSES)
 __all__ = ["METHODS", "METHOD_CLASSES", "JointMethod", "JointOptions", "JointUniMethod",
            "JointUniOptions", "MLAMethod", "MLAOptions", "Method", "MethodContext",
            "NoOptions", "OGMGEMethod", "OGMGEOptions", "StepOutput", "modulate_grad",
-           "ogm_coefficients", "quota_chunks"]
+           "ogm_coefficients", "quota_chunks", "read_outputs"]

@@ -20,23 +20,12 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from mmbalance.balance import true_class_log_probs, true_class_score
+from mmbalance.balance import true_class_score
 from mmbalance.errors import ConfigError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.trainers.arrays import FeatureArray
+from mmbalance.trainers.methods.output import Pending, StepOutput
 from mmbalance.trainers.state import from_saveable, object_state
-
-
-@dataclass
-class StepOutput:
-    loss: float
-    scores: dict[str, float]  # s_t per trained modality
-    losses: dict[str, float]  # unimodal CE per trained modality
-    sizes: dict[str, int]
-    # paired batches of a scoring sampler: detached unimodal + multimodal logits (M + 1, n, C)
-    # and the batch's labels (the forward-pass outputs the sampler observes)
-    logits: torch.Tensor | None = None
-    labels: torch.Tensor | None = None
 
 
 @dataclass
@@ -116,6 +105,12 @@ class Method:
             setattr(self, key, value.to(device) if isinstance(value, torch.Tensor) else value)
 
     # ---------------------------------------------------------------- helpers
+    def train_mode(self) -> None:
+        """The model in training mode (evaluation leaves it in eval mode; switching a whole
+        module tree costs more than a small model's step, so only when needed)."""
+        if not self.ctx.model.training:
+            self.ctx.model.train()
+
     def paired_index(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The one index array of a paired batch."""
         first = batch[self.ctx.modalities[0]]
@@ -125,31 +120,42 @@ class Method:
                               "every modality), but the sampler gave each modality its own")
         return first
 
-    def paired_stats(
-        self, uni: dict[str, torch.Tensor], mm: torch.Tensor, y: torch.Tensor, want_logits: bool
-    ) -> tuple[dict, dict, torch.Tensor | None]:
-        """Scores and unimodal CE of a paired batch (one softmax over the stacked logits, one
-        device sync) and, for samplers that observe, the detached logits (M + 1, n, C)."""
+    def paired_output(
+        self, uni: dict[str, torch.Tensor], mm: torch.Tensor, y: torch.Tensor,
+        loss: torch.Tensor | None, want_logits: bool, total: str | None = None,
+    ) -> StepOutput:
+        """The output of a step on a paired batch: its scores and unimodal CE come later, in
+        bulk, from one log-softmax over the stacked logits (see `output.py`); for samplers
+        that observe, the detached logits (M + 1, n, C) and the labels now."""
         names = self.ctx.modalities
-        _, true = true_class_log_probs([uni[m] for m in names], y)
-        vals = torch.cat([true.exp().mean(1), -true.mean(1)]).cpu().numpy()
-        k = len(names)
-        scores = dict(zip(names, vals[:k].tolist()))
-        losses = dict(zip(names, vals[k : 2 * k].tolist()))
-        logits = (torch.stack([*(uni[m].detach() for m in names), mm.detach()])
-                  if want_logits else None)
-        return scores, losses, logits
+        logits = [uni[m].detach() for m in names]
+        extra = [loss.detach()] if loss is not None else []
+        observed = torch.stack([*logits, mm.detach()]) if want_logits else None
+        sizes = {m: len(y) for m in names}
+        return StepOutput(None, names, sizes, observed, y if want_logits else None, total,
+                          Pending("log", logits, y, extra))
 
 
-def batch_summaries(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """Per-modality batch score and unimodal CE for per-modality batches, one device sync
-    (over every sample a modality was trained on this iteration)."""
+def batch_output(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor],
+                 ce: dict[str, torch.Tensor | None], sizes: dict[str, int],
+                 same_rows: bool, total) -> StepOutput:
+    """The output of a step on per-modality batches: per-modality batch score, then unimodal
+    CE (over every sample a modality was trained on this iteration).
+
+    `ce[m]`, where given, is modality m's training loss on exactly these samples (one
+    chunk): the same number `F.cross_entropy` would compute again. With `same_rows` (a
+    paired batch: every modality trained on the same samples) and every CE given, the
+    scores come later in bulk (see `output.py`); otherwise they are computed now."""
     names = list(uni)
+    if same_rows and all(ce.get(m) is not None for m in names):
+        pending = Pending("prob", [uni[m].detach() for m in names], ys[names[0]],
+                          [ce[m].detach() for m in names])
+        return StepOutput(None, names, sizes, total=total, pending=pending)
     with torch.no_grad():
         s = torch.stack([true_class_score(uni[m], ys[m]).mean() for m in names])
-        ce = torch.stack([F.cross_entropy(uni[m].detach(), ys[m]) for m in names])
-        vals = torch.stack([s, ce]).cpu().numpy()
-    return dict(zip(names, vals[0].tolist())), dict(zip(names, vals[1].tolist()))
+        losses = [ce[m].detach() if ce.get(m) is not None
+                  else F.cross_entropy(uni[m].detach(), ys[m]) for m in names]
+        return StepOutput(torch.cat([s, torch.stack(losses)]), names, sizes, total=total)
 
 
 def check_nonnegative(options, keys: tuple[str, ...]) -> None:

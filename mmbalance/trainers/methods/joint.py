@@ -31,7 +31,7 @@ class JointMethod(Method):
         idx = self.paired_index(batch)
         x = {m: ctx.x[m][idx] for m in ctx.modalities}
         y = ctx.y[idx]
-        model.train()
+        self.train_mode()
         mm, uni = model(x)
         loss = F.cross_entropy(mm, y)
         if self.options.unimodal_loss_weight > 0:
@@ -42,9 +42,7 @@ class JointMethod(Method):
         loss.backward()
         self.modulate(uni, y)
         ctx.optimizer.step()
-        scores, losses, logits = self.paired_stats(uni, mm, y, want_logits)
-        sizes = {m: len(idx) for m in ctx.modalities}
-        return StepOutput(float(loss.detach()), scores, losses, sizes, logits, y)
+        return self.paired_output(uni, mm, y, loss, want_logits)
 
     def modulate(self, uni: dict[str, torch.Tensor], y: torch.Tensor) -> None:
         """Hook between backward and the optimizer step (OGM-GE overrides it)."""

@@ -15,7 +15,7 @@ from mmbalance.models.heads import INFERENCES
 from mmbalance.trainers.methods.base import (
     Method,
     StepOutput,
-    batch_summaries,
+    batch_output,
     check_choice,
     check_nonnegative,
     quota_chunks,
@@ -89,7 +89,7 @@ class JointUniMethod(Method):
 
     def step(self, batch: dict[str, torch.Tensor], want_logits: bool) -> StepOutput:
         ctx = self.ctx
-        ctx.model.train()
+        self.train_mode()
         if PAIRED not in batch:
             idx = self.paired_index(batch)
             x = {m: ctx.x[m][idx] for m in ctx.modalities}
@@ -99,9 +99,7 @@ class JointUniMethod(Method):
             for m in ctx.modalities:
                 loss = loss + self.w_uni[m] * F.cross_entropy(uni[m], y)
             self._backward_step(loss)
-            scores, losses, logits = self.paired_stats(uni, fusion, y, want_logits)
-            return StepOutput(float(loss.detach()), scores, losses,
-                              {m: len(idx) for m in ctx.modalities}, logits, y)
+            return self.paired_output(uni, fusion, y, loss, want_logits)
         return self._quota_step(batch)
 
     def _quota_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
@@ -110,6 +108,7 @@ class JointUniMethod(Method):
                   for m in ctx.modalities}
         zs: dict[str, list] = {m: [] for m in ctx.modalities}
         yy: dict[str, list] = {m: [] for m in ctx.modalities}
+        ces: dict[str, list] = {m: [] for m in ctx.modalities}
         fusion_loss = None
         for s in range(max(len(c) for c in chunks.values())):
             loss = None
@@ -124,14 +123,19 @@ class JointUniMethod(Method):
                 idx, weight = chunks[m][s]
                 y = ctx.y[idx]
                 z = model.head.unimodal(m, model.encoders[m](ctx.x[m][idx]))
-                term = self.w_uni[m] * weight * F.cross_entropy(z, y)
+                ce = F.cross_entropy(z, y)
+                term = self.w_uni[m] * weight * ce
                 loss = term if loss is None else loss + term
                 zs[m].append(z.detach())
                 yy[m].append(y)
+                ces[m].append(ce)
             self._backward_step(loss)
         uni = {m: torch.cat(v) for m, v in zs.items()}
-        scores, losses = batch_summaries(uni, {m: torch.cat(v) for m, v in yy.items()})
-        total = sum(self.w_uni[m] * losses[m] for m in ctx.modalities)
+        one = {m: v[0] if len(v) == 1 else None for m, v in ces.items()}
+        out = batch_output(uni, {m: torch.cat(v) for m, v in yy.items()}, one,
+                           {m: len(batch[m]) for m in ctx.modalities}, same_rows=False,
+                           total=([self.w_uni[m] for m in ctx.modalities],
+                                  self.w_mm if fusion_loss is not None else None))
         if fusion_loss is not None:
-            total += self.w_mm * float(fusion_loss.detach())
-        return StepOutput(total, scores, losses, {m: len(batch[m]) for m in ctx.modalities})
+            out.stats = torch.cat([out.stats, fusion_loss.detach().reshape(1)])
+        return out

@@ -20,7 +20,7 @@ from mmbalance.models.heads import FUSIONS
 from mmbalance.trainers.methods.base import (
     Method,
     StepOutput,
-    batch_summaries,
+    batch_output,
     check_choice,
     quota_chunks,
 )
@@ -76,16 +76,17 @@ class MLAMethod(Method):
 
     def step(self, batch: dict[str, torch.Tensor], want_logits: bool) -> StepOutput:
         ctx, opt = self.ctx, self.options
-        ctx.model.train()
+        self.train_mode()
         head = ctx.model.head
         uni: dict[str, torch.Tensor] = {}
         ys: dict[str, torch.Tensor] = {}
+        ce: dict[str, torch.Tensor | None] = {}
         prev_features = None
         for m in ctx.modalities:
             if opt.mla_projection and prev_features is not None:
                 # once per modality switch: damp what the previous modality's features span
                 self.update_projector(prev_features)
-            feats, zs, yy = [], [], []
+            feats, zs, yy, losses = [], [], [], []
             for idx, weight in quota_chunks(batch[m], ctx.batch_size, ctx.quota_mode):
                 y = ctx.y[idx]
                 feat = ctx.model.encoders[m](ctx.x[m][idx])
@@ -100,13 +101,15 @@ class MLAMethod(Method):
                 feats.append(feat.detach())
                 zs.append(z.detach())
                 yy.append(y)
+                losses.append(loss)
             prev_features = feats[0] if len(feats) == 1 else torch.cat(feats)
             uni[m] = zs[0] if len(zs) == 1 else torch.cat(zs)
             ys[m] = yy[0] if len(yy) == 1 else torch.cat(yy)
-        sizes = {m: len(batch[m]) for m in ctx.modalities}
+            ce[m] = losses[0] if len(losses) == 1 else None  # the CE of exactly these samples
         if want_logits:  # BSS samplers feed paired batches
             y = ctx.y[self.paired_index(batch)]
-            scores, losses, logits = self.paired_stats(uni, head.fuse(uni), y, True)
-            return StepOutput(sum(losses.values()), scores, losses, sizes, logits, y)
-        scores, losses = batch_summaries(uni, ys)
-        return StepOutput(sum(losses.values()), scores, losses, sizes)
+            return self.paired_output(uni, head.fuse(uni), y, None, True, total="sum")
+        sizes = {m: len(batch[m]) for m in ctx.modalities}
+        first = batch[ctx.modalities[0]]
+        paired = all(batch[m] is first for m in ctx.modalities)
+        return batch_output(uni, ys, ce, sizes, same_rows=paired, total="sum")

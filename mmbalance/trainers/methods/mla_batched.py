@@ -46,8 +46,8 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pad_sequence
 
 from mmbalance.errors import ConfigError
-from mmbalance.trainers.methods.base import StepOutput
 from mmbalance.trainers.methods.mla import owm_update, project
+from mmbalance.trainers.methods.output import StepOutput
 
 HEAD = ("head.fc.weight", "head.fc.bias")
 
@@ -233,16 +233,12 @@ class StackedMLA:
             scores.append(s)
             losses.append(loss)
             prev_feat = feat
-        vals = torch.stack([torch.stack(scores), torch.stack(losses)]).cpu().numpy()  # (2, M, R)
-        outs = []
-        for j, b in enumerate(batches):
-            sc = dict(zip(self.modalities, vals[0, :, j].tolist()))
-            ls = dict(zip(self.modalities, vals[1, :, j].tolist()))
-            total = 0.0
-            for m in self.modalities:  # as MLAMethod sums float(loss) per modality
-                total += ls[m]
-            outs.append(StepOutput(total, sc, ls, {m: len(b[m]) for m in self.modalities}))
-        return outs
+        # (2M, R) on the device: each run's column is its StepOutput's stats (s_t, then CE),
+        # read by its trainer in bulk, as MLAMethod's are
+        stats = torch.cat([torch.stack(scores), torch.stack(losses)])
+        return [StepOutput(stats[:, j], self.modalities,
+                           {m: len(b[m]) for m in self.modalities}, total="sum")
+                for j, b in enumerate(batches)]
 
     def _forward_runs(self, m: str, p: dict, idx: list[torch.Tensor], run: int):
         """Per-run loss (with graph), batch score and mean feature; `idx`: each run's batch."""
