@@ -545,12 +545,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    """Raw layout -> training-ready arrays (`mmbalance/data/real/store.py` describes the
+    """Raw layout -> training-ready arrays (`mmbalance/data/real/writer.py` describes the
     prepared folder; each dataset module its raw layout), used then as `--data NAME:OUT`. A
     re-run with the same settings resumes an interrupted preparation; one with other
     settings refuses to touch the folder."""
     from mmbalance.data.real import REAL_DATASETS, prepare_dataset, preparer_class
-    from mmbalance.data.real.store import PreparationInterrupted
+    from mmbalance.data.real.writer import PreparationInterrupted
 
     name = args.dataset.strip().lower()
     if name not in REAL_DATASETS:

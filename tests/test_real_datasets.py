@@ -28,7 +28,8 @@ from mmbalance.cli import main
 from mmbalance.data.real import audio, images, load_real, prepare_dataset
 from mmbalance.data.real.cremad import CLASSES as CREMAD_CLASSES
 from mmbalance.data.real.defaults import dataset_defaults
-from mmbalance.data.real.store import open_npy, stratified_carve
+from mmbalance.data.real.preparer import stratified_carve
+from mmbalance.data.real.reader import open_npy
 from mmbalance.data.real.text import (
     HashingTokenizer,
     WordPieceTokenizer,
@@ -566,7 +567,7 @@ def test_dataset_defaults_apply_only_to_the_papers_datasets():
                                          ({"max_words": -3}, "max_words must be > 0")])
 def test_image_text_settings_are_checked(name, bad, needle):
     from mmbalance.data.real import preparer_class
-    from mmbalance.data.real.store import make_settings
+    from mmbalance.data.real.preparer import make_settings
 
     with pytest.raises(ConfigError, match=needle):
         make_settings(preparer_class(name).settings_cls, bad)

@@ -31,7 +31,7 @@ def dataset_defaults(name: str, folder: str | Path | None = None) -> dict:
     import yaml
 
     from mmbalance.data.real import preparer_class
-    from mmbalance.data.real.store import make_settings
+    from mmbalance.data.real.preparer import make_settings
 
     cls = preparer_class(name)
     path = defaults_path(name, folder)
