@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from mmbalance.errors import UserError, one_line
@@ -259,7 +257,7 @@ def _default_out(kind: str) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     from mmbalance.data.registry import load_dataset
     from mmbalance.policies.registry import make_sampler
-    from mmbalance.runs import check_new_run_dir, new_run_dir, write_json, write_run
+    from mmbalance.runs import check_new_run_dir, data_record, new_run_dir, write_json, write_run
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
@@ -276,7 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
     resolved = {"data": args.data, "sampler": args.sampler, "sampler_config": sampler.config(),
                 "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
-                "modalities": dataset.modalities, **_data_record(dataset),
+                "modalities": dataset.modalities, **data_record(dataset),
                 "pretrained_loaded": loaded}
     write_json(out / "config.json", resolved)
     _cpu_estimate(args.data, trainer)
@@ -295,116 +293,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], overrides: dict,
-                    out_arg: str | None, kind: str, args: argparse.Namespace) -> Path:
-    """Run a grid, write results/summary/table into a new folder, print the table."""
-    from mmbalance.compare import (
-        RunSpec,
-        check_grid,
-        fmt_seconds,
-        markdown_table,
-        reference_line,
-        run_grid,
-        summarize,
-        uses_ray,
-    )
-    from mmbalance.data.registry import load_dataset
-    from mmbalance.runs import check_new_run_dir, new_run_dir, write_json, write_table
-
-    out_path = check_new_run_dir(out_arg or _default_out(kind))
-    check_grid(grid)
-    dataset = load_dataset(data)
-    if getattr(args, "unimodal_reference", False):
-        grid = [*grid, *((f"alone:{m}", "uniform") for m in dataset.modalities)]
-    check_grid(grid, dataset.modalities)
-    _check_runs(dataset, grid, overrides, seeds, args)  # all before the folder exists
-    on_ray = uses_ray(args.parallel, args.address)
-    with _ray_if(on_ray, args.address):  # connected (or failed) before the folder exists
-        out = new_run_dir(out_path)
-        write_json(out / "compare.json", {
-            "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
-            "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
-            **_data_record(dataset),
-        })
-        specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
-        t0 = time.perf_counter()
-        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
-                        progress=not args.no_progress, address=args.address,
-                        gpus_per_run=getattr(args, "gpus_per_run", 0.0))
-    write_table(out / "results.parquet", rows)
-    summary = summarize(rows, dataset.modalities)
-    write_table(out / "summary.parquet", summary)
-    table = markdown_table(summary, dataset.modalities)
-    ref = reference_line(dataset)
-    (out / "summary.md").write_text(
-        f"Data `{data}`, seeds {seeds}, test metrics of the best-validation epoch.\n\n"
-        f"{table}\n\n{ref}\n"
-    )
-    print(table)
-    if ref:
-        print(ref)
-    diverged = [r for r in rows if r.get("diverged")]
-    if diverged:
-        print(f"{len(diverged)} of {len(rows)} runs diverged and are not averaged in; first: "
-              f"{diverged[0]['diverged_at']}")
-    print(f"{len(rows)} runs in {fmt_seconds(time.perf_counter() - t0)}; wrote {out}")
-    return out
-
-
-def _check_runs(dataset, grid: list[tuple[str, str]], overrides: dict, seeds: list[int],
-                args: argparse.Namespace) -> None:
-    """What a grid's runs would refuse once started (a device this machine lacks, sampler
-    options that do not fit the data or batch size), checked before the output folder is
-    made, so a failed validation never leaves a folder that blocks the corrected rerun."""
-    import numpy as np
-
-    from mmbalance.compare import resolve_method
-    from mmbalance.policies.registry import make_sampler
-    from mmbalance.trainers.config import TrainConfig
-    from mmbalance.trainers.sampler import SamplerContext
-    from mmbalance.trainers.trainer import resolve_device
-
-    gpus = getattr(args, "gpus_per_run", 0.0)
-    if gpus < 0:
-        raise UserError(f"--gpus-per-run: must be >= 0, got {gpus}")
-    for grid_method, spec in grid:
-        method, alone = resolve_method(grid_method, list(dataset.modalities))
-        config = TrainConfig.from_dict({**overrides, **alone, "method": method,
-                                        "seed": seeds[0]})
-        if args.address is None and not gpus:  # runs here: this machine's devices
-            resolve_device(config.device)
-        make_sampler(spec).bind(SamplerContext(
-            n_train=len(dataset.splits["train"]), modalities=list(dataset.modalities),
-            batch_size=config.batch_size, epochs=config.epochs,
-            rng=np.random.default_rng(0), num_classes=dataset.num_classes))
-
-
-def _data_record(dataset) -> dict:
-    """What a run folder records about how its data was transformed (standardisation of
-    user features, with the training split's statistics)."""
-    standardize = dataset.info.get("standardize")
-    record = {"num_classes": dataset.num_classes}
-    return {**record, "standardize": standardize} if standardize is not None else record
-
-
-@contextmanager
-def _ray_if(needed: bool, address: str | None, origin: str = "--address") -> Iterator[None]:
-    """A Ray session for commands that use Ray, entered before they create their output
-    folder (a wrong address or token fails in seconds and leaves nothing behind); says on
-    stdout where the work runs."""
-    if not needed:
-        yield
-        return
-    from mmbalance.ray_session import ray_session
-
-    with ray_session(address, origin=origin) as where:
-        if where:
-            print(f"Ray: {where}", flush=True)
-        yield
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mmbalance.compare import DEFAULT_GRID, seeds_list
+    from mmbalance.compare import DEFAULT_GRID, run_comparison, seeds_list
 
     overrides = _train_settings(args)
     grid = DEFAULT_GRID
@@ -416,11 +306,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 raise UserError(f"--grid {item!r}: expected METHOD/SAMPLER, e.g. mla/dus-h")
             grid.append((method, sampler))
     seeds = seeds_list(args.seeds, args.first_seed)
-    _run_comparison(args.data, grid, seeds, overrides, args.out, "compare", args)
+    run_comparison(args.data, grid, seeds, overrides, Path(args.out or _default_out("compare")),
+                   parallel=args.parallel, address=args.address, gpus_per_run=args.gpus_per_run,
+                   unimodal_reference=args.unimodal_reference, progress=not args.no_progress)
     return 0
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
+    from mmbalance.ray_session import ray_session_if
     from mmbalance.runs import check_new_run_dir
     from mmbalance.tune.learn import plan_resume, run_learn
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
@@ -430,7 +323,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
             raise UserError("--resume DIR takes its config from DIR; only --iterations, "
                             "--address, --trust-unsigned and --no-progress go with it")
         cfg, start, rows = plan_resume(args.resume, args.iterations, args.trust_unsigned)
-        with _ray_if(True, args.address):  # where it continues: --address, not the run's past
+        # where it continues: --address, not the run's past
+        with ray_session_if(True, args.address):
             res = run_learn(cfg, args.resume, progress=not args.no_progress, start=start,
                             rows=rows)
     else:
@@ -446,7 +340,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         cfg = LearnConfig.from_dict(apply_overrides(base, sets))
         address, origin = (args.address, "--address") if args.address else (cfg.address,
                                                                             "address:")
-        with _ray_if(True, address, origin):
+        with ray_session_if(True, address, origin):
             res = run_learn(cfg, out, progress=not args.no_progress)
     rows = res["rows"]
     last = rows[-1] if rows else {}
@@ -459,6 +353,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
+    from mmbalance.ray_session import ray_session_if
     from mmbalance.runs import check_new_run_dir, new_run_dir
     from mmbalance.tune.learn_config import apply_overrides
     from mmbalance.tune.sweep import (
@@ -498,7 +393,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         out = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
         check_storage(cfg, out, resume=False)  # before the folder exists
         dataset = shared_dataset(cfg)  # a bad data file, too
-    with _ray_if(True, args.address):  # connect, check the storage, then make the folder
+    with ray_session_if(True, args.address):  # connect, check the storage, then make the folder
         require_shared_storage(cfg, out)
         if not args.resume:
             out = new_run_dir(out)
@@ -512,23 +407,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmbalance.compare import seeds_list
+    from mmbalance.compare import evaluation_grid, run_comparison, seeds_list
     from mmbalance.policies.learned import load_policy
 
     policy = load_policy(args.policy)
     env_cfg = policy.spec["env_config"]
-    kind = policy.spec["env"]
-    method = env_cfg.get("method", "mla" if kind == "quota" else "joint")
+    method, samplers = evaluation_grid(policy.spec, args.policy)
     overrides = {**env_cfg.get("train", {}), **_train_overrides(args)}
-    if kind == "quota":
-        samplers = [f"learned:{args.policy}", f"dus-rl:init={args.policy}", "dus-rl", "uniform",
-                    "dus-h"]
-    else:
-        samplers = [f"learned:{args.policy}", "uniform", "bss-h", "bss-l"]
     data = args.data or env_cfg.get("data", "synthetic")
     seeds = seeds_list(args.seeds, args.first_seed)
-    out = _run_comparison(data, [(method, s) for s in samplers], seeds, overrides, args.out,
-                          "evaluate", args)
+    out = run_comparison(data, [(method, s) for s in samplers], seeds, overrides,
+                         Path(args.out or _default_out("evaluate")), parallel=args.parallel,
+                         address=args.address, progress=not args.no_progress)
     from mmbalance.report import make_report
 
     for path in make_report(out):
