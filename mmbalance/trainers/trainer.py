@@ -1,8 +1,12 @@
 """The plain PyTorch training loop: asks a sampler what to feed, keeps the learning status.
 
-No Ray here. `step()` runs exactly one training iteration (starting and ending epochs as
-needed), so an environment can drive training K iterations at a time; `fit()` runs to the
-end. Model selection uses validation accuracy only; test metrics come from the best model.
+No Ray and no sampler here: the sampler arrives through the interface in `sampler.py`, the
+method sees only its `MethodContext`. `step()` runs exactly one training iteration (starting
+and ending epochs as needed), so an environment can drive training K iterations at a time;
+`fit()` runs to the end. Each step's numbers (batch scores, unimodal CE, loss) stay on the
+device and are read in bulk at the epoch's end, when `status` or `history` are read, or at
+once for a sampler that reads the status every step (docs/architecture.md has the whole
+step). Model selection uses validation accuracy only; test metrics come from the best model.
 """
 
 from __future__ import annotations
