@@ -48,6 +48,24 @@ def invocation() -> str:
     return "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:])
 
 
+def stopwatch(obj, names, clock=time.perf_counter) -> list[float]:
+    """Wrap the methods `names` of `obj` with a stopwatch (`clock`); returns the accumulator,
+    `[seconds spent inside them]`."""
+    spent = [0.0]
+    for name in names:
+        inner = getattr(obj, name)
+
+        def wrapped(*args, _inner=inner, **kwargs):
+            t0 = clock()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                spent[0] += clock() - t0
+
+        setattr(obj, name, wrapped)
+    return spent
+
+
 def timing_setup(reps: int, epochs: int):
     """(--reps/--epochs arguments, the default synthetic data) of a CPU timing benchmark, with
     torch on one thread (as the envs' runners run)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from _common import header, invocation, timing_setup, write_result
+from _common import header, invocation, stopwatch, timing_setup, write_result
 
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
@@ -42,27 +42,12 @@ PAIRS = [  # (method, sampler, what it shows)
 SAMPLER_HOOKS = ("start_epoch", "next_batch", "update", "observe")
 
 
-def _timed(obj, name: str, acc: list) -> None:
-    fn = getattr(obj, name)
-
-    def wrapper(*args, **kwargs):
-        c = time.thread_time()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            acc[0] += time.thread_time() - c
-
-    setattr(obj, name, wrapper)
-
-
 def seconds_per_step(data, method: str, sampler: str, epochs: int) -> tuple[float, float]:
     """(CPU s per training step, of which CPU s spent in the sampler's hooks). Scoring passes
     a sampler asks for run inside `start_epoch`."""
     s = make_sampler(sampler)
     tr = Trainer(data, TrainConfig(method=method, epochs=epochs, seed=0), s)
-    acc = [0.0]
-    for name in SAMPLER_HOOKS:
-        _timed(s, name, acc)
+    acc = stopwatch(s, SAMPLER_HOOKS, clock=time.thread_time)
     tr.fit()
     return tr.train_cpu_seconds / tr.global_step, acc[0] / tr.global_step
 

@@ -82,8 +82,8 @@ def plot_status(steps: pd.DataFrame, modalities: list[str], title: str, out: Pat
             s = steps[f"s_{m}"]
             ax.plot(steps["step"], s, color=common.modality_color(i), alpha=0.12, linewidth=0.8)
             ax.plot(steps["step"], s.rolling(window, min_periods=1).mean(),
-                    color=common.modality_color(i),
-                    alpha=0.45, linewidth=1, label=f"s {m} (rolling mean)")
+                    color=common.modality_color(i), alpha=0.45, linewidth=1,
+                    label=f"s {m} (rolling mean)")
         ax.plot(steps["step"], steps[f"s_hat_{m}"], color=common.modality_color(i), linewidth=2,
                 label=f"ŝ {m}")
     common.integer_x(ax, steps["step"])
@@ -113,8 +113,7 @@ def plot_quotas(steps: pd.DataFrame, modalities: list[str], title: str, out: Pat
         q = steps[f"quota_{m}"].astype(float)
         ax.plot(steps["step"], q, color=common.modality_color(i), alpha=0.15, linewidth=0.8)
         ax.plot(steps["step"], q.rolling(window, min_periods=1).mean(),
-                color=common.modality_color(i),
-                linewidth=2, label=m)
+                color=common.modality_color(i), linewidth=2, label=m)
     common.integer_x(ax, steps["step"])
     smoothed = f" (rolling mean over {window} steps)" if window > 1 else ""
     ax.set(title=f"Per-modality quota — {title}", xlabel="step",
