@@ -148,14 +148,18 @@ def batch_output(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor],
     scores come later in bulk (see `output.py`); otherwise they are computed now."""
     names = list(uni)
     if same_rows and all(ce.get(m) is not None for m in names):
-        pending = Pending("prob", [uni[m].detach() for m in names], ys[names[0]],
-                          [ce[m].detach() for m in names])
+        pending = Pending("prob", [_detached(uni[m]) for m in names], ys[names[0]],
+                          [_detached(ce[m]) for m in names])
         return StepOutput(None, names, sizes, total=total, pending=pending)
     with torch.no_grad():
         s = torch.stack([true_class_score(uni[m], ys[m]).mean() for m in names])
         losses = [ce[m].detach() if ce.get(m) is not None
                   else F.cross_entropy(uni[m].detach(), ys[m]) for m in names]
         return StepOutput(torch.cat([s, torch.stack(losses)]), names, sizes, total=total)
+
+
+def _detached(t: torch.Tensor) -> torch.Tensor:
+    return t.detach() if t.requires_grad else t
 
 
 def check_nonnegative(options, keys: tuple[str, ...]) -> None:

@@ -70,8 +70,9 @@ class MLAMethod(Method):
         return {"fusion": options.mla_fusion}
 
     def update_projector(self, features: torch.Tensor) -> None:
-        """Damp the span of the previous modality's features (their mean, `owm_update`)."""
-        r = features.detach().mean(0, keepdim=True).T  # (F, 1)
+        """Damp the span of the previous modality's (detached) features: their mean r,
+        `owm_update`."""
+        r = features.mean(0, keepdim=True).T  # (F, 1)
         self.projector = owm_update(self.projector, r, self.options.mla_proj_alpha)
 
     def step(self, batch: dict[str, torch.Tensor], want_logits: bool) -> StepOutput:
@@ -101,7 +102,7 @@ class MLAMethod(Method):
                 feats.append(feat.detach())
                 zs.append(z.detach())
                 yy.append(y)
-                losses.append(loss)
+                losses.append(loss.detach())
             prev_features = feats[0] if len(feats) == 1 else torch.cat(feats)
             uni[m] = zs[0] if len(zs) == 1 else torch.cat(zs)
             ys[m] = yy[0] if len(yy) == 1 else torch.cat(yy)
