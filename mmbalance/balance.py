@@ -132,18 +132,32 @@ class LearningStatus:
             else:
                 self.s_hat[j] += self.ema_beta * (s - self.s_hat[j])
 
-    def update_all(self, scores: list[float], losses: list[float]) -> None:
-        """`update` for a step that trained every modality, scores and losses in modality
-        order (the same arithmetic, without the dictionaries)."""
-        mean = self.accumulation == "mean"
-        for j, (s, loss) in enumerate(zip(scores, losses)):
-            self.t[j] += 1
-            self.s[j] = s
-            self.loss[j] = loss
-            if mean or self.t[j] == 1:
-                self.s_hat[j] += (s - self.s_hat[j]) / self.t[j]
-            else:
-                self.s_hat[j] += self.ema_beta * (s - self.s_hat[j])
+    def fold(self, steps: list[tuple[list[float], list[float]]]) -> list[list[float]]:
+        """`update` for a run of steps that each trained every modality ((scores, losses) in
+        modality order), with the same float64 arithmetic in plain floats; returns each
+        step's status as the values of `as_dict`, in its key order."""
+        t, s, s_hat, loss = (a.tolist() for a in (self.t, self.s, self.s_hat, self.loss))
+        mean, beta, m = self.accumulation == "mean", self.ema_beta, len(self.modalities)
+        rows = []
+        for scores, losses in steps:
+            row = [0.0]
+            for j in range(m):
+                t[j] += 1
+                s[j] = scores[j]
+                loss[j] = losses[j]
+                if mean or t[j] == 1:
+                    s_hat[j] += (s[j] - s_hat[j]) / t[j]
+                else:
+                    s_hat[j] += beta * (s[j] - s_hat[j])
+                row += (s[j], s_hat[j], loss[j])
+            row[0] = max(s_hat) - min(s_hat)
+            rows.append(row)
+        self.t[:], self.s[:], self.s_hat[:], self.loss[:] = t, s, s_hat, loss
+        return rows
+
+    def keys(self) -> list[str]:
+        """The names of `as_dict`'s values, in order."""
+        return ["discrepancy", *(k for keys in self._keys for k in keys)]
 
     @property
     def discrepancy(self) -> float:

@@ -61,6 +61,7 @@ class Trainer:
             )
         torch.manual_seed(config.seed)  # model initialisation
         self.device = resolve_device(config.device)
+        self._on_cpu = self.device.type == "cpu"
         # the run's own stream for training-time noise (OGM-GE), so runs interleaved in one
         # process (several environments) stay reproducible
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -151,7 +152,8 @@ class Trainer:
         out = {}
         for m, v in batch.items():
             if id(v) not in moved:
-                moved[id(v)] = torch.as_tensor(np.asarray(v), device=self.device)
+                index = torch.from_numpy(np.asarray(v))  # the sampler's array, not a copy
+                moved[id(v)] = index if self._on_cpu else index.to(self.device)
             out[m] = moved[id(v)]
         return out
 
@@ -228,20 +230,23 @@ class Trainer:
         pending, self._pending = self._pending, []
         values = read_outputs([p[0] for p in pending])
         k = len(self.modalities)
-        quotas = [(f"quota_{m}", m) for m in self.modalities]
-        for (out, step, epoch, extra), v in zip(pending, values):
-            loss = out.loss_of(v)
-            ce = v[k : 2 * k]
-            if not (math.isfinite(loss) and all(map(math.isfinite, ce))):
-                self._raise_diverged(loss, ce, step, epoch)
-            self._status.update_all(v[:k], ce)
-            row = {"step": step, "epoch": epoch, "loss": loss}
-            for key, m in quotas:
-                row[key] = out.sizes.get(m, 0)
-            row.update(self._status.as_dict())
+        losses = [out.loss_of(v) for (out, *_), v in zip(pending, values)]
+        bad = next((i for i, (loss, v) in enumerate(zip(losses, values))
+                    if not (math.isfinite(loss) and all(map(math.isfinite, v[k : 2 * k])))),
+                   None)
+        good = len(pending) if bad is None else bad
+        status = self._status.fold([(v[:k], v[k : 2 * k]) for v in values[:good]])
+        keys = ["step", "epoch", "loss", *(f"quota_{m}" for m in self.modalities),
+                *self._status.keys()]
+        steps = self._history.steps
+        for (out, step, epoch, extra), loss, row in zip(pending, losses, status):
+            sizes = [out.sizes.get(m, 0) for m in self.modalities]
+            steps.append(dict(zip(keys, [step, epoch, loss, *sizes, *row])))
             if extra:
-                row.update(extra)
-            self._history.steps.append(row)
+                steps[-1].update(extra)
+        if bad is not None:
+            out, step, epoch, _ = pending[bad]
+            self._raise_diverged(losses[bad], values[bad][k : 2 * k], step, epoch)
 
     def _raise_diverged(self, loss: float, ce: list[float], step: int, epoch: int) -> None:
         """Name where the loss stopped being a number, with the usual causes."""

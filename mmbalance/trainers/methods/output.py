@@ -107,20 +107,20 @@ def _compute(group: list[Pending]) -> torch.Tensor:
 
 def read_outputs(outs: list[StepOutput]) -> list[list[float]]:
     """Every step's numbers on the host (float64 rows, in order): pending steps computed
-    in one batched pass per recipe and shape, and one transfer per such batch."""
+    in one batched pass per recipe and shape, and one transfer per such batch. (The steps
+    of one run live on one device.)"""
     values: list[list[float] | None] = [None] * len(outs)
     batches: dict[tuple, list[int]] = defaultdict(list)
     for i, out in enumerate(outs):
-        if out.pending is not None and out.stats is None:
-            p = out.pending
-            batches[("pending", p.recipe, len(p.logits), tuple(p.logits[0].shape),
-                     len(p.extra), p.y.device)].append(i)
+        p = out.pending
+        if p is not None and out.stats is None:
+            batches[(p.recipe, len(p.logits), p.logits[0].shape, len(p.extra))].append(i)
         elif isinstance(out.stats, torch.Tensor):
-            batches[("stats", out.stats.device, out.stats.shape)].append(i)
+            batches[("stats", out.stats.shape)].append(i)
         else:
             values[i] = np.asarray(out.stats, dtype=np.float64).tolist()
     for key, idx in batches.items():
-        if key[0] == "pending":
+        if key[0] != "stats":
             stats = _compute([outs[i].pending for i in idx])
         else:
             stats = torch.stack([outs[i].stats for i in idx])
