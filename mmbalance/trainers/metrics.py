@@ -49,9 +49,14 @@ def classification_metrics(
     order = np.argsort(-scores, axis=1, kind="mergesort")
     ranked = np.take_along_axis(scores, order, 1)
     true_pos = np.cumsum(y[order] == present[:, None], axis=1)
-    counts = np.bincount(y, minlength=num_classes)
-    out["map"] = float(np.mean([_ap_of_sorted(ranked[j], true_pos[j], int(counts[c]))
-                                for j, c in enumerate(present)]))
+    # per class, the last position of each run of tied scores (what `_ap_of_sorted` finds)
+    last = np.ones(ranked.shape, dtype=bool)
+    last[:, :-1] = np.diff(ranked, axis=1) != 0
+    precision = true_pos / np.arange(1, ranked.shape[1] + 1)
+    recall = true_pos / np.maximum(1, np.bincount(y, minlength=num_classes)[present])[:, None]
+    out["map"] = float(np.mean([
+        np.sum(np.diff(np.concatenate(([0.0], recall[j][last[j]]))) * precision[j][last[j]])
+        for j in range(len(present))]))
     for m, z in uni_logits.items():
         out[f"acc_{m}"] = float((z.argmax(1) == y).mean())
     return out
