@@ -280,6 +280,15 @@ def test_restore_refuses_another_config(small_synthetic, tmp_path):
     other = Trainer(small_synthetic, TrainConfig(epochs=1, batch_size=32), make_sampler("uniform"))
     with pytest.raises(ConfigError, match="batch_size"):
         other.restore(tmp_path / "s.pt")
+    # a checkpoint of the state layout before issue 11 (no format mark) is one clear error
+    from mmbalance.errors import UserError
+    from mmbalance.trainers.state import load_file, save_file
+
+    old = load_file(tmp_path / "s.pt")
+    del old["format"]
+    save_file(old, tmp_path / "old.pt")
+    with pytest.raises(UserError, match="older mmbalance"):
+        tr.restore(tmp_path / "old.pt")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -20,13 +20,16 @@ import torch
 
 from mmbalance.balance import LearningStatus
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.errors import ConfigError, DivergedError
+from mmbalance.errors import ConfigError, DivergedError, UserError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.methods import METHOD_CLASSES, MethodContext, StepOutput, read_outputs
 from mmbalance.trainers.metrics import classification_metrics
 from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
+
+# what `state_dict` writes; 2: the sampler's and the method's own state_dict (issue 11)
+STATE_FORMAT = 2
 
 
 def resolve_device(name: str) -> torch.device:
@@ -322,15 +325,20 @@ class Trainer:
             "best_state": self.best_state,
             "history": {"steps": self.history.steps, "epochs": self.history.epochs},
             "config": self.config.to_dict(),
+            "format": STATE_FORMAT,
         }
 
     def load_state_dict(self, state: dict) -> None:
         from mmbalance.trainers.state import from_saveable
 
+        if state.get("format") != STATE_FORMAT:
+            raise UserError("checkpoint was saved by an older mmbalance, which stored the "
+                            "sampler's and the method's state another way; it cannot be "
+                            "resumed: start the run anew")
         saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "lr")}
         mine = {k: v for k, v in self.config.to_dict().items() if k not in ("epochs", "lr")}
         if saved != mine:
-            diff = sorted(k for k in mine if saved.get(k) != mine[k])
+            diff = sorted(k for k in {*mine, *saved} if saved.get(k) != mine.get(k))
             raise ConfigError(f"checkpoint was saved with another config (differs in {diff})")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
