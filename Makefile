@@ -18,6 +18,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/step_cost.py
 	$(BIN)/python benchmarks/accuracy.py --no-progress
 	$(BIN)/python benchmarks/leverage.py --no-progress
 	$(BIN)/python benchmarks/bss_scores.py

@@ -48,6 +48,41 @@ def invocation() -> str:
     return "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + sys.argv[1:])
 
 
+def stopwatch(obj, names, clock=time.perf_counter) -> list[float]:
+    """Wrap the methods `names` of `obj` with a stopwatch (`clock`); returns the accumulator,
+    `[seconds spent inside them]`."""
+    spent = [0.0]
+    for name in names:
+        inner = getattr(obj, name)
+
+        def wrapped(*args, _inner=inner, **kwargs):
+            t0 = clock()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                spent[0] += clock() - t0
+
+        setattr(obj, name, wrapped)
+    return spent
+
+
+def timing_setup(reps: int, epochs: int):
+    """(--reps/--epochs arguments, the default synthetic data) of a CPU timing benchmark, with
+    torch on one thread (as the envs' runners run)."""
+    import argparse
+
+    import torch
+
+    from mmbalance.data.registry import load_dataset
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--reps", type=int, default=reps)
+    p.add_argument("--epochs", type=int, default=epochs)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    return args, load_dataset("synthetic")
+
+
 def write_result(name: str, text: str) -> Path:
     """Write and show one result block, `results/<name>.md` (update_readme.py copies it into
     the README)."""

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import RESULTS, header, invocation, run_compare, write_result
+from _common import RESULTS, header, invocation, run_compare, stopwatch, write_result
 from update_readme import update
 
 from mmbalance.data.registry import load_dataset
@@ -79,37 +78,13 @@ def accuracy(data: str, seeds: int, samplers: list[str], passthrough: list[str])
             f"64):\n\n{where_samples_went(raw, samplers)}\n")
 
 
-def _timed(sampler) -> list[float]:
-    """Wrap the sampler's per-step hooks with a stopwatch; returns the accumulator."""
-    spent = [0.0]
-    for name in TIMED:
-        inner = getattr(sampler, name)
-
-        def wrapped(*args, _inner=inner, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return _inner(*args, **kwargs)
-            finally:
-                spent[0] += time.perf_counter() - t0
-
-        setattr(sampler, name, wrapped)
-    return spent
-
-
 def one_measure(data, sampler_spec: str, epochs: int) -> tuple[float, float]:
     """(step seconds, sampler seconds) per training step of one MLA run."""
     sampler = make_sampler(sampler_spec)
-    spent = _timed(sampler)
+    spent = stopwatch(sampler, TIMED)
     tr = Trainer(data, TrainConfig(method="mla", epochs=epochs, seed=0), sampler)
     tr.fit()
-    # step_metrics runs after the step's clock stops: add it so both counts agree
-    metrics_time = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        sampler.step_metrics()
-        metrics_time += (time.perf_counter() - t0) / 3
-    step = tr.train_seconds / tr.global_step + metrics_time
-    return step, spent[0] / tr.global_step
+    return tr.train_seconds / tr.global_step, spent[0] / tr.global_step
 
 
 def overhead(reps: int, epochs: int) -> str:

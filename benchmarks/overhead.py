@@ -8,7 +8,7 @@ counted. The figure is the ratio of the fastest repetition of each (the minimum 
 estimate least disturbed by other work on a shared machine); the median of the per-repetition
 ratios is shown beside it. Whole-step ratios on a shared machine still move by several
 percent between runs, so the last column isolates what the sampler itself costs: CPU time
-inside its hooks (and the trainer's work on its behalf) per step beyond uniform's, relative to
+inside its hooks per step beyond uniform's, relative to
 a uniform step. Writes `results/overhead.md`.
 Usage: python benchmarks/overhead.py [--reps 10] [--epochs 10] (one-off work such as
 BSS's first scoring pass is spread over the epochs, as in a real run)
@@ -16,14 +16,11 @@ BSS's first scoring pass is spread over the epochs, as in a real run)
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
-import torch
-from _common import header, invocation, write_result
+from _common import header, invocation, stopwatch, timing_setup, write_result
 
-from mmbalance.data.registry import load_dataset
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.trainer import Trainer
@@ -40,44 +37,23 @@ PAIRS = [  # (method, sampler, what it shows)
 ]
 
 
+# every hook: a scoring pass runs inside start_epoch, the terms of observed batches inside
+# the next_batch call that ends the epoch
 SAMPLER_HOOKS = ("start_epoch", "next_batch", "update", "observe")
-TRAINER_HOOKS = ("_flush_observed", "_keep_logits")  # work the trainer does for a scorer
-
-
-def _timed(obj, name: str, acc: list) -> None:
-    fn = getattr(obj, name)
-
-    def wrapper(*args, **kwargs):
-        c = time.thread_time()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            acc[0] += time.thread_time() - c
-
-    setattr(obj, name, wrapper)
 
 
 def seconds_per_step(data, method: str, sampler: str, epochs: int) -> tuple[float, float]:
-    """(CPU s per training step, of which CPU s spent in the sampler's hooks and the trainer's
-    work on its behalf). Scoring passes a sampler asks for run inside `start_epoch`."""
+    """(CPU s per training step, of which CPU s spent in the sampler's hooks). Scoring passes
+    a sampler asks for run inside `start_epoch`."""
     s = make_sampler(sampler)
     tr = Trainer(data, TrainConfig(method=method, epochs=epochs, seed=0), s)
-    acc = [0.0]
-    for name in SAMPLER_HOOKS:
-        _timed(s, name, acc)
-    for name in TRAINER_HOOKS:
-        _timed(tr, name, acc)
+    acc = stopwatch(s, SAMPLER_HOOKS, clock=time.thread_time)
     tr.fit()
     return tr.train_cpu_seconds / tr.global_step, acc[0] / tr.global_step
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=10)
-    args = p.parse_args()
-    torch.set_num_threads(1)
-    data = load_dataset("synthetic")
+    args, data = timing_setup(reps=10, epochs=10)
     configs = sorted({(m, "uniform") for m, _, _ in PAIRS} | {(m, s) for m, s, _ in PAIRS})
     times: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
     hooks: dict[tuple[str, str], list[float]] = {c: [] for c in configs}

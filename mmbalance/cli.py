@@ -1,7 +1,9 @@
-"""`mmbalance train | compare | report`: the command line.
+"""`mmbalance train | compare | learn | evaluate | sweep | report | prepare`: the command line.
 
-User mistakes (bad options, configs, data files, an existing output folder) exit with status 2
-and one line on stderr; anything else is a bug and keeps its traceback.
+Each command is a subparser built in `build_parser` and a `cmd_<name>` function that imports
+what it needs when it runs (so `--help` and a mistyped option stay fast). User mistakes (bad
+options, configs, data files, an existing output folder) exit with status 2 and one line on
+stderr; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -9,12 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from mmbalance.errors import UserError, one_line
-from mmbalance.prepare import add_prepare_parser, cmd_prepare
+from mmbalance.spec import parse_scalar
 
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "device")
 DATA_HELP = ("synthetic | digits | parquet:PATH | cremad:DIR | ks:DIR | twitter2015:DIR | "
@@ -89,8 +89,8 @@ def _train_overrides(args: argparse.Namespace) -> dict:
         if not eq or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         out[key.strip()] = value.strip()
-    config = TrainConfig.from_dict({**out})
-    return {k: getattr(config, k) for k in out}
+    TrainConfig.from_dict({**out})  # checked together (e.g. ranges), not only one by one
+    return TrainConfig.parse(out)
 
 
 def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:
@@ -102,9 +102,16 @@ def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:
     name = data.partition(":")[0].strip().lower()
     if name not in REAL_DATASETS or args.no_dataset_defaults:
         return {}
-    from mmbalance.data.real.defaults import dataset_defaults
+    from mmbalance.data.real.defaults import dataset_defaults, defaults_path
+    from mmbalance.errors import ConfigError
+    from mmbalance.trainers.config import TrainConfig
 
-    return dict(dataset_defaults(name)["train"])
+    train = dict(dataset_defaults(name)["train"])
+    try:
+        TrainConfig.from_dict(train)
+    except ConfigError as exc:
+        raise ConfigError(f"{defaults_path(name)}: train: {exc}") from None
+    return train
 
 
 def _train_settings(args: argparse.Namespace) -> dict:
@@ -219,7 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="PNG plots of a run or a comparison folder")
     r.add_argument("dir")
-    add_prepare_parser(sub)
+
+    from mmbalance.data.real import REAL_DATASETS
+
+    pr = sub.add_parser("prepare", help="turn a real dataset's raw files into training-ready "
+                        "arrays (resumable: rerun the same command)")
+    pr.add_argument("dataset", help=" | ".join(REAL_DATASETS))
+    pr.add_argument("--root", required=True,
+                    help="the raw data folder (layout: docs/datasets.md)")
+    pr.add_argument("--out", required=True, help="the prepared folder (new, or one to resume)")
+    pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a preparation setting, e.g. --set image_size=112 (repeatable; "
+                    "defaults: tune_configs/datasets/DATASET.yaml)")
+    pr.add_argument("--tokenizer", help="text datasets: a local BERT vocab.txt or model folder "
+                    "(default: the hashing tokenizer)")
+    pr.add_argument("--skip-missing", action="store_true",
+                    help="leave out items whose files are missing (as the authors' loaders "
+                    "do), truncated (WAV) or without the streams needed (video), listing them "
+                    "in meta.json, instead of stopping at the first")
+    pr.add_argument("--workers", type=int, default=0,
+                    help="worker processes decoding files (default 0: in this process)")
+    pr.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -230,7 +257,7 @@ def _default_out(kind: str) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     from mmbalance.data.registry import load_dataset
     from mmbalance.policies.registry import make_sampler
-    from mmbalance.runs import check_new_run_dir, new_run_dir, write_json, write_run
+    from mmbalance.runs import check_new_run_dir, data_record, new_run_dir, write_json, write_run
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
@@ -247,7 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
     resolved = {"data": args.data, "sampler": args.sampler, "sampler_config": sampler.config(),
                 "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
-                "modalities": dataset.modalities, **_data_record(dataset),
+                "modalities": dataset.modalities, **data_record(dataset),
                 "pretrained_loaded": loaded}
     write_json(out / "config.json", resolved)
     _cpu_estimate(args.data, trainer)
@@ -266,116 +293,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], overrides: dict,
-                    out_arg: str | None, kind: str, args: argparse.Namespace) -> Path:
-    """Run a grid, write results/summary/table into a new folder, print the table."""
-    from mmbalance.compare import (
-        RunSpec,
-        check_grid,
-        fmt_seconds,
-        markdown_table,
-        reference_line,
-        run_grid,
-        summarize,
-        uses_ray,
-    )
-    from mmbalance.data.registry import load_dataset
-    from mmbalance.runs import check_new_run_dir, new_run_dir, write_json, write_table
-
-    out_path = check_new_run_dir(out_arg or _default_out(kind))
-    check_grid(grid)
-    dataset = load_dataset(data)
-    if getattr(args, "unimodal_reference", False):
-        grid = [*grid, *((f"alone:{m}", "uniform") for m in dataset.modalities)]
-    check_grid(grid, dataset.modalities)
-    _check_runs(dataset, grid, overrides, seeds, args)  # all before the folder exists
-    on_ray = uses_ray(args.parallel, args.address)
-    with _ray_if(on_ray, args.address):  # connected (or failed) before the folder exists
-        out = new_run_dir(out_path)
-        write_json(out / "compare.json", {
-            "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
-            "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
-            **_data_record(dataset),
-        })
-        specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
-        t0 = time.perf_counter()
-        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
-                        progress=not args.no_progress, address=args.address,
-                        gpus_per_run=getattr(args, "gpus_per_run", 0.0))
-    write_table(out / "results.parquet", rows)
-    summary = summarize(rows, dataset.modalities)
-    write_table(out / "summary.parquet", summary)
-    table = markdown_table(summary, dataset.modalities)
-    ref = reference_line(dataset)
-    (out / "summary.md").write_text(
-        f"Data `{data}`, seeds {seeds}, test metrics of the best-validation epoch.\n\n"
-        f"{table}\n\n{ref}\n"
-    )
-    print(table)
-    if ref:
-        print(ref)
-    diverged = [r for r in rows if r.get("diverged")]
-    if diverged:
-        print(f"{len(diverged)} of {len(rows)} runs diverged and are not averaged in; first: "
-              f"{diverged[0]['diverged_at']}")
-    print(f"{len(rows)} runs in {fmt_seconds(time.perf_counter() - t0)}; wrote {out}")
-    return out
-
-
-def _check_runs(dataset, grid: list[tuple[str, str]], overrides: dict, seeds: list[int],
-                args: argparse.Namespace) -> None:
-    """What a grid's runs would refuse once started (a device this machine lacks, sampler
-    options that do not fit the data or batch size), checked before the output folder is
-    made, so a failed validation never leaves a folder that blocks the corrected rerun."""
-    import numpy as np
-
-    from mmbalance.compare import resolve_method
-    from mmbalance.policies.base import SamplerContext
-    from mmbalance.policies.registry import make_sampler
-    from mmbalance.trainers.config import TrainConfig
-    from mmbalance.trainers.trainer import resolve_device
-
-    gpus = getattr(args, "gpus_per_run", 0.0)
-    if gpus < 0:
-        raise UserError(f"--gpus-per-run: must be >= 0, got {gpus}")
-    for grid_method, spec in grid:
-        method, alone = resolve_method(grid_method, list(dataset.modalities))
-        config = TrainConfig.from_dict({**overrides, **alone, "method": method,
-                                        "seed": seeds[0]})
-        if args.address is None and not gpus:  # runs here: this machine's devices
-            resolve_device(config.device)
-        make_sampler(spec).bind(SamplerContext(
-            n_train=len(dataset.splits["train"]), modalities=list(dataset.modalities),
-            batch_size=config.batch_size, epochs=config.epochs,
-            rng=np.random.default_rng(0), num_classes=dataset.num_classes))
-
-
-def _data_record(dataset) -> dict:
-    """What a run folder records about how its data was transformed (standardisation of
-    user features, with the training split's statistics)."""
-    standardize = dataset.info.get("standardize")
-    record = {"num_classes": dataset.num_classes}
-    return {**record, "standardize": standardize} if standardize is not None else record
-
-
-@contextmanager
-def _ray_if(needed: bool, address: str | None, origin: str = "--address") -> Iterator[None]:
-    """A Ray session for commands that use Ray, entered before they create their output
-    folder (a wrong address or token fails in seconds and leaves nothing behind); says on
-    stdout where the work runs."""
-    if not needed:
-        yield
-        return
-    from mmbalance.ray_session import ray_session
-
-    with ray_session(address, origin=origin) as where:
-        if where:
-            print(f"Ray: {where}", flush=True)
-        yield
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mmbalance.compare import DEFAULT_GRID, seeds_list
+    from mmbalance.compare import DEFAULT_GRID, run_comparison, seeds_list
 
     overrides = _train_settings(args)
     grid = DEFAULT_GRID
@@ -387,11 +306,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 raise UserError(f"--grid {item!r}: expected METHOD/SAMPLER, e.g. mla/dus-h")
             grid.append((method, sampler))
     seeds = seeds_list(args.seeds, args.first_seed)
-    _run_comparison(args.data, grid, seeds, overrides, args.out, "compare", args)
+    run_comparison(args.data, grid, seeds, overrides, Path(args.out or _default_out("compare")),
+                   parallel=args.parallel, address=args.address, gpus_per_run=args.gpus_per_run,
+                   unimodal_reference=args.unimodal_reference, progress=not args.no_progress)
     return 0
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
+    from mmbalance.ray_session import ray_session_if
     from mmbalance.runs import check_new_run_dir
     from mmbalance.tune.learn import plan_resume, run_learn
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
@@ -401,7 +323,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
             raise UserError("--resume DIR takes its config from DIR; only --iterations, "
                             "--address, --trust-unsigned and --no-progress go with it")
         cfg, start, rows = plan_resume(args.resume, args.iterations, args.trust_unsigned)
-        with _ray_if(True, args.address):  # where it continues: --address, not the run's past
+        # where it continues: --address, not the run's past
+        with ray_session_if(True, args.address):
             res = run_learn(cfg, args.resume, progress=not args.no_progress, start=start,
                             rows=rows)
     else:
@@ -417,7 +340,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         cfg = LearnConfig.from_dict(apply_overrides(base, sets))
         address, origin = (args.address, "--address") if args.address else (cfg.address,
                                                                             "address:")
-        with _ray_if(True, address, origin):
+        with ray_session_if(True, address, origin):
             res = run_learn(cfg, out, progress=not args.no_progress)
     rows = res["rows"]
     last = rows[-1] if rows else {}
@@ -430,6 +353,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
+    from mmbalance.ray_session import ray_session_if
     from mmbalance.runs import check_new_run_dir, new_run_dir
     from mmbalance.tune.learn_config import apply_overrides
     from mmbalance.tune.sweep import (
@@ -469,7 +393,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         out = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
         check_storage(cfg, out, resume=False)  # before the folder exists
         dataset = shared_dataset(cfg)  # a bad data file, too
-    with _ray_if(True, args.address):  # connect, check the storage, then make the folder
+    with ray_session_if(True, args.address):  # connect, check the storage, then make the folder
         require_shared_storage(cfg, out)
         if not args.resume:
             out = new_run_dir(out)
@@ -483,19 +407,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmbalance.compare import seeds_list
+    from mmbalance.compare import evaluation_grid, run_comparison, seeds_list
     from mmbalance.policies.learned import load_policy
 
     policy = load_policy(args.policy)
     env_cfg = policy.spec["env_config"]
-    kind = policy.spec["env"]
-    method = env_cfg.get("method", "mla" if kind == "quota" else "joint")
+    method, samplers = evaluation_grid(policy.spec, args.policy)
     overrides = {**env_cfg.get("train", {}), **_train_overrides(args)}
-    if kind == "quota":
-        samplers = [f"learned:{args.policy}", f"dus-rl:init={args.policy}", "dus-rl", "uniform",
-                    "dus-h"]
-    else:
-        samplers = [f"learned:{args.policy}", "uniform", "bss-h", "bss-l"]
     data = args.data or env_cfg.get("data", "synthetic")
     from mmbalance.data.family import DataFamily
 
@@ -503,8 +421,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"evaluate: the policy learned on a family of data ({data!r}); name "
                         "the data to evaluate on with --data")
     seeds = seeds_list(args.seeds, args.first_seed)
-    out = _run_comparison(data, [(method, s) for s in samplers], seeds, overrides, args.out,
-                          "evaluate", args)
+    out = run_comparison(data, [(method, s) for s in samplers], seeds, overrides,
+                         Path(args.out or _default_out("evaluate")), parallel=args.parallel,
+                         address=args.address, progress=not args.no_progress)
     from mmbalance.report import make_report
 
     for path in make_report(out):
@@ -520,11 +439,56 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Raw layout -> training-ready arrays (`mmbalance/data/real/writer.py` describes the
+    prepared folder; each dataset module its raw layout), used then as `--data NAME:OUT`. A
+    re-run with the same settings resumes an interrupted preparation; one with other
+    settings refuses to touch the folder."""
+    from mmbalance.data.real import REAL_DATASETS, prepare_dataset, preparer_class
+    from mmbalance.data.real.writer import PreparationInterrupted
+
+    name = args.dataset.strip().lower()
+    if name not in REAL_DATASETS:
+        raise UserError(f"prepare: unknown dataset {args.dataset!r}; allowed: "
+                        f"{list(REAL_DATASETS)}")
+    settings: dict = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        settings[key.strip()] = parse_scalar(value.strip())
+    if args.tokenizer is not None:
+        if "tokenizer" not in preparer_class(name).settings_cls.__dataclass_fields__:
+            raise UserError(f"--tokenizer: dataset {name!r} has no text modality")
+        settings["tokenizer"] = args.tokenizer
+    if args.workers < 0:
+        raise UserError(f"--workers: must be >= 0, got {args.workers}")
+    t0 = time.perf_counter()
+    try:
+        meta = prepare_dataset(name, args.root, args.out, settings,
+                               skip_missing=args.skip_missing, progress=not args.no_progress,
+                               workers=args.workers,
+                               report=lambda line: print(line, file=sys.stderr, flush=True))
+    except PreparationInterrupted as stop:
+        print(f"interrupted: rerun the same command to resume ({stop.done} of {stop.total} "
+              "done)", file=sys.stderr)
+        return 130
+    counts = ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
+    shapes = ", ".join(f"{m} {tuple(a['shape'])} {a['dtype']}" for m, a in meta["arrays"].items())
+    print(f"prepared {name} ({counts}; {shapes}) in {time.perf_counter() - t0:.1f} s")
+    if meta["skipped"]:
+        print(f"left out {len(meta['skipped'])} item(s) with missing or cut files, e.g. "
+              f"{meta['skipped'][0]} (all listed in {args.out}/meta.json)")
+    print(f"use it as --data {name}:{args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         commands = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report,
-                    "learn": cmd_learn, "evaluate": cmd_evaluate, "sweep": cmd_sweep, "prepare": cmd_prepare}
+                    "learn": cmd_learn, "evaluate": cmd_evaluate, "sweep": cmd_sweep,
+                    "prepare": cmd_prepare}
         return commands[args.command](args)
     except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)

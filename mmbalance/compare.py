@@ -1,4 +1,9 @@
-"""The main job: methods × samplers × seeds on one dataset, summarised as a table.
+"""The main job: methods × samplers × seeds on one dataset, summarised as a table
+(`mmbalance compare`, and `mmbalance evaluate`, which compares a learned policy with the
+baselines `evaluation_grid` names).
+
+`run_comparison` checks everything a run would refuse before the output folder exists
+(`check_runs`), then trains the grid and writes the folder.
 
 Runs go to Ray tasks when Ray is installed (one CPU each, so the grid fills the machine or
 the cluster), otherwise one after another. A run never writes where it trains: it returns its
@@ -14,14 +19,23 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.errors import ConfigError, DivergedError
-from mmbalance.runs import RunRecord, new_run_dir, write_record
+from mmbalance.errors import ConfigError, DivergedError, UserError
+from mmbalance.runs import (
+    RunRecord,
+    check_new_run_dir,
+    data_record,
+    new_run_dir,
+    write_json,
+    write_record,
+    write_table,
+)
 
 # Every method with each sampler it takes (DUS needs per-modality batches: mla, joint-uni).
 DEFAULT_GRID: list[tuple[str, str]] = [
@@ -117,8 +131,7 @@ def check_grid(grid: list[tuple[str, str]], modalities: list[str] | None = None)
     """Refuse unknown methods, bad sampler selectors and pairs that cannot train together
     (with `modalities`, also `alone:<m>` naming a modality the data lacks)."""
     from mmbalance.policies.registry import make_sampler
-    from mmbalance.trainers.config import METHODS
-    from mmbalance.trainers.methods import METHOD_CLASSES
+    from mmbalance.trainers.methods import METHOD_CLASSES, METHODS
 
     for method, sampler in grid:
         if method.startswith(ALONE):
@@ -264,3 +277,88 @@ def seeds_list(n: int, first: int = 0) -> list[int]:
 
 def fmt_seconds(s: float) -> str:
     return f"{s / 60:.1f} min" if s >= 90 else f"{math.ceil(s)} s"
+
+
+def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], overrides: dict,
+                   out_path: Path, parallel: str = "auto", address: str | None = None,
+                   gpus_per_run: float = 0.0, unimodal_reference: bool = False,
+                   progress: bool = True) -> Path:
+    """Run a grid into the new folder `out_path` (results, summary, table) and print the
+    table; everything a run would refuse is refused before the folder exists."""
+    from mmbalance.data.registry import load_dataset
+    from mmbalance.ray_session import ray_session_if
+
+    out_path = check_new_run_dir(out_path)
+    check_grid(grid)
+    dataset = load_dataset(data)
+    if unimodal_reference:
+        grid = [*grid, *((f"{ALONE}{m}", "uniform") for m in dataset.modalities)]
+    check_grid(grid, dataset.modalities)
+    check_runs(dataset, grid, overrides, seeds, address, gpus_per_run)
+    on_ray = uses_ray(parallel, address)
+    with ray_session_if(on_ray, address):  # connected (or failed) before the folder exists
+        out = new_run_dir(out_path)
+        write_json(out / "compare.json", {
+            "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,
+            "modalities": dataset.modalities, "best_accuracy": dataset.best_accuracy,
+            **data_record(dataset),
+        })
+        specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
+        t0 = time.perf_counter()
+        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
+                        progress=progress, address=address, gpus_per_run=gpus_per_run)
+    write_table(out / "results.parquet", rows)
+    summary = summarize(rows, dataset.modalities)
+    write_table(out / "summary.parquet", summary)
+    table = markdown_table(summary, dataset.modalities)
+    ref = reference_line(dataset)
+    (out / "summary.md").write_text(
+        f"Data `{data}`, seeds {seeds}, test metrics of the best-validation epoch.\n\n"
+        f"{table}\n\n{ref}\n"
+    )
+    print(table)
+    if ref:
+        print(ref)
+    diverged = [r for r in rows if r.get("diverged")]
+    if diverged:
+        print(f"{len(diverged)} of {len(rows)} runs diverged and are not averaged in; first: "
+              f"{diverged[0]['diverged_at']}")
+    print(f"{len(rows)} runs in {fmt_seconds(time.perf_counter() - t0)}; wrote {out}")
+    return out
+
+
+def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], overrides: dict,
+               seeds: list[int], address: str | None = None, gpus_per_run: float = 0.0) -> None:
+    """What a grid's runs would refuse once started (a device this machine lacks, sampler
+    options that do not fit the data or batch size), checked before the output folder is
+    made, so a failed validation never leaves a folder that blocks the corrected rerun."""
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.sampler import SamplerContext
+    from mmbalance.trainers.trainer import resolve_device
+
+    if gpus_per_run < 0:
+        raise UserError(f"--gpus-per-run: must be >= 0, got {gpus_per_run}")
+    for grid_method, spec in grid:
+        method, alone = resolve_method(grid_method, list(dataset.modalities))
+        config = TrainConfig.from_dict({**overrides, **alone, "method": method,
+                                        "seed": seeds[0]})
+        if address is None and not gpus_per_run:  # runs here: this machine's devices
+            resolve_device(config.device)
+        make_sampler(spec).bind(SamplerContext(
+            n_train=len(dataset.splits["train"]), modalities=list(dataset.modalities),
+            batch_size=config.batch_size, epochs=config.epochs,
+            rng=np.random.default_rng(0), num_classes=dataset.num_classes))
+
+
+def evaluation_grid(spec: dict, policy: str) -> tuple[str, list[str]]:
+    """What `mmbalance evaluate` compares the exported policy at `policy` (whose policy.json
+    is `spec`) with, on held-out seeds: (the method it was learned with, the samplers). A
+    quota policy: replayed greedily, trained further online from it (`dus-rl:init=`), DUS-RL
+    from scratch, uniform and DUS-H; a sequence policy: replayed, uniform, BSS-H and BSS-L."""
+    env_cfg, kind = spec["env_config"], spec["env"]
+    method = env_cfg.get("method", "mla" if kind == "quota" else "joint")
+    if kind == "quota":
+        return method, [f"learned:{policy}", f"dus-rl:init={policy}", "dus-rl", "uniform",
+                        "dus-h"]
+    return method, [f"learned:{policy}", "uniform", "bss-h", "bss-l"]

@@ -78,6 +78,21 @@ def ray_session(address: str | None = None, origin: str = "--address",
             reaper.wait(timeout=30)
 
 
+@contextmanager
+def ray_session_if(needed: bool, address: str | None,
+                   origin: str = "--address") -> Iterator[None]:
+    """A Ray session for commands that use Ray, entered before they create their output
+    folder (a wrong address or token fails in seconds and leaves nothing behind); says on
+    stdout where the work runs. Nothing when not `needed`."""
+    if not needed:
+        yield
+        return
+    with ray_session(address, origin=origin) as where:
+        if where:
+            print(f"Ray: {where}", flush=True)
+        yield
+
+
 def _describe(target: str | None) -> str:
     import ray
 

@@ -137,5 +137,13 @@ def write_run(out: Path, trainer, final: dict | None, config: dict) -> None:
     write_record(out, collect_run(trainer, final, config))
 
 
+def data_record(dataset) -> dict:
+    """What a run folder records about how its data was transformed (standardisation of
+    user features, with the training split's statistics)."""
+    standardize = dataset.info.get("standardize")
+    record = {"num_classes": dataset.num_classes}
+    return {**record, "standardize": standardize} if standardize is not None else record
+
+
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from mmbalance.balance import balance_terms
 from mmbalance.policies.bss_measure import (
     balance_degree,
     balance_ranking,
-    balance_terms,
     pacing_size,
     sampling_probs,
 )

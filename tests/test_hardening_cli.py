@@ -162,7 +162,8 @@ def test_bad_sweep_yaml_is_refused_before_ray_starts(change, needle, refused, tm
 
 
 def test_a_sweep_never_writes_into_another_sweeps_experiment(refused, tmp_path):
-    from mmbalance.tune.sweep import SWEEP_ID, SweepConfig, _claim, check_storage
+    from mmbalance.tune.sweep import SWEEP_ID, SweepConfig, check_storage
+    from mmbalance.tune.sweep.run import _claim
 
     first = tmp_path / "first"
     first.mkdir()

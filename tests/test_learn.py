@@ -295,7 +295,7 @@ def test_report_plots_a_learn_folder(ppo_run, tmp_path):
     import shutil
 
     from mmbalance.report import make_report
-    from mmbalance.report_learn import PANELS
+    from mmbalance.report.learn import PANELS
 
     run = tmp_path / "run"
     shutil.copytree(ppo_run["out"], run)

@@ -28,7 +28,8 @@ from mmbalance.cli import main
 from mmbalance.data.real import audio, images, load_real, prepare_dataset
 from mmbalance.data.real.cremad import CLASSES as CREMAD_CLASSES
 from mmbalance.data.real.defaults import dataset_defaults
-from mmbalance.data.real.store import open_npy, stratified_carve
+from mmbalance.data.real.preparer import stratified_carve
+from mmbalance.data.real.reader import open_npy
 from mmbalance.data.real.text import (
     HashingTokenizer,
     WordPieceTokenizer,
@@ -37,6 +38,7 @@ from mmbalance.data.real.text import (
 )
 from mmbalance.data.registry import load_dataset
 from mmbalance.errors import ConfigError, DataError
+from mmbalance.trainers.config import TrainConfig
 
 TINY_AV = {"sample_rate": 8000, "audio_seconds": 0.25, "image_size": 16}
 SPEC_SHAPE = (1, 257, 1 + 2000 // 353)
@@ -414,7 +416,23 @@ def test_yaml_defaults_are_the_preparers_defaults():
         assert d["encoders"] == {m: e["name"] for m, e in prep.encoders().items()}, name
         assert d["train"]["optimizer"] in ("sgd", "adam")
         assert d["train"]["lr_step"] == 70 and d["train"]["lr_gamma"] == 0.1
+        TrainConfig.from_dict(d["train"])  # the trainer's check (data/ does not import it)
     assert dataset_defaults("nvgesture")["train"]["batch_size"] == 2
+
+
+def test_a_bad_train_key_in_a_defaults_file_is_named_with_the_file(tmp_path, monkeypatch):
+    import yaml
+
+    from mmbalance.cli import _dataset_defaults, build_parser
+    from mmbalance.data.real import defaults
+
+    data = dataset_defaults("ks")
+    data["train"]["ogm_alpa"] = 0.3
+    (tmp_path / "ks.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(defaults, "defaults_dir", lambda: tmp_path)
+    args = build_parser().parse_args(["train", "--data", "ks:/x"])
+    with pytest.raises(ConfigError, match=r"ks.yaml: train: .*unknown key.*ogm_alpa"):
+        _dataset_defaults(args.data, args)
 
 
 # ------------------------------------------------------------------------ end to end
@@ -549,7 +567,7 @@ def test_dataset_defaults_apply_only_to_the_papers_datasets():
                                          ({"max_words": -3}, "max_words must be > 0")])
 def test_image_text_settings_are_checked(name, bad, needle):
     from mmbalance.data.real import preparer_class
-    from mmbalance.data.real.store import make_settings
+    from mmbalance.data.real.preparer import make_settings
 
     with pytest.raises(ConfigError, match=needle):
         make_settings(preparer_class(name).settings_cls, bad)

@@ -7,11 +7,11 @@ from torch.nn import functional as F
 
 from mmbalance.data.synthetic import PRESETS, SyntheticConfig, make_synthetic
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import PAIRED, EpochOrderSampler, SamplerContext
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.methods import quota_chunks
 from mmbalance.trainers.probe import probe_accuracy
+from mmbalance.trainers.sampler import PAIRED, EpochOrderSampler, ForwardPass, SamplerContext
 from mmbalance.trainers.trainer import Trainer
 
 
@@ -25,8 +25,9 @@ class FixedOrder(EpochOrderSampler):
 
 
 def test_joint_uni_step_is_weighted_fusion_plus_unimodal_head_losses(small_synthetic):
-    cfg = TrainConfig(method="joint-uni", batch_size=32, mm_loss_weight=0.1,
-                      uni_loss_weights=[0.9, 0.7], momentum=0.0, weight_decay=0.0, lr=0.05)
+    cfg = TrainConfig.from_dict({"method": "joint-uni", "batch_size": 32, "mm_loss_weight": 0.1,
+                                 "uni_loss_weights": [0.9, 0.7], "momentum": 0.0,
+                                 "weight_decay": 0.0, "lr": 0.05})
     tr = Trainer(small_synthetic, cfg, FixedOrder())
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     idx = torch.arange(32)
@@ -48,7 +49,8 @@ def test_joint_uni_inference_modes_sum_the_heads_the_authors_sum(small_synthetic
     feats = {m: torch.randn(5, 64) for m in small_synthetic.modalities}
     logits = {}
     for mode in ("sum", "unimodal", "fusion"):
-        tr = Trainer(small_synthetic, TrainConfig(method="joint-uni", inference=mode, seed=1))
+        cfg = TrainConfig.from_dict({"method": "joint-uni", "inference": mode, "seed": 1})
+        tr = Trainer(small_synthetic, cfg)
         fusion, uni = tr.model.head.parts(feats)
         logits[mode] = (tr.model.head(feats)[0], fusion, uni)
     mm, fusion, uni = logits["sum"]
@@ -58,14 +60,16 @@ def test_joint_uni_inference_modes_sum_the_heads_the_authors_sum(small_synthetic
     mm, fusion, _ = logits["fusion"]
     torch.testing.assert_close(mm, fusion)
     with pytest.raises(ConfigError, match="inference"):
-        TrainConfig(method="joint-uni", inference="vote").check()
+        TrainConfig.from_dict({"method": "joint-uni", "inference": "vote"}).check()
 
 
 def test_joint_uni_weights_are_checked(small_synthetic):
     with pytest.raises(ConfigError, match="uni_loss_weights"):
-        Trainer(small_synthetic, TrainConfig(method="joint-uni", uni_loss_weights=[1.0, 1.0, 1.0]))
+        Trainer(small_synthetic, TrainConfig.from_dict({"method": "joint-uni",
+                                                        "uni_loss_weights": [1.0, 1.0, 1.0]}))
     with pytest.raises(ConfigError, match="at least one"):
-        TrainConfig(method="joint-uni", mm_loss_weight=0, uni_loss_weights=0).check()
+        TrainConfig.from_dict({"method": "joint-uni", "mm_loss_weight": 0,
+                               "uni_loss_weights": 0})
 
 
 def test_quota_chunks_give_each_mode_its_meaning():
@@ -192,8 +196,9 @@ def test_competition_preset_hides_the_weak_signal_from_linear_readers():
 
 
 def test_bss_measurer_weighs_losses_as_the_training_loss_does(small_synthetic):
-    tr = Trainer(small_synthetic, TrainConfig(method="joint-uni", mm_loss_weight=0.1,
-                                              uni_loss_weights=0.9), make_sampler("bss-l"))
+    cfg = TrainConfig.from_dict({"method": "joint-uni", "mm_loss_weight": 0.1,
+                                 "uni_loss_weights": 0.9})
+    tr = Trainer(small_synthetic, cfg, make_sampler("bss-l"))
     assert tr.sampler.loss_weights == (0.9, 0.9, 0.1)
     tr = Trainer(small_synthetic, TrainConfig(method="joint-uni"),
                  make_sampler("bss-l:loss_weights=1/2/3"))
@@ -204,12 +209,18 @@ def test_bss_measurer_weighs_losses_as_the_training_loss_does(small_synthetic):
 
 def test_bss_l_with_replacement_changes_how_often_samples_are_seen():
     n = 400
-    sim = np.linspace(1.0, 0.0, n)  # sample 0 the most balanced, the last the least
-    loss = np.linspace(0.0, 1.0, n)
-    s = make_sampler("bss-l:draw=replacement")
+    # modality a ever surer of class 0, modality v of class 1 (they disagree more and more)
+    # and a fusion layer ever less sure of the true class 0: with the fusion loss alone
+    # weighed, the balance degree grows with the index, sample 0 the most balanced
+    x = torch.linspace(0.0, 6.0, n)
+    logits = torch.zeros(3, n, 3)
+    logits[0, :, 0], logits[1, :, 1], logits[2, :, 0] = x, x, -x
+    out = ForwardPass(np.arange(n), logits, torch.zeros(n, dtype=torch.int64))
+    s = make_sampler("bss-l:draw=replacement,loss_weights=0/0/1")
     s.bind(SamplerContext(n_train=n, modalities=["a", "v"], batch_size=n, epochs=1,
                           rng=np.random.default_rng(0)))
-    s.start_epoch(0, lambda: (sim, loss))
+    s.start_epoch(0, lambda: out)
+    assert np.all(np.diff(s.degree) >= 0) and s.degree[-1] > s.degree[0]
     order = s.next_batch()["a"]
     counts = np.bincount(order, minlength=n)
     assert len(order) == n and counts.max() > 1

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmbalance.errors import UserError
-from mmbalance.report import discover_modalities, make_report, quotas_vary
+from mmbalance.report import discover_modalities, make_report
+from mmbalance.report.run import quotas_vary
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 8
@@ -214,7 +215,7 @@ def test_learning_curve_draws_progress_and_fixed_policy_levels():
 
     import pandas as pd
 
-    from mmbalance.report_learn import learning_curve_figure
+    from mmbalance.report.learn import learning_curve_figure
 
     progress = pd.DataFrame({"iteration": [1, 2, 3], "env_steps": [32.0, 64.0, 96.0],
                              "episode_return_mean": [1.0, 2.0, 1.5],
@@ -236,10 +237,10 @@ def test_learning_curve_draws_progress_and_fixed_policy_levels():
 @pytest.fixture
 def figures(monkeypatch):
     """The figures the report draws, kept open for inspection instead of saved."""
-    from mmbalance import report
+    from mmbalance.report import common
 
     kept: list = []
-    monkeypatch.setattr(report, "_save", lambda fig, out: kept.append(fig) or out)
+    monkeypatch.setattr(common, "save", lambda fig, out: kept.append(fig) or out)
     yield kept
     for fig in kept:
         plt.close(fig)
@@ -254,7 +255,7 @@ def _integer_ticks(ax) -> bool:
 def test_one_epoch_run_is_a_visible_point_with_integer_ticks(tmp_path, figures):
     import pandas as pd
 
-    from mmbalance.report import plot_discrepancy, plot_run_accuracy
+    from mmbalance.report.run import plot_discrepancy, plot_run_accuracy
 
     epochs = pd.DataFrame({"epoch": [0], "val_acc": [0.41], "val_acc_audio": [0.38],
                            "val_acc_visual": [0.22]})
@@ -270,7 +271,8 @@ def test_one_epoch_run_is_a_visible_point_with_integer_ticks(tmp_path, figures):
 def test_identical_curves_stay_visible_and_say_so(tmp_path, figures):
     import pandas as pd
 
-    from mmbalance.report import plot_discrepancy_curves, plot_run_accuracy
+    from mmbalance.report.compare import plot_discrepancy_curves
+    from mmbalance.report.run import plot_run_accuracy
 
     acc = [0.3, 0.5, 0.6]
     epochs = pd.DataFrame({"epoch": [0, 1, 2], "val_acc": acc, "val_acc_audio": acc,

@@ -4,14 +4,15 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
+from mmbalance.balance import LearningStatus, balance_terms
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import SamplerContext, UniformSampler
 from mmbalance.policies.bss import BSSHeuristicSampler, BSSLearnedSampler
-from mmbalance.policies.bss_measure import pacing_size
+from mmbalance.policies.bss_measure import balance_degree, pacing_size
 from mmbalance.policies.dus import DUSHeuristicSampler, QuotaSampler, dus_quotas
 from mmbalance.policies.registry import make_sampler
-from mmbalance.trainers.status import LearningStatus
+from mmbalance.trainers.sampler import ForwardPass, SamplerContext, UniformSampler
 
 
 def ctx(n=100, b=10, mods=("a", "v"), seed=0):
@@ -21,6 +22,20 @@ def ctx(n=100, b=10, mods=("a", "v"), seed=0):
 
 def no_scorer():
     raise AssertionError("this sampler must not run a scoring pass here")
+
+
+def forward_pass(n, seed=0, classes=4, modalities=2, spread=3.0):
+    """Random detached logits of n training samples, as the trainer delivers them."""
+    rng = np.random.default_rng(seed)
+    logits = torch.tensor(rng.normal(size=(modalities + 1, n, classes)) * spread,
+                          dtype=torch.float32)
+    return ForwardPass(np.arange(n), logits, torch.as_tensor(rng.integers(0, classes, n)))
+
+
+def degree_of(out, weights=(1.0, 1.0, 1.0)):
+    """The balance degree BSS derives from forward-pass outputs (plain loss sum by default)."""
+    sim, loss = balance_terms(list(out.logits[:-1]), out.logits[-1], out.y, weights)
+    return balance_degree(sim.numpy(), loss.numpy())
 
 
 def drain(sampler):
@@ -102,17 +117,14 @@ def test_quota_bounds_checked():
 
 def test_bss_h_subset_grows_with_pacing_and_starts_most_balanced():
     n = 300
-    rng = np.random.default_rng(1)
-    sim, loss = rng.random(n), rng.random(n)
+    out = forward_pass(n, seed=1)
     calls = []
 
     def scorer():
         calls.append(1)
-        return sim, loss
+        return out
 
-    from mmbalance.policies.bss_measure import balance_degree
-
-    d = balance_degree(sim, loss)
+    d = degree_of(out)
     s = BSSHeuristicSampler(lambda0=0.1, t_grow=10)
     s.bind(ctx(n=n, b=32))
     sizes = []
@@ -130,39 +142,41 @@ def test_bss_h_subset_grows_with_pacing_and_starts_most_balanced():
 
 def test_bss_h_rerank_rescores():
     n = 100
-    scores = [(np.linspace(0, 1, n), np.zeros(n)), (np.linspace(1, 0, n), np.zeros(n))]
+    before = forward_pass(n, seed=2)
+    # the second pass: the same outputs for the samples in reverse order
+    after = ForwardPass(before.rows, before.logits.flip(1), before.y.flip(0))
+    passes = [before, after]
     calls = []
 
     def scorer():
         calls.append(1)
-        return scores[min(len(calls) - 1, 1)]
+        return passes[min(len(calls) - 1, 1)]
 
     s = BSSHeuristicSampler(lambda0=0.2, t_grow=100, rerank=2)
     s.bind(ctx(n=n, b=10))
     s.start_epoch(0, scorer)
     first = np.concatenate([b["a"] for b in drain(s)])
-    assert first.min() >= n - len(first)  # high similarity = balanced = the last indices
+    assert set(first) == set(np.argsort(degree_of(before), kind="stable")[: len(first)])
     s.start_epoch(1, scorer)
     drain(s)
     s.start_epoch(2, scorer)
     third = np.concatenate([b["a"] for b in drain(s)])
     assert len(calls) == 2
-    assert third.max() < len(third)  # after re-ranking, the first indices
+    # after re-ranking, the most balanced samples of the second pass: the first ones reversed
+    assert set(third) == set(n - 1 - np.argsort(degree_of(before), kind="stable")[: len(third)])
 
 
 def test_bss_l_draws_without_replacement_with_stated_weights():
     n = 4
-    sim = np.array([1.0, 0.0, 1.0, 0.0])
-    loss = np.array([0.0, 1.0, 1.0, 0.0])
-    from mmbalance.policies.bss_measure import balance_degree
-
-    w = 2.01 - balance_degree(sim, loss)  # degrees 0, 2, 1, 1 -> weights 2.01, .01, 1.01, 1.01
+    out = forward_pass(n, seed=4)
+    w = 2.01 - degree_of(out)
+    assert w.max() / w.min() > 1.5  # distinct enough weights to tell the law apart
     s = BSSLearnedSampler(score="pass")
     s.bind(ctx(n=n, b=n, seed=3))
     first = np.zeros(n)
     trials = 6000
     for epoch in range(trials):
-        s.start_epoch(epoch, lambda: (sim, loss))
+        s.start_epoch(epoch, lambda: out)
         order = drain(s)[0]["a"]
         assert sorted(order.tolist()) == list(range(n))
         first[order[0]] += 1
@@ -173,22 +187,24 @@ def test_bss_l_draws_without_replacement_with_stated_weights():
 def test_bss_l_uses_forward_scores_after_first_epoch():
     n = 50
     calls = []
+    trained = forward_pass(n, seed=5)  # what the training passes of epoch 0 give
 
     def scorer():
         calls.append(1)
-        return np.zeros(n), np.zeros(n)
+        return forward_pass(n, seed=6)
 
     assert not BSSLearnedSampler().observes  # the default: a fresh pass, as the authors
     s = BSSLearnedSampler(score="forward")
     assert s.observes
     s.bind(ctx(n=n, b=10))
     s.start_epoch(0, scorer)
-    for b in drain(s):
-        s.observe(b["a"], np.ones(len(b["a"])), b["a"].astype(float))  # loss grows with index
+    while (b := s.next_batch()) is not None:  # the last call folds the epoch in
+        rows = b["a"]
+        s.observe(ForwardPass(rows, trained.logits[:, rows], trained.y[rows]))
+    assert len(calls) == 1
     s.start_epoch(1, scorer)
     assert len(calls) == 1  # the second epoch reused the forward-pass scores
-    # constant similarity normalises to 0, so d = 1 + the normalised loss
-    np.testing.assert_allclose(s.degree, 1 + np.arange(n) / (n - 1))
+    np.testing.assert_allclose(s.degree, degree_of(trained), rtol=1e-6)
 
 
 def test_registry_errors_name_options():

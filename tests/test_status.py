@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from mmbalance.balance import LearningStatus
 from mmbalance.errors import ConfigError
-from mmbalance.trainers.status import LearningStatus
 
 
 def test_running_mean_is_the_mean_of_batch_scores():
@@ -38,3 +38,20 @@ def test_only_trained_modalities_update_and_gap_for_three():
 def test_bad_accumulation():
     with pytest.raises(ConfigError, match="allowed"):
         LearningStatus(["a", "v"], "median")
+
+
+@pytest.mark.parametrize("accumulation", ["mean", "ema"])
+def test_folding_many_steps_is_updating_step_by_step(accumulation):
+    """The trainer folds a run of steps at once; it must give the very same numbers."""
+    rng = np.random.default_rng(0)
+    steps = [(rng.random(3).tolist(), (3 * rng.random(3)).tolist()) for _ in range(40)]
+    one, many = (LearningStatus(["r", "d", "f"], accumulation, 0.2) for _ in range(2))
+    rows = []
+    for scores, losses in steps:
+        one.update(dict(zip("rdf", scores)), dict(zip("rdf", losses)))
+        rows.append(one.as_dict())
+    folded = many.fold(steps)
+    assert [dict(zip(many.keys(), r)) for r in folded] == rows  # exactly
+    assert many.keys() == list(rows[0])  # in the step log's column order
+    for key in ("t", "s", "s_hat", "loss"):
+        assert np.array_equal(getattr(one, key), getattr(many, key))

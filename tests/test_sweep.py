@@ -257,7 +257,7 @@ def test_a_trial_whose_checkpoint_is_gone_keeps_its_reported_history(tmp_path):
 
     from ray.tune import Checkpoint
 
-    from mmbalance.tune.sweep import _epoch_history, _trial_history
+    from mmbalance.tune.sweep.results import _epoch_history, _trial_history
 
     trial = tmp_path / "trial"
     trial.mkdir()

@@ -12,7 +12,7 @@ from mmbalance.trainers.trainer import Trainer
 
 
 def fit(data, sampler="uniform", **cfg):
-    tr = Trainer(data, TrainConfig(**{"epochs": 4, **cfg}), make_sampler(sampler))
+    tr = Trainer(data, TrainConfig.from_dict({"epochs": 4, **cfg}), make_sampler(sampler))
     return tr, tr.fit()
 
 
@@ -45,6 +45,22 @@ def test_step_log_is_wide_and_complete(small_synthetic):
         assert {f"quota_{m}", f"s_{m}", f"s_hat_{m}", f"loss_{m}"} <= cols
     assert {"discrepancy", "step", "epoch"} <= cols
     assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+
+
+def test_step_numbers_are_read_in_bulk_and_current_whenever_read(small_synthetic):
+    tr = Trainer(small_synthetic, TrainConfig(epochs=2, seed=1), make_sampler("uniform"))
+    for _ in range(5):
+        tr.step()
+    assert len(tr._pending) == 5  # still where the steps computed them
+    assert tr.status.t.tolist() == [5, 5] and len(tr.history.steps) == 5  # read on demand
+    assert not tr._pending
+    while tr.step(stop_at_epoch_end=True) is not None:
+        pass
+    assert tr.epoch == 1 and not tr._pending and len(tr.history.steps) == tr.global_step  # read at epoch end
+    # a sampler that reads the status after every step gets every step's numbers at once
+    dus = Trainer(small_synthetic, TrainConfig(method="mla", epochs=1), make_sampler("dus-h"))
+    dus.step()
+    assert not dus._pending and dus._status.t.tolist() == [1, 1]
 
 
 def test_model_selection_uses_validation(small_synthetic):
@@ -90,9 +106,10 @@ def test_ogm_coefficients_damp_only_the_leader():
 
 def test_ogm_scales_dominant_encoder_gradients(small_synthetic):
     cfg = {"method": "ogm-ge", "ogm_ge": False, "epochs": 1}
-    tr = Trainer(small_synthetic, TrainConfig(**cfg), make_sampler("uniform"))
+    tr = Trainer(small_synthetic, TrainConfig.from_dict(cfg), make_sampler("uniform"))
     # the window [ogm_start, ogm_end] includes its end: starting at 1 leaves epoch 0 alone
-    ref = Trainer(small_synthetic, TrainConfig(**{**cfg, "ogm_start": 1}), make_sampler("uniform"))
+    ref = Trainer(small_synthetic, TrainConfig.from_dict({**cfg, "ogm_start": 1}),
+                  make_sampler("uniform"))
     tr.step()
     ref.step()
     coeffs = tr.method.last_coeffs
@@ -120,7 +137,8 @@ def test_ogm_ge_noise_takes_the_std_of_the_gradient_before_scaling():
 
 
 def test_ogm_window_includes_its_end_epoch(small_synthetic):
-    cfg = TrainConfig(method="ogm-ge", ogm_ge=False, epochs=3, ogm_start=1, ogm_end=1)
+    cfg = TrainConfig.from_dict({"method": "ogm-ge", "ogm_ge": False, "epochs": 3,
+                                 "ogm_start": 1, "ogm_end": 1})
     tr = Trainer(small_synthetic, cfg, make_sampler("uniform"))
     damped = {}
     while tr.step() is not None or not tr.done:
@@ -131,7 +149,7 @@ def test_ogm_window_includes_its_end_epoch(small_synthetic):
 
 
 def test_mla_projector_removes_previous_feature_direction(small_synthetic):
-    tr = Trainer(small_synthetic, TrainConfig(method="mla", mla_proj_alpha=1e-4),
+    tr = Trainer(small_synthetic, TrainConfig.from_dict({"method": "mla", "mla_proj_alpha": 1e-4}),
                  make_sampler("uniform"))
     method: MLAMethod = tr.method
     feats = torch.randn(32, tr.config.feature_dim) + 3.0
@@ -148,8 +166,9 @@ def test_mla_projector_removes_previous_feature_direction(small_synthetic):
 
 def test_mla_projection_keeps_head_update_orthogonal(small_synthetic):
     def head_delta(projection):
-        tr = Trainer(small_synthetic, TrainConfig(method="mla", mla_projection=projection,
-                     momentum=0.0, weight_decay=0.0, mla_proj_alpha=1e-4),
+        cfg = TrainConfig.from_dict({"method": "mla", "mla_projection": projection,
+                                     "momentum": 0.0, "weight_decay": 0.0, "mla_proj_alpha": 1e-4})
+        tr = Trainer(small_synthetic, cfg,
                      make_sampler("uniform"))
         seen = {}
         head = tr.model.head.fc
@@ -187,6 +206,28 @@ def test_bad_config_names_key():
         TrainConfig(batch_size=0).check()
 
 
+def test_each_method_owns_its_options_under_their_flat_keys():
+    from mmbalance.trainers.methods import METHOD_CLASSES, METHODS, MLAOptions, OGMGEOptions
+
+    assert METHODS == tuple(METHOD_CLASSES)  # one list of names: the registry's
+    cfg = TrainConfig.from_dict({"method": "ogm-ge", "ogm_alpha": "0.5", "mla_fusion": "equal"})
+    assert isinstance(cfg.options, OGMGEOptions) and cfg.options.ogm_alpha == 0.5
+    # another method's option is checked, then left to that method (a grid shares --set)
+    flat = cfg.to_dict()
+    assert flat["ogm_alpha"] == 0.5 and "mla_fusion" not in flat
+    assert TrainConfig.from_dict(flat).to_dict() == flat  # written flat, read back the same
+    mla = TrainConfig.from_dict({"method": "mla", "ogm_alpha": 0.5})
+    assert isinstance(mla.options, MLAOptions) and "ogm_alpha" not in mla.to_dict()
+    with pytest.raises(ConfigError, match="ogm_alpha: must be >= 0"):
+        TrainConfig.from_dict({"method": "mla", "ogm_alpha": -1})
+    with pytest.raises(ConfigError, match="'mla_projection' expects true or false"):
+        TrainConfig.from_dict({"method": "mla", "mla_projection": "maybe"})
+    with pytest.raises(ConfigError, match=r"mla_fusion: got 'vote', allowed \['entropy'"):
+        TrainConfig.from_dict({"method": "mla", "mla_fusion": "vote"})
+    with pytest.raises(ConfigError, match="unknown key.*allowed: .*mla_proj_alpha"):
+        TrainConfig.from_dict({"mla_alpha": 1})
+
+
 def test_memory_mapped_features_train_like_resident_ones(small_synthetic, tmp_path):
     import copy
 
@@ -209,7 +250,7 @@ def test_memory_mapped_features_train_like_resident_ones(small_synthetic, tmp_pa
 @pytest.mark.parametrize(
     "method, sampler",
     [("mla", "dus-h"), ("joint", "bss-h:t_grow=3,rerank=2"), ("joint", "bss-l"),
-     ("ogm-ge", "uniform")],
+     ("joint", "bss-l:score=forward"), ("ogm-ge", "uniform")],
 )
 def test_restored_trainer_continues_exactly(small_synthetic, tmp_path, method, sampler,
                                             mid_epoch):
@@ -239,6 +280,15 @@ def test_restore_refuses_another_config(small_synthetic, tmp_path):
     other = Trainer(small_synthetic, TrainConfig(epochs=1, batch_size=32), make_sampler("uniform"))
     with pytest.raises(ConfigError, match="batch_size"):
         other.restore(tmp_path / "s.pt")
+    # a checkpoint of the state layout before issue 11 (no format mark) is one clear error
+    from mmbalance.errors import UserError
+    from mmbalance.trainers.state import load_file, save_file
+
+    old = load_file(tmp_path / "s.pt")
+    del old["format"]
+    save_file(old, tmp_path / "old.pt")
+    with pytest.raises(UserError, match="older mmbalance"):
+        tr.restore(tmp_path / "old.pt")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -349,3 +349,26 @@ def test_a_saved_vector_env_continues_exactly(tmp_path):
             assert torch.equal(p1, p2)
     with pytest.raises(ConfigError, match="num_runs"):
         VectorQuotaEnv({**QUOTA, "num_runs": 3}).restore(tmp_path / "vec.pt")
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.0])
+def test_stacked_sgd_step_is_torch_sgd_per_run_with_each_runs_lr(momentum):
+    """Runs at different learning rates (a StepLR schedule, runs reset at other times) step
+    as K separate torch.optim.SGD steps would."""
+    from mmbalance.trainers.methods.mla_batched import _sgd
+
+    gen = torch.Generator().manual_seed(0)
+    p0 = torch.randn(3, 4, 5, generator=gen)
+    grads = [torch.randn(3, 4, 5, generator=gen) for _ in range(2)]
+    lrs = [0.1, 0.01, 0.1]
+    stacked = p0.clone()
+    bufs = [torch.zeros_like(p0)] if momentum else None
+    for g in grads:
+        _sgd([stacked], [g], bufs, lrs, momentum, 1e-4)
+    for i, lr in enumerate(lrs):
+        p = torch.nn.Parameter(p0[i].clone())
+        opt = torch.optim.SGD([p], lr=lr, momentum=momentum, weight_decay=1e-4)
+        for g in grads:
+            p.grad = g[i].clone()
+            opt.step()
+        torch.testing.assert_close(stacked[i], p.detach(), rtol=1e-6, atol=1e-7)

@@ -38,6 +38,9 @@ class ConcatFusionHead(nn.Module):
         return self(feats)
 
 
+FUSIONS = ("entropy", "equal")
+
+
 class SharedHead(nn.Module):
     """One linear classifier shared by every modality (MLA).
 
@@ -47,6 +50,8 @@ class SharedHead(nn.Module):
 
     def __init__(self, feature_dim: int, num_classes: int, modalities: list[str], fusion: str = "entropy"):
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.modalities = list(modalities)
         self.fc = nn.Linear(feature_dim, num_classes)
         self.fusion = fusion

@@ -1,125 +1,17 @@
-"""The sampler interface: a sampler *is* the data source of the training loop.
+"""The sampler interface lives on the trainer's side, `mmbalance/trainers/sampler.py` (the
+trainer consumes it; samplers implement it). This name stays for code written against it."""
 
-The trainer asks `next_batch()` for what to feed and never knows the policy behind it. A
-batch maps each modality to an index array into the training set: the same array for every
-modality is a paired batch; different arrays (of possibly different sizes) are unimodal
-batches (DUS), which only methods that update each modality on its own batch accept.
-After each step the trainer calls `update(status)`; samplers that score samples
-(BSS) also get `observe(...)` with per-sample terms from the training forward pass.
-`log_metrics()` exposes the sampling distribution at any time.
-"""
+from mmbalance.trainers.sampler import (
+    PAIRED,
+    QUOTA_MODES,
+    Batch,
+    EpochOrderSampler,
+    ForwardPass,
+    Sampler,
+    SamplerContext,
+    Scorer,
+    UniformSampler,
+)
 
-from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import numpy as np
-
-Batch = dict[str, np.ndarray]
-# A quota sampler's batch may also carry a paired batch of B under this key, for methods
-# that train a fusion loss beside the per-modality losses (joint-uni)
-PAIRED = "__paired__"
-# What a quota n_j means to a method that takes per-modality batches (mla, joint-uni):
-# batch = one mean-reduced step on the n_j samples (a larger quota only lowers gradient
-# noise); scaled = that loss weighted by n_j / B; steps = ceil(n_j / B) optimizer steps
-QUOTA_MODES = ("batch", "scaled", "steps")
-# Returns per-sample (similarity, loss) over the whole training set from a no-grad pass.
-Scorer = Callable[[], tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass
-class SamplerContext:
-    n_train: int
-    modalities: list[str]
-    batch_size: int
-    epochs: int
-    rng: np.random.Generator
-    num_classes: int | None = None  # the data's classes (observations normalise losses by it)
-    paired_with_quotas: bool = False  # quota samplers add a paired batch under PAIRED
-    # the training loss's weights (per modality, then fusion) where the method has them:
-    # BSS's measurer uses them unless given its own
-    loss_weights: tuple[float, ...] | None = None
-
-
-class Sampler:
-    """Base class. Subclasses override `start_epoch` and `next_batch`, and optionally more."""
-
-    name = "base"
-    unimodal_batches = False  # True: yields per-modality batches; needs a method like MLA
-    observes = False  # True: wants per-sample (sim, loss) of every trained batch
-    # how a method reads per-modality batch sizes (quota samplers set it; see QUOTA_MODES)
-    quota_mode = "batch"
-    loss_weights: tuple[float, ...] | None = None
-
-    def __init__(self) -> None:
-        pass
-
-    def bind(self, ctx: SamplerContext) -> None:
-        self.ctx = ctx
-        self.rng = ctx.rng
-
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
-        raise NotImplementedError
-
-    def next_batch(self) -> Batch | None:
-        """The next batch of this epoch, or None when the epoch is over."""
-        raise NotImplementedError
-
-    def update(self, status) -> None:
-        """Called after every training step with the trainer's LearningStatus."""
-
-    def observe(self, idx: np.ndarray, sim: np.ndarray, loss: np.ndarray) -> None:
-        """Per-sample balance terms from the training forward pass (if `observes`)."""
-
-    def on_epoch_end(self, metrics: dict[str, float]) -> None:
-        """Called after each epoch's validation with that epoch's row (`val_acc`, ...)."""
-
-    def before_save(self) -> None:
-        """Called before a checkpoint: put any state held outside plain attributes (a
-        network, an optimizer) into plain ones, which the checkpoint saves."""
-
-    def log_metrics(self) -> dict[str, float]:
-        """The current sampling distribution, for logs and plots."""
-        return {}
-
-    def step_metrics(self) -> dict[str, float]:
-        """Extra columns for this step's row of the step table (e.g. a policy's probabilities).
-
-        Called once per training step: keep it cheap; most samplers add nothing.
-        """
-        return {}
-
-    def config(self) -> dict:
-        """Hyperparameters, for the run's resolved config."""
-        return {}
-
-    def paired(self, idx: np.ndarray) -> Batch:
-        return {m: idx for m in self.ctx.modalities}
-
-
-class EpochOrderSampler(Sampler):
-    """A sampler whose epoch is an ordered list of indices, cut into batches of B."""
-
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
-        self._order = self.epoch_order(epoch, scorer)
-        self._pos = 0
-
-    def epoch_order(self, epoch: int, scorer: Scorer) -> np.ndarray:
-        raise NotImplementedError
-
-    def next_batch(self) -> Batch | None:
-        if self._pos >= len(self._order):
-            return None
-        idx = self._order[self._pos : self._pos + self.ctx.batch_size]
-        self._pos += self.ctx.batch_size
-        return self.paired(idx)
-
-
-class UniformSampler(EpochOrderSampler):
-    """Every sample once per epoch, in a fresh random order: plain training."""
-
-    name = "uniform"
-
-    def epoch_order(self, epoch: int, scorer: Scorer) -> np.ndarray:
-        return self.rng.permutation(self.ctx.n_train)
+__all__ = ["PAIRED", "QUOTA_MODES", "Batch", "EpochOrderSampler", "ForwardPass", "Sampler",
+           "SamplerContext", "Scorer", "UniformSampler"]

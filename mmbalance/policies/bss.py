@@ -1,4 +1,12 @@
-"""BSS samplers: a curriculum from balanced to imbalanced samples (DESIGN.md section 5).
+"""BSS samplers: a curriculum from balanced to imbalanced samples (docs/architecture.md).
+
+Every BSS sampler scores the training set itself, from forward-pass outputs the trainer
+delivers: a `Scorer` (a no-grad pass over the training set, on the fusion layer's logits, as
+the authors measure) or, where it `observes`, the detached logits of every trained batch,
+kept until the epoch's batches run out and then turned into per-sample terms in one pass
+(no extra forward). The terms are `mmbalance.balance.balance_terms`, with the sampler's loss
+weights: its own `loss_weights`, else the training loss's (`SamplerContext.loss_weights`:
+joint-uni's), else a plain sum.
 
 BSS-H ranks the training set by balance degree d (ascending) and at epoch e trains on the
 first floor(N λ_e) samples, shuffled; the ranking comes from a no-grad scoring pass at
@@ -12,6 +20,7 @@ previous epoch's training forward pass (no extra pass, but the scores lag: see R
 The authors' draw is a permutation, so the weights only change the order within an epoch;
 `draw=replacement` draws N samples with replacement instead, so they change how often each
 sample is seen (a deviation, measured in the leverage benchmark).
+The bucket sampler of the sequence env (`bss_buckets.py`) is a BSS sampler too.
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
+from mmbalance.balance import balance_terms
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import EpochOrderSampler, SamplerContext, Scorer
 from mmbalance.policies.bss_measure import (
     balance_degree,
     balance_ranking,
@@ -30,6 +40,7 @@ from mmbalance.policies.bss_measure import (
     pacing_size,
     sampling_probs,
 )
+from mmbalance.trainers.sampler import Batch, EpochOrderSampler, ForwardPass, SamplerContext, Scorer
 
 
 def _check_weights(name: str, weights) -> tuple[float, ...] | None:
@@ -41,7 +52,13 @@ def _check_weights(name: str, weights) -> tuple[float, ...] | None:
     return w
 
 
-class _BSSBase(EpochOrderSampler):
+class BSSSampler(EpochOrderSampler):
+    """What every BSS sampler shares: loss weights, measuring forward-pass outputs, the
+    observed training passes of an epoch, per-sample degrees and their log."""
+
+    # a rescore needs every sample seen again since the last one (else a scoring pass)
+    forget_observed = False
+
     def __init__(self, loss_weights: Sequence[float] | None = None):
         self.loss_weights = _check_weights(self.name, loss_weights)
 
@@ -57,9 +74,88 @@ class _BSSBase(EpochOrderSampler):
             )
         self.degree = np.zeros(ctx.n_train)
         self.metrics: dict[str, float] = {}
+        # per-sample terms from observed training passes (NaN: not seen since the last use)
+        self._sim = np.full(ctx.n_train, np.nan)
+        self._loss = np.full(ctx.n_train, np.nan)
+        self._seen: np.ndarray | None = None  # this epoch's observed rows, their logits, labels
+        self._seen_logits: torch.Tensor | None = None
+        self._seen_y: torch.Tensor | None = None
+
+    def measure(self, out: ForwardPass) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample (similarity, weighted loss) of `out`'s samples, with this sampler's
+        loss weights."""
+        logits = out.logits
+        sim, loss = balance_terms(list(logits[:-1]), logits[-1], out.y, self.loss_weights)
+        return sim.cpu().numpy(), loss.cpu().numpy()
+
+    def observe(self, out: ForwardPass) -> None:
+        """Keep a trained batch's logits; the epoch's terms come from them in one pass."""
+        device = out.logits.device
+        if self._seen_logits is None or self._seen_logits.device != device:
+            n = self.ctx.n_train
+            if self._seen_logits is None:
+                m1, _, c = out.logits.shape
+                self._seen_logits = torch.empty((n, m1, c), device=device)
+                self._seen_y = torch.empty(n, dtype=out.y.dtype, device=device)
+                self._seen = np.zeros(n, dtype=bool)
+            else:  # restored from a checkpoint onto another device
+                self._seen_logits = self._seen_logits.to(device)
+                self._seen_y = self._seen_y.to(device)
+        idx = torch.as_tensor(out.rows, device=device)
+        self._seen_logits[idx] = out.logits.transpose(0, 1)
+        self._seen_y[idx] = out.y
+        self._seen[out.rows] = True
+
+    def next_batch(self) -> Batch | None:
+        batch = super().next_batch()
+        if batch is None:  # the epoch is over: fold in what it observed
+            self._fold_observed()
+        return batch
+
+    def _fold_observed(self) -> None:
+        """The per-sample terms of every sample trained since the last fold, computed from
+        the training forward passes' own logits (no extra forward)."""
+        if self._seen is None or not self._seen.any():
+            return
+        rows = np.flatnonzero(self._seen)
+        idx = torch.as_tensor(rows, device=self._seen_logits.device)
+        logits = self._seen_logits[idx]
+        sim, loss = self.measure(ForwardPass(rows, logits.transpose(0, 1), self._seen_y[idx]))
+        self._sim[rows] = sim
+        self._loss[rows] = loss
+        self._seen[:] = False
+
+    def terms(self, scorer: Scorer, fresh: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Every training sample's (similarity, loss): from the observed training passes
+        where every sample has them (unless `fresh`), else from a scoring pass."""
+        if fresh or np.isnan(self._sim).any():
+            sim, loss = self.measure(scorer())
+        else:
+            sim, loss = self._sim.copy(), self._loss.copy()
+        if self.forget_observed:
+            self._sim[:] = np.nan
+            self._loss[:] = np.nan
+        return sim, loss
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self._seen is None or not self._seen.any():  # between epochs: nothing pending
+            for key in ("_seen", "_seen_logits", "_seen_y"):
+                state["attributes"].pop(key, None)
+        else:
+            state["attributes"]["_seen_logits"] = self._seen_logits.cpu()
+            state["attributes"]["_seen_y"] = self._seen_y.cpu()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self._seen = self._seen_logits = self._seen_y = None
+        super().load_state_dict(state)
+
+    def log_metrics(self) -> dict[str, float]:
+        return dict(self.metrics)
 
 
-class BSSHeuristicSampler(_BSSBase):
+class BSSHeuristicSampler(BSSSampler):
     name = "bss-h"
 
     def __init__(
@@ -86,7 +182,7 @@ class BSSHeuristicSampler(_BSSBase):
 
     def epoch_order(self, epoch: int, scorer: Scorer) -> np.ndarray:
         if self.ranking is None or (self.rerank and epoch % self.rerank == 0):
-            sim, loss = scorer()
+            sim, loss = self.measure(scorer())
             self.degree = balance_degree(sim, loss)
             self.ranking = balance_ranking(self.degree)
         size = pacing_size(self.ctx.n_train, epoch, self.lambda0, self.t_grow)
@@ -98,15 +194,12 @@ class BSSHeuristicSampler(_BSSBase):
         }
         return self.rng.permutation(subset)
 
-    def log_metrics(self) -> dict[str, float]:
-        return dict(self.metrics)
-
     def config(self) -> dict:
         return {"lambda0": self.lambda0, "t_grow": self.t_grow, "rerank": self.rerank,
                 "loss_weights": list(self.loss_weights or ())}
 
 
-class BSSLearnedSampler(_BSSBase):
+class BSSLearnedSampler(BSSSampler):
     name = "bss-l"
     SCORES = ("pass", "forward")
     DRAWS = ("order", "replacement")
@@ -121,20 +214,8 @@ class BSSLearnedSampler(_BSSBase):
         self.score, self.draw = score, draw
         self.observes = score == "forward"
 
-    def bind(self, ctx: SamplerContext) -> None:
-        super().bind(ctx)
-        self._sim = np.full(ctx.n_train, np.nan)
-        self._loss = np.full(ctx.n_train, np.nan)
-
-    def observe(self, idx: np.ndarray, sim: np.ndarray, loss: np.ndarray) -> None:
-        self._sim[idx] = sim
-        self._loss[idx] = loss
-
     def epoch_order(self, epoch: int, scorer: Scorer) -> np.ndarray:
-        if self.score == "pass" or np.isnan(self._sim).any():
-            sim, loss = scorer()
-        else:
-            sim, loss = self._sim, self._loss
+        sim, loss = self.terms(scorer, fresh=self.score == "pass")
         self.degree = balance_degree(sim, loss)
         probs = sampling_probs(self.degree)
         n = self.ctx.n_train
@@ -151,9 +232,6 @@ class BSSLearnedSampler(_BSSBase):
             "first_half_mean_degree": float(self.degree[order[: n // 2]].mean()),
         }
         return order
-
-    def log_metrics(self) -> dict[str, float]:
-        return dict(self.metrics)
 
     def config(self) -> dict:
         return {"score": self.score, "draw": self.draw,

@@ -6,7 +6,7 @@ each with probability proportional to its bucket's weight (Gumbel-top-k), so the
 also runs from heavily to lightly weighted buckets. BSS-H is pacing λ_e with weight mass on
 the low buckets; BSS-L is pacing 1 with weights 2.01 - d; uniform is pacing 1, equal weights.
 Scores come from the previous epoch's training forward pass where every sample was seen,
-otherwise from a no-grad scoring pass.
+otherwise from a no-grad scoring pass (`BSSSampler.terms`, shared with BSS-H and BSS-L).
 """
 
 from __future__ import annotations
@@ -14,35 +14,30 @@ from __future__ import annotations
 import numpy as np
 
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import EpochOrderSampler, SamplerContext, Scorer
+from mmbalance.policies.bss import BSSSampler
 from mmbalance.policies.bss_measure import balance_degree
+from mmbalance.trainers.sampler import SamplerContext, Scorer
 
 WEIGHT_FLOOR = 1e-3  # a zero weight still leaves a sample drawable, last
 
 
-class BucketSampler(EpochOrderSampler):
+class BucketSampler(BSSSampler):
     name = "buckets"
     observes = True
+    forget_observed = True  # the next epoch must see every sample again to reuse them
 
     def __init__(self, buckets: int = 4, loss_weights=None):
         if buckets < 1:
             raise ConfigError(f"buckets: must be >= 1, got {buckets}")
+        super().__init__(loss_weights)
         self.k = int(buckets)
-        self.loss_weights = tuple(loss_weights) if loss_weights is not None else None
         self.pacing = 1.0
         self.weights = np.ones(self.k)
 
     def bind(self, ctx: SamplerContext) -> None:
         super().bind(ctx)
-        m = len(ctx.modalities)
-        if self.loss_weights is None:
-            self.loss_weights = ctx.loss_weights or (1.0,) * (m + 1)
-        self._sim = np.full(ctx.n_train, np.nan)
-        self._loss = np.full(ctx.n_train, np.nan)
-        self.degree = np.zeros(ctx.n_train)
         self.bucket_of = np.zeros(ctx.n_train, dtype=np.int64)
         self.bucket_degree = np.linspace(0.0, 2.0, self.k)  # before any scoring
-        self.metrics: dict[str, float] = {}
 
     def set_action(self, pacing: float, weights) -> None:
         w = np.asarray(weights, dtype=np.float64)
@@ -52,15 +47,8 @@ class BucketSampler(EpochOrderSampler):
             raise ValueError(f"pacing must be in (0, 1], got {pacing}")
         self.pacing, self.weights = float(pacing), w
 
-    def observe(self, idx: np.ndarray, sim: np.ndarray, loss: np.ndarray) -> None:
-        self._sim[idx] = sim
-        self._loss[idx] = loss
-
     def rescore(self, scorer: Scorer) -> None:
-        if np.isnan(self._sim).any():
-            sim, loss = scorer()
-        else:
-            sim, loss = self._sim, self._loss
+        sim, loss = self.terms(scorer)
         self.degree = balance_degree(sim, loss)
         edges = np.quantile(self.degree, np.linspace(0, 1, self.k + 1)[1:-1])
         self.bucket_of = np.searchsorted(edges, self.degree, side="right")
@@ -68,8 +56,6 @@ class BucketSampler(EpochOrderSampler):
             self.degree[self.bucket_of == b].mean() if (self.bucket_of == b).any() else 0.0
             for b in range(self.k)
         ])
-        self._sim[:] = np.nan  # the next epoch must see every sample again to reuse them
-        self._loss[:] = np.nan
 
     def epoch_order(self, epoch: int, scorer: Scorer) -> np.ndarray:
         self.rescore(scorer)
@@ -82,9 +68,6 @@ class BucketSampler(EpochOrderSampler):
                         "subset_mean_degree": float(self.degree[order].mean())}
         self.metrics.update({f"bucket_weight_{b}": float(v) for b, v in enumerate(w)})
         return order
-
-    def log_metrics(self) -> dict[str, float]:
-        return dict(self.metrics)
 
     def config(self) -> dict:
         return {"buckets": self.k, "loss_weights": list(self.loss_weights or ())}

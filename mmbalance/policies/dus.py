@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import PAIRED, QUOTA_MODES, Batch, Sampler, SamplerContext, Scorer
+from mmbalance.trainers.sampler import PAIRED, QUOTA_MODES, Batch, Sampler, SamplerContext, Scorer
 
 
 class QuotaSampler(Sampler):

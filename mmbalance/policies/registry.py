@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import Sampler, UniformSampler
 from mmbalance.policies.bss import BSSHeuristicSampler, BSSLearnedSampler
 from mmbalance.policies.dus import DUSHeuristicSampler, FixedQuotaSampler
 from mmbalance.spec import parse_spec, typed_fields
+from mmbalance.trainers.sampler import Sampler, UniformSampler
 
 SAMPLERS: dict[str, type[Sampler]] = {
     "uniform": UniformSampler,

@@ -24,22 +24,39 @@ def macro_f1(y: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the step precision-recall curve, ties grouped (scikit-learn's definition)."""
     order = np.argsort(-scores, kind="mergesort")
-    s, pos = scores[order], positive[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(pos)[last_of_tie]
+    return _ap_of_sorted(scores[order], np.cumsum(positive[order]), int(positive.sum()))
+
+
+def _ap_of_sorted(s: np.ndarray, true_pos: np.ndarray, positives: int) -> float:
+    """Average precision from scores sorted descending and the running count of positives."""
+    last_of_tie = np.append(np.flatnonzero(np.diff(s)), len(s) - 1)
+    tps = true_pos[last_of_tie]
     precision = tps / (last_of_tie + 1)
-    recall = tps / max(1, pos.sum())
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    recall = tps / max(1, positives)
+    return float(np.sum(np.diff(np.concatenate(([0.0], recall))) * precision))
 
 
 def classification_metrics(
     mm_logits: np.ndarray, uni_logits: dict[str, np.ndarray], y: np.ndarray, num_classes: int
 ) -> dict[str, float]:
-    """Metrics from logits; mAP is the mean over classes present in y of average precision."""
+    """Metrics from logits; mAP is the mean over classes present in y of average precision.
+    Every class's ranking comes from one sort of the whole logit matrix (a stable sort per
+    column: the same order, so the same numbers, as sorting each class on its own)."""
     pred = mm_logits.argmax(1)
     out = {"acc": float((pred == y).mean()), "f1": macro_f1(y, pred, num_classes)}
     present = np.unique(y)
-    out["map"] = float(np.mean([average_precision(mm_logits[:, c], y == c) for c in present]))
+    scores = np.ascontiguousarray(mm_logits.T[present])  # (classes present, n)
+    order = np.argsort(-scores, axis=1, kind="mergesort")
+    ranked = np.take_along_axis(scores, order, 1)
+    true_pos = np.cumsum(y[order] == present[:, None], axis=1)
+    # per class, the last position of each run of tied scores (what `_ap_of_sorted` finds)
+    last = np.ones(ranked.shape, dtype=bool)
+    last[:, :-1] = np.diff(ranked, axis=1) != 0
+    precision = true_pos / np.arange(1, ranked.shape[1] + 1)
+    recall = true_pos / np.maximum(1, np.bincount(y, minlength=num_classes)[present])[:, None]
+    out["map"] = float(np.mean([
+        np.sum(np.diff(np.concatenate(([0.0], recall[j][last[j]]))) * precision[j][last[j]])
+        for j in range(len(present))]))
     for m, z in uni_logits.items():
         out[f"acc_{m}"] = float((z.argmax(1) == y).mean())
     return out

@@ -1,8 +1,9 @@
 """A trainer's full state as plain tensors and Python values, for exact resumption.
 
 Saved between epochs or within one: model, optimizer, lr schedule, method state (MLA's
-projector), sampler state (its epoch plan and position), learning status, every random stream (the sampler's numpy generator, the
-run's torch generator, torch's global one), counters, histories and the best model so far.
+projector), the sampler's own `state_dict` (its epoch plan and position, its random stream,
+what it has observed so far), learning status, the run's torch generator and torch's global
+one, counters, histories and the best model so far.
 Files are written with `torch.save` and read with `torch.load(..., weights_only=True)`:
 numpy arrays travel as tensors, tagged so they come back as arrays.
 """
@@ -18,7 +19,6 @@ import torch
 
 from mmbalance.errors import UserError
 
-_SKIP = {"ctx", "rng", "policy", "actions"}
 _ND = "__ndarray__"
 
 
@@ -57,13 +57,10 @@ def _plain(value) -> bool:
 
 
 def object_state(obj) -> dict:
-    """The plain-data attributes of a sampler (arrays, numbers, strings, containers)."""
-    return {k: to_saveable(v) for k, v in vars(obj).items() if k not in _SKIP and _plain(v)}
-
-
-def load_object_state(obj, state: dict) -> None:
-    for k, v in state.items():
-        setattr(obj, k, from_saveable(v))
+    """An object's plain-data attributes (arrays, tensors, numbers, strings, containers of
+    them), saveable; anything else (a context, a generator, a network) is the object's own
+    business to save."""
+    return {k: to_saveable(v) for k, v in vars(obj).items() if _plain(v)}
 
 
 def save_file(state: dict, path: str | Path) -> None:

@@ -1,13 +1,16 @@
 """The plain PyTorch training loop: asks a sampler what to feed, keeps the learning status.
 
-No Ray here. `step()` runs exactly one training iteration (starting and ending epochs as
-needed), so an environment can drive training K iterations at a time; `fit()` runs to the
-end. Model selection uses validation accuracy only; test metrics come from the best model.
+No Ray and no sampler here: the sampler arrives through the interface in `sampler.py`, the
+method sees only its `MethodContext`. `step()` runs exactly one training iteration (starting
+and ending epochs as needed), so an environment can drive training K iterations at a time;
+`fit()` runs to the end. Each step's numbers (batch scores, unimodal CE, loss) stay on the
+device and are read in bulk at the epoch's end, when `status` or `history` are read, or at
+once for a sampler that reads the status every step (docs/architecture.md has the whole
+step). Model selection uses validation accuracy only; test metrics come from the best model.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,16 +18,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from mmbalance.balance import LearningStatus
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.errors import ConfigError, DivergedError
+from mmbalance.errors import ConfigError, DivergedError, UserError
 from mmbalance.models.multimodal import MultimodalModel
-from mmbalance.policies.base import Sampler, SamplerContext, UniformSampler
-from mmbalance.policies.bss_measure import balance_terms
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
-from mmbalance.trainers.methods import METHOD_CLASSES, StepOutput
+from mmbalance.trainers.methods import METHOD_CLASSES, MethodContext, StepOutput, read_outputs
 from mmbalance.trainers.metrics import classification_metrics
-from mmbalance.trainers.status import LearningStatus
+from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
+
+# what `state_dict` writes; 2: the sampler's and the method's own state_dict (issue 11)
+STATE_FORMAT = 2
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,6 +64,7 @@ class Trainer:
             )
         torch.manual_seed(config.seed)  # model initialisation
         self.device = resolve_device(config.device)
+        self._on_cpu = self.device.type == "cpu"
         # the run's own stream for training-time noise (OGM-GE), so runs interleaved in one
         # process (several environments) stay reproducible
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -75,10 +81,9 @@ class Trainer:
             head=method_cls.head,
             feature_dim=config.feature_dim,
             hidden=config.hidden,
-            fusion=config.mla_fusion,
             encoders=dataset.info.get("encoders"),
             pretrained=dataset.info.get("pretrained"),
-            inference=config.inference,
+            **method_cls.model_options(config.options),
         ).to(self.device)
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
@@ -94,8 +99,12 @@ class Trainer:
             if config.lr_step
             else None
         )
-        self.method = method_cls(self)
-        self.status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
+        resident = {m: a.data if a.resident else a for m, a in self.train_x.items()}
+        self.method = method_cls(MethodContext(
+            model=self.model, optimizer=self.optimizer, x=resident, y=self.train_y,
+            generator=self.generator, batch_size=config.batch_size,
+            quota_mode=self.sampler.quota_mode), config.options)
+        self._status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
         self.sampler.bind(
             SamplerContext(
                 n_train=self.n_train,
@@ -105,43 +114,40 @@ class Trainer:
                 rng=np.random.default_rng([config.seed, 1]),
                 num_classes=dataset.num_classes,
                 paired_with_quotas=method_cls.wants_paired_with_quotas,
-                loss_weights=self.loss_weights(),
+                loss_weights=self.method.loss_weights(),
             )
         )
         self.epoch = 0
         self.global_step = 0
         self.in_epoch = False
-        self.history = History()
+        self._history = History()
+        # trained steps whose numbers are still where they were computed (see `_read_steps`)
+        self._pending: list[tuple[StepOutput, int, int, dict | None]] = []
+        self._reads_status = self.sampler.reads_status
+        self._step_metrics = type(self.sampler).step_metrics is not Sampler.step_metrics
         self.best_val = -math.inf
         self.best_epoch = -1
         self.best_state: dict | None = None
         self.last_step: StepOutput | None = None
-        self._seen_logits: torch.Tensor | None = None  # scoring samplers: this epoch's logits
-        self._seen: np.ndarray | None = None
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0  # this thread's CPU time: robust to other load
-
-    def loss_weights(self) -> tuple[float, ...] | None:
-        """The training loss's weights (per modality, then the fusion loss) where the method
-        has them (`joint-uni`): BSS's measurer weighs its per-sample loss the same way unless
-        told otherwise, as the authors' code does."""
-        if self.config.method != "joint-uni":
-            return None
-        return (*self.config.uni_weights(self.modalities), float(self.config.mm_loss_weight))
 
     # ----------------------------------------------------------------- training
     @property
     def done(self) -> bool:
         return self.epoch >= self.config.epochs
 
-    def paired_index(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        first = batch[self.modalities[0]]
-        if any(batch[m] is not first and not torch.equal(batch[m], first) for m in batch):
-            raise ConfigError(
-                f"method '{self.config.method}' needs paired batches, but sampler "
-                f"'{self.sampler.name}' gave each modality its own"
-            )
-        return first
+    @property
+    def status(self) -> LearningStatus:
+        """The learning status, up to date with every trained step."""
+        self._read_steps()
+        return self._status
+
+    @property
+    def history(self) -> History:
+        """The step and epoch logs, up to date with every trained step."""
+        self._read_steps()
+        return self._history
 
     def _to_device(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Index arrays as device tensors; a paired batch (one shared array) is moved once."""
@@ -149,7 +155,8 @@ class Trainer:
         out = {}
         for m, v in batch.items():
             if id(v) not in moved:
-                moved[id(v)] = torch.as_tensor(np.asarray(v), device=self.device)
+                index = torch.from_numpy(np.asarray(v))  # the sampler's array, not a copy
+                moved[id(v)] = index if self._on_cpu else index.to(self.device)
             out[m] = moved[id(v)]
         return out
 
@@ -163,7 +170,7 @@ class Trainer:
         batch = self.next_batch(stop_at_epoch_end)
         if batch is None:
             return None
-        out = self.method.step(batch, want_terms=self.sampler.observes)
+        out = self.method.step(batch, want_logits=self.sampler.observes)
         self.record_step(batch, out)
         return out
 
@@ -178,13 +185,12 @@ class Trainer:
             self._c0 = time.thread_time()
             if not self.in_epoch:
                 self._epoch_start = self._t0
-                self.sampler.start_epoch(self.epoch, self.score_train)
+                self.method.ctx.epoch = self.epoch
+                self.sampler.start_epoch(self.epoch, self.training_pass)
                 self.in_epoch = True
-            batch = self.sampler.next_batch()
+            batch = self.sampler.next_batch()  # an observing sampler folds its epoch in here
             if batch is None:
-                # the epoch's BSS terms: counted as training time, done before any
-                # checkpoint between epochs can be taken
-                self._flush_observed()
+                self._read_steps()
                 self.train_seconds += time.perf_counter() - self._t0
                 self.train_cpu_seconds += time.thread_time() - self._c0
                 self._end_epoch()
@@ -196,62 +202,64 @@ class Trainer:
         return None
 
     def record_step(self, batch: dict[str, torch.Tensor], out: StepOutput) -> None:
-        """Fold a trained batch's output into the status, the sampler and the logs; a
-        non-finite loss stops the run at once (`DivergedError`) rather than training on."""
-        if not math.isfinite(out.loss) or not all(map(math.isfinite, out.losses.values())):
-            self._raise_diverged(out)
-        self.status.update(out.scores, out.losses)
+        """Take a trained batch's output: the sampler observes it (if it scores samples) and,
+        if it reads the learning status, gets it now. Otherwise the step's numbers stay on
+        the device and are read with the epoch's others (`_read_steps`); a non-finite loss
+        stops the run there (`DivergedError`, naming the step) rather than training on."""
+        self.global_step += 1
         if self.sampler.observes and out.logits is not None:
-            self._keep_logits(batch[self.modalities[0]], out.logits)
-        self.sampler.update(self.status)
+            rows = self._host_batch[self.modalities[0]]
+            self.sampler.observe(ForwardPass(rows, out.logits, out.labels))
+        self._pending.append((out, self.global_step, self.epoch, None))
+        if self._reads_status:
+            self._read_steps()
+            self.sampler.update(self._status)
+        if self._step_metrics:  # after update: a policy's row shows its latest decision
+            extra = dict(self.sampler.step_metrics())
+            if self._pending:
+                self._pending[-1] = (*self._pending[-1][:3], extra)
+            else:
+                self._history.steps[-1].update(extra)
+        self.last_step = out
         self.train_seconds += time.perf_counter() - self._t0
         self.train_cpu_seconds += time.thread_time() - self._c0
-        self.global_step += 1
-        self.last_step = out
-        self._log_step(out)
 
-    def _raise_diverged(self, out: StepOutput) -> None:
-        """Name where the loss stopped being a number (the step's losses are floats already:
-        no device sync), with the usual causes."""
-        bad = [m for m, v in out.losses.items() if not math.isfinite(v)]
-        where = {"step": self.global_step + 1, "epoch": self.epoch,
-                 "modality": bad[0] if bad else "multimodal"}
-        value = out.losses[bad[0]] if bad else out.loss
+    def _read_steps(self) -> None:
+        """Read the pending steps' numbers in one transfer and fold them, in order, into the
+        learning status and the step log. A non-finite loss raises `DivergedError` naming
+        its step (the steps after it are dropped)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        values = read_outputs([p[0] for p in pending])
+        k = len(self.modalities)
+        losses = [out.loss_of(v) for (out, *_), v in zip(pending, values)]
+        bad = next((i for i, (loss, v) in enumerate(zip(losses, values))
+                    if not (math.isfinite(loss) and all(map(math.isfinite, v[k : 2 * k])))),
+                   None)
+        good = len(pending) if bad is None else bad
+        status = self._status.fold([(v[:k], v[k : 2 * k]) for v in values[:good]])
+        keys = ["step", "epoch", "loss", *(f"quota_{m}" for m in self.modalities),
+                *self._status.keys()]
+        steps = self._history.steps
+        for (out, step, epoch, extra), loss, row in zip(pending, losses, status):
+            sizes = [out.sizes.get(m, 0) for m in self.modalities]
+            steps.append(dict(zip(keys, [step, epoch, loss, *sizes, *row])))
+            if extra:
+                steps[-1].update(extra)
+        if bad is not None:
+            out, step, epoch, _ = pending[bad]
+            self._raise_diverged(losses[bad], values[bad][k : 2 * k], step, epoch)
+
+    def _raise_diverged(self, loss: float, ce: list[float], step: int, epoch: int) -> None:
+        """Name where the loss stopped being a number, with the usual causes."""
+        bad = [m for m, v in zip(self.modalities, ce) if not math.isfinite(v)]
+        where = {"step": step, "epoch": epoch, "modality": bad[0] if bad else "multimodal"}
+        value = ce[self.modalities.index(bad[0])] if bad else loss
         raise DivergedError(
             f"diverged: the {where['modality']} loss is {value} at step {where['step']}, epoch "
             f"{where['epoch']}; lower the learning rate (lr {self.config.lr}) or bring the "
             f"features to unit scale (parquet data: drop standardize=false)", where)
-
-    def _keep_logits(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
-        """Store a trained batch's logits; the epoch's BSS terms come from them in one pass."""
-        if self._seen_logits is None:
-            m1, _, c = logits.shape
-            self._seen_logits = torch.empty((self.n_train, m1, c), device=self.device)
-            self._seen = np.zeros(self.n_train, dtype=bool)
-        self._seen_logits[idx] = logits.transpose(0, 1)
-        self._seen[self._host_batch[self.modalities[0]]] = True
-
-    def _flush_observed(self) -> None:
-        """Hand the sampler the per-sample terms of every sample trained since the last flush
-        (computed from the training forward pass's own logits, no extra forward)."""
-        if self._seen is None or not self._seen.any():
-            return
-        rows = np.flatnonzero(self._seen)
-        idx = torch.as_tensor(rows, device=self.device)
-        logits = self._seen_logits[idx]
-        weights = self.sampler.loss_weights or (1.0,) * (len(self.modalities) + 1)
-        sim, loss = balance_terms(list(logits.transpose(0, 1)[:-1]), logits[:, -1],
-                                  self.train_y[idx], weights)
-        self.sampler.observe(rows, sim.cpu().numpy(), loss.cpu().numpy())
-        self._seen[:] = False
-
-    def _log_step(self, out: StepOutput) -> None:
-        row = {"step": self.global_step, "epoch": self.epoch, "loss": out.loss}
-        for m in self.modalities:
-            row[f"quota_{m}"] = out.sizes.get(m, 0)
-        row.update(self.status.as_dict())
-        row.update(self.sampler.step_metrics())
-        self.history.steps.append(row)
 
     def _end_epoch(self) -> None:
         self.in_epoch = False
@@ -266,10 +274,15 @@ class Trainer:
         self.sampler.on_epoch_end(row)
         if val["acc"] > self.best_val:
             self.best_val, self.best_epoch = val["acc"], self.epoch
-            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_state = self._weights()
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the model's weights (tensor clones: a deep copy of the state dict costs
+        several times more, at every epoch that improves)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def fit(self, progress: bool = False) -> dict:
         """Train to the epoch budget; return final val/test metrics of the best model."""
@@ -294,39 +307,38 @@ class Trainer:
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """Everything needed to continue this run exactly, between epochs or within one
-        (the sampler's epoch plan and position, and the logits kept for BSS scoring so far)."""
-        from mmbalance.trainers.state import object_state, to_saveable
+        (the sampler's own state: its epoch plan and position, what it observed so far)."""
+        from mmbalance.trainers.state import to_saveable
 
-        self.sampler.before_save()
-        mid = None
-        if self.in_epoch and self._seen is not None:
-            mid = {"seen": to_saveable(self._seen), "seen_logits": self._seen_logits.cpu()}
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "method": object_state(self.method),
-            "sampler": object_state(self.sampler),
-            "sampler_rng": self.sampler.rng.bit_generator.state,
+            "method": self.method.state_dict(),
+            "sampler": self.sampler.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "status": to_saveable(self.status.state_dict()),
             "counters": {"epoch": self.epoch, "global_step": self.global_step,
                          "best_val": self.best_val, "best_epoch": self.best_epoch,
                          "train_seconds": self.train_seconds, "in_epoch": self.in_epoch},
-            "observed": mid,
             "best_state": self.best_state,
             "history": {"steps": self.history.steps, "epochs": self.history.epochs},
             "config": self.config.to_dict(),
+            "format": STATE_FORMAT,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        from mmbalance.trainers.state import from_saveable, load_object_state
+        from mmbalance.trainers.state import from_saveable
 
+        if state.get("format") != STATE_FORMAT:
+            raise UserError("checkpoint was saved by an older mmbalance, which stored the "
+                            "sampler's and the method's state another way; it cannot be "
+                            "resumed: start the run anew")
         saved = {k: v for k, v in state["config"].items() if k not in ("epochs", "lr")}
         mine = {k: v for k, v in self.config.to_dict().items() if k not in ("epochs", "lr")}
         if saved != mine:
-            diff = sorted(k for k in mine if saved.get(k) != mine[k])
+            diff = sorted(k for k in {*mine, *saved} if saved.get(k) != mine.get(k))
             raise ConfigError(f"checkpoint was saved with another config (differs in {diff})")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -334,24 +346,22 @@ class Trainer:
             group["lr"] = self.config.lr
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        load_object_state(self.method, state["method"])
-        load_object_state(self.sampler, state["sampler"])
-        self.sampler.rng.bit_generator.state = state["sampler_rng"]
+        self.method.load_state_dict(state["method"])
+        self.sampler.load_state_dict(state["sampler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        self.status.load_state_dict(from_saveable(state["status"]))
+        self._pending = []
+        self._status.load_state_dict(from_saveable(state["status"]))
         c = state["counters"]
         self.epoch, self.global_step = int(c["epoch"]), int(c["global_step"])
+        self.method.ctx.epoch = self.epoch
         self.best_val, self.best_epoch = float(c["best_val"]), int(c["best_epoch"])
         self.train_seconds = float(c["train_seconds"])
         self.best_state = state["best_state"]
-        self.history = History(list(state["history"]["steps"]), list(state["history"]["epochs"]))
+        self._history = History(list(state["history"]["steps"]),
+                                list(state["history"]["epochs"]))
         self.in_epoch = bool(c.get("in_epoch", False))
         self._epoch_start = time.perf_counter()  # the epoch's wall time restarts here
-        mid = state.get("observed")
-        if mid is not None:
-            self._seen = from_saveable(mid["seen"])
-            self._seen_logits = mid["seen_logits"].to(self.device)
 
     def save(self, path) -> None:
         from mmbalance.trainers.state import save_file
@@ -378,6 +388,8 @@ class Trainer:
             mm_parts.append(mm)
             for m in self.modalities:
                 uni_parts[m].append(uni[m])
+        if len(mm_parts) == 1:  # one chunk: no copy
+            return mm_parts[0], {m: v[0] for m, v in uni_parts.items()}
         return torch.cat(mm_parts), {m: torch.cat(v) for m, v in uni_parts.items()}
 
     @torch.no_grad()
@@ -407,19 +419,19 @@ class Trainer:
             self.y[split].cpu().numpy(), self.dataset.num_classes,
         )
 
-    def score_train(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample BSS terms (similarity, loss) over the training set, no gradient."""
+    def training_pass(self) -> ForwardPass:
+        """A no-grad pass over the training set (the `Scorer` a sampler gets at each epoch
+        start): each modality's logits and the fusion layer's, as BSS measures them."""
         mm, uni = self._logits("train", parts=True)
-        weights = self.sampler.loss_weights or (1.0,) * (len(self.modalities) + 1)
-        sim, loss = balance_terms([uni[m] for m in self.modalities], mm, self.train_y, weights)
-        return sim.cpu().numpy(), loss.cpu().numpy()
+        logits = torch.stack([*(uni[m] for m in self.modalities), mm])
+        return ForwardPass(np.arange(self.n_train), logits, self.train_y)
 
     def final_metrics(self) -> dict:
         """Val and test metrics of the model with the best validation accuracy (test also
         holds each encoder's linear-probe accuracy `probe_acc_<m>` unless `probe` is off)."""
         current = None
         if self.best_state is not None:
-            current = copy.deepcopy(self.model.state_dict())
+            current = self._weights()
             self.model.load_state_dict(self.best_state)
         out = {
             "best_epoch": self.best_epoch,

@@ -1,7 +1,7 @@
 """The papers' datasets: preparers from the authors' raw layouts, and loaders.
 
 `prepare_dataset(name, root, out, settings)` turns a raw folder into memory-mapped arrays
-(`store.py` describes the prepared layout; each dataset module its raw layout);
+(`writer.py` describes the prepared layout; each dataset module its raw layout);
 `load_real(name, path, ...)` loads a prepared folder as a `MultimodalDataset` whose
 `info["encoders"]` names the papers' backbones. The selectors `cremad:DIR`, `ks:DIR`,
 `twitter2015:DIR`, `sarcasm:DIR`, `nvgesture:DIR` go through `load_real_spec`.
@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.data.real.store import Preparer, load_prepared, make_settings, prepare
+from mmbalance.data.real.preparer import Preparer, make_settings
+from mmbalance.data.real.reader import load_prepared
+from mmbalance.data.real.writer import prepare
 from mmbalance.errors import ConfigError
 
 REAL_DATASETS = ("cremad", "ks", "twitter2015", "sarcasm", "nvgesture")

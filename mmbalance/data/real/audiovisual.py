@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmbalance.data.real import audio, images, video
-from mmbalance.data.real.store import Item, Preparer
+from mmbalance.data.real.preparer import Item, Preparer
 
 
 class AudioVisualPreparer(Preparer):

@@ -25,7 +25,7 @@ RAW/Image-01-FPS/<clip_name>/*.jpg   frames extracted at 1 fps (`fps` picks the 
 ```
 
 Annotation files win over the file names, a frame folder `Image-<fps>-FPS/` over the
-videos. Prepared (`OUT`, see `store.py`): `audio` (1, 257, T) float32 log-magnitude
+videos. Prepared (`OUT`, see `writer.py`): `audio` (1, 257, T) float32 log-magnitude
 spectrogram (22050 Hz, tiled to `audio_seconds`; T = 1 + samples // 353) and `visual`
 (3, frames, size, size) uint8 frames (ImageNet-normalised by the encoder). Val is carved
 from train (per class, `val_fraction`, `split_seed`). Backbones: ResNet18 for both.
@@ -41,7 +41,7 @@ import numpy as np
 
 from mmbalance.data.real import audio, video
 from mmbalance.data.real.audiovisual import AudioVisualPreparer
-from mmbalance.data.real.store import Item, stratified_carve
+from mmbalance.data.real.preparer import Item, stratified_carve
 from mmbalance.errors import ConfigError, DataError
 
 CLASSES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")  # the authors' class order

@@ -2,8 +2,10 @@
 
 The files are `tune_configs/datasets/<name>.yaml` at the repository root, one per dataset,
 each value commented with its source (the authors' code, the papers, or our choice). They
-are read with `yaml.safe_load` and validated: `train` against `TrainConfig`, `prepare`
-against the dataset's preparation settings, `encoders` against its modalities.
+are read with `yaml.safe_load` and validated here as far as data goes: `prepare` against the
+dataset's preparation settings, `encoders` against its modalities. `train` is the training
+set-up; the layer that trains checks it (`mmbalance.cli`, against `TrainConfig`), so data
+never imports the trainer.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ def defaults_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "tune_configs" / "datasets"
 
 
+def defaults_path(name: str, folder: str | Path | None = None) -> Path:
+    return Path(folder or defaults_dir()) / f"{name}.yaml"
+
+
 def dataset_defaults(name: str, folder: str | Path | None = None) -> dict:
-    """`{"dataset", "encoders", "train", "prepare"}` of `name`, validated."""
+    """`{"dataset", "encoders", "train", "prepare"}` of `name`, validated (`train` only as a
+    mapping: its keys and values are the trainer's to check)."""
     import yaml
 
     from mmbalance.data.real import preparer_class
-    from mmbalance.data.real.store import make_settings
-    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.data.real.preparer import make_settings
 
     cls = preparer_class(name)
-    path = Path(folder or defaults_dir()) / f"{name}.yaml"
+    path = defaults_path(name, folder)
     if not path.is_file():
         raise ConfigError(f"{path}: defaults file not found")
     try:
@@ -43,10 +49,8 @@ def dataset_defaults(name: str, folder: str | Path | None = None) -> dict:
         raise ConfigError(f"{path}: unknown key(s) {unknown}, missing key(s) {missing}")
     if data["dataset"] != name:
         raise ConfigError(f"{path}: dataset is {data['dataset']!r}, expected {name!r}")
-    try:
-        TrainConfig.from_dict(dict(data["train"]))
-    except (ConfigError, TypeError) as exc:
-        raise ConfigError(f"{path}: train: {exc}") from exc
+    if not isinstance(data["train"], dict):
+        raise ConfigError(f"{path}: train: expected a mapping of training settings")
     try:
         make_settings(cls.settings_cls, data["prepare"])
     except ConfigError as exc:

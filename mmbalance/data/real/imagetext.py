@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmbalance.data.real import images
-from mmbalance.data.real.store import Item, Preparer
+from mmbalance.data.real.preparer import Item, Preparer
 from mmbalance.data.real.text import load_tokenizer
 from mmbalance.errors import ConfigError
 

@@ -29,7 +29,7 @@ its sound track, decoded with PyAV. `classes` names a text file of the class nam
 Kinetics' own CSVs need no editing; "" keeps every label of train.csv.
 
 Classes are the kept label strings of train.csv in sorted order (test labels must be among
-them). Prepared (`OUT`, see `store.py`): `audio` (1, 257, T) float32 log spectrogram (the
+them). Prepared (`OUT`, see `writer.py`): `audio` (1, 257, T) float32 log spectrogram (the
 BSS code loads KS at 35400 Hz and tiles to 10 s: T = 1003) and `visual` (3, frames, size,
 size) uint8 (3 frames, evenly spaced over the clip's 1-fps frames). From a frame folder, a
 clip needs at least `frames` frames; the authors' loader likewise drops clips with 3 or
@@ -44,8 +44,8 @@ from pathlib import Path
 
 from mmbalance.data.real import audio, images
 from mmbalance.data.real.audiovisual import AudioVisualPreparer
+from mmbalance.data.real.preparer import Item
 from mmbalance.data.real.rawfiles import read_text
-from mmbalance.data.real.store import Item
 from mmbalance.errors import ConfigError, DataError
 
 

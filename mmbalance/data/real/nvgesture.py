@@ -18,7 +18,7 @@ videos but no optical flow: `--set flow_source=computed` computes it from the co
 `flow_data/`. Labels are 1..25 in the lists and 0..24 here. Frames [start, end) of each
 sensor are read (`.avi` with PyAV, the media extra); depth keeps one channel.
 
-Prepared (`OUT`, see `store.py`): `rgb` (3, frames, size, size) uint8, `depth`
+Prepared (`OUT`, see `writer.py`): `rgb` (3, frames, size, size) uint8, `depth`
 (1, frames, size, size) uint8 and `flow` (2, flow_frames, size, size) float16. Each is the
 clip's central window (zero-padded when shorter, as the code pads clips under 64 frames),
 frames resized to size / crop_ratio (256) and centre-cropped to size (224): the code's test
@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from mmbalance.data.real import images
+from mmbalance.data.real.preparer import Item, Preparer
 from mmbalance.data.real.rawfiles import read_text
-from mmbalance.data.real.store import Item, Preparer
 from mmbalance.errors import ConfigError, DataError
 
 CLASSES = tuple(f"class_{i:02d}" for i in range(1, 26))

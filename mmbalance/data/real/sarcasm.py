@@ -28,7 +28,7 @@ RAW/images/<file>                 `image` may carry a path; only its file name i
 
 Images are looked up in `images/`, else `dataset_image/`.
 
-Prepared (`OUT`, see `store.py`): `image` (3, 224, 224) uint8 (bicubic resize; the encoder
+Prepared (`OUT`, see `writer.py`): `image` (3, 224, 224) uint8 (bicubic resize; the encoder
 applies the CLIP mean/std the code uses) and `text` (30,) int64 token ids of the cleaned
 caption (lowercase, no punctuation, at most 50 words; `[CLS] ... [SEP]` to 30 ids). Without
 a val file, val is carved from train (per class, seeded). Backbones: ResNet50 for the
@@ -44,8 +44,8 @@ from pathlib import Path
 
 from mmbalance.data.real import images
 from mmbalance.data.real.imagetext import ImageTextPreparer, check_image_text_settings
+from mmbalance.data.real.preparer import Item
 from mmbalance.data.real.rawfiles import read_text
-from mmbalance.data.real.store import Item
 from mmbalance.data.real.text import pre_caption
 from mmbalance.errors import DataError
 

@@ -14,7 +14,7 @@ Label`, `#2 ImageID`, `#3 String` with the target masked as `$T$`, then the targ
 second `#3 String` column) are read too: the target is put back. The files are read one
 record per line with quoting off, as they were written (`read_tsv`).
 
-Prepared (`OUT`, see `store.py`): `image` (3, 384, 384) uint8 (the BSS code resizes to 384
+Prepared (`OUT`, see `writer.py`): `image` (3, 384, 384) uint8 (the BSS code resizes to 384
 and only scales to [0, 1]) and `text` (30,) int64 token ids of the cleaned tweet (English
 words only, lowercase, no punctuation, at most 20 words, then `[CLS] ... [SEP]` to 30 ids,
 the code's `max_length=30`). Twitter2015 has its own dev split, used as val. Backbones:
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmbalance.data.real.imagetext import ImageTextPreparer, check_image_text_settings
-from mmbalance.data.real.store import Item
+from mmbalance.data.real.preparer import Item
 from mmbalance.data.real.text import english_words, pre_caption
 from mmbalance.errors import DataError
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import yaml
 
-DPI = 120
+from mmbalance.report.common import DPI
 
 
 def sweep_report(folder: Path) -> list[Path]:

@@ -1,0 +1,147 @@
+"""DUS-RL's options: the selector (`dus-rl:k=5,lr=0.01,init=PATH`), the defaults an initial
+exported policy brings (its env config's decision interval, action mode, quota grid, reward
+and quota mode), and their checks, each failure one line naming the option."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmbalance.errors import ConfigError, UserError
+from mmbalance.policies.learned import ExportedPolicy, load_policy
+from mmbalance.policies.quota_actions import DEFAULT_GRID
+from mmbalance.spec import parse_spec, typed_fields
+from mmbalance.trainers.signals import RewardConfig
+
+MODES = ("discrete", "flat", "continuous")
+SPACE_MODE = {"MultiDiscrete": "discrete", "Discrete": "flat", "Box": "continuous"}
+# every option but init=PATH, whose value may hold commas (see `parse_selector`)
+OPTIONS = ("k", "lr", "entropy", "baseline_beta", "hidden", "mode", "grid", "w_discrepancy",
+           "w_weak", "w_val", "scale", "log_std", "learn_std", "quota_mode")
+
+
+def _number(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"dus-rl: '{name}' must be a number, got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"dus-rl: '{name}' must be a number, got {value!r}") from None
+
+
+@dataclass
+class DUSRLOptions:
+    k: int  # decide (and learn) every k training steps
+    lr: float
+    entropy: float
+    baseline_beta: float
+    hidden: list[int]
+    mode: str  # discrete | flat | continuous
+    grid: tuple[float, ...]
+    reward: RewardConfig
+    log_std: float
+    learn_std: bool
+    init: str | None  # an exported RLlib quota policy to start from
+    policy_file: ExportedPolicy | None
+    quota_mode: str
+
+    def config(self) -> dict:
+        return {"k": self.k, "lr": self.lr, "entropy": self.entropy,
+                "baseline_beta": self.baseline_beta, "hidden": self.hidden, "mode": self.mode,
+                "grid": list(self.grid), "log_std": self.log_std, "learn_std": self.learn_std,
+                "init": self.init, "reward": self.reward.to_dict()}
+
+
+def dus_rl_options(
+    k: int | None = None,
+    lr: float = 0.005,
+    entropy: float = 0.01,
+    baseline_beta: float = 0.1,
+    hidden: int | Sequence[int] = 32,
+    mode: str | None = None,
+    grid: Sequence[float] | None = None,
+    w_discrepancy: float | None = None,
+    w_weak: float | None = None,
+    w_val: float | None = None,
+    scale: float | None = None,
+    log_std: float = -1.0,
+    learn_std: bool = True,
+    init: str | None = None,
+    quota_mode: str | None = None,
+) -> DUSRLOptions:
+    """The options as given, over an initial policy's env config (where `init` names one),
+    over the defaults; checked."""
+    init = str(init) if init is not None else None
+    policy = load_policy(init) if init else None
+    env_cfg = policy.spec["env_config"] if policy is not None else {}
+    if policy is not None:
+        space = policy.spec["action_space"].get("type")
+        if space not in SPACE_MODE:
+            raise UserError(f"dus-rl init={init}: action space {space!r} is not a quota "
+                            f"policy's; allowed: {sorted(SPACE_MODE)}")
+        if mode is not None and mode != SPACE_MODE[space]:
+            raise ConfigError(f"dus-rl: mode={mode} does not match init={init}, whose action "
+                              f"space is {space} (mode {SPACE_MODE[space]})")
+        mode = SPACE_MODE[space]
+    k_given = _number("k", k if k is not None else env_cfg.get("steps_per_action", 10))
+    base = RewardConfig.from_dict(env_cfg.get("reward"))
+    if base.paired:  # one run online has no paired reference run: the default terms
+        base = RewardConfig()
+    given = {"discrepancy": ("w_discrepancy", w_discrepancy), "weak_gain": ("w_weak", w_weak),
+             "val_acc": ("w_val", w_val), "scale": ("scale", scale)}
+    reward = RewardConfig.from_dict({**base.to_dict(), **{
+        key: _number(name, v) for key, (name, v) in given.items() if v is not None}})
+    # an initial policy's quotas mean what they meant when it was learned (`batch` for
+    # policies exported before quota modes existed)
+    default_quota_mode = env_cfg.get("quota_mode", "batch") if policy else "steps"
+    opts = DUSRLOptions(
+        k=int(k_given), lr=_number("lr", lr), entropy=_number("entropy", entropy),
+        baseline_beta=_number("baseline_beta", baseline_beta),
+        hidden=[int(h) for h in (hidden if isinstance(hidden, list | tuple) else [hidden])],
+        mode=mode or env_cfg.get("action_mode", "discrete"),
+        grid=tuple(float(g) for g in (grid or env_cfg.get("quota_grid", DEFAULT_GRID))),
+        reward=reward, log_std=_number("log_std", log_std), learn_std=bool(learn_std),
+        init=init, policy_file=policy, quota_mode=quota_mode or default_quota_mode)
+    _check(opts, k_given)
+    return opts
+
+
+def _check(opts: DUSRLOptions, k_given: float) -> None:
+    if opts.mode not in MODES:
+        raise ConfigError(f"dus-rl: mode={opts.mode!r}; allowed {list(MODES)}")
+    if opts.k < 1 or opts.k != k_given:
+        raise ConfigError(f"dus-rl: 'k' must be an integer >= 1, got {k_given}")
+    for key in ("lr", "entropy", "baseline_beta", "log_std"):
+        if not math.isfinite(getattr(opts, key)):
+            raise ConfigError(f"dus-rl: '{key}' must be a finite number")
+    if opts.lr <= 0 or opts.entropy < 0:
+        raise ConfigError(f"dus-rl: need lr > 0 and entropy >= 0, got lr={opts.lr}, "
+                          f"entropy={opts.entropy}")
+    if not 0 < opts.baseline_beta <= 1:
+        raise ConfigError(f"dus-rl: 'baseline_beta' must be in (0, 1], got "
+                          f"{opts.baseline_beta}")
+    if not opts.hidden or min(opts.hidden) < 1:
+        raise ConfigError(f"dus-rl: 'hidden' needs sizes >= 1 (e.g. 32 or 64/64), got "
+                          f"{opts.hidden}")
+
+
+def parse_selector(rest: str) -> dict:
+    """The options of `dus-rl[:key=value,...]`, typed; `init=PATH` keeps its slashes and
+    commas: it runs to the end or to the next `,<option>=` (so sweeps may list it anywhere)."""
+    head, sep, tail = rest.partition("init=")
+    if sep and head and not head.endswith(","):
+        raise ConfigError(f"sampler 'dus-rl': cannot read {rest!r}; write init=PATH as its own "
+                          f"option")
+    later = re.search(rf",\s*(?:{'|'.join(OPTIONS)})\s*=", tail)
+    path, after = (tail[: later.start()], tail[later.start() + 1 :]) if later else (tail, "")
+    _, options = parse_spec("dus-rl:" + ",".join(p for p in (head.rstrip(","), after) if p),
+                            "sampler")
+    options = typed_fields("sampler 'dus-rl'", options, dus_rl_options, noun="option")
+    if sep:
+        if not path.strip():
+            raise ConfigError("sampler 'dus-rl': init= needs the folder of an exported policy")
+        options["init"] = str(Path(path.strip()))
+    return options

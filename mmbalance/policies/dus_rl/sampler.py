@@ -1,0 +1,137 @@
+"""The DUS-RL sampler: per-modality quotas decided by the online policy every `k` steps."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mmbalance.balance import LearningStatus
+from mmbalance.errors import ConfigError, UserError
+from mmbalance.policies.dus import QuotaSampler
+from mmbalance.policies.dus_rl.network import QuotaPolicyNetwork, one_thread
+from mmbalance.policies.dus_rl.options import DUSRLOptions, dus_rl_options, parse_selector
+from mmbalance.policies.dus_rl.reinforce import Reinforce
+from mmbalance.policies.quota_actions import QuotaActionMap
+from mmbalance.trainers.sampler import SamplerContext, Scorer
+from mmbalance.trainers.signals import Snapshot, quota_observation, reward
+
+
+class DUSRLSampler(QuotaSampler):
+    """DUS quotas from a policy trained online by REINFORCE (see the package docstring).
+    Keyword arguments: the options of `dus_rl_options`."""
+
+    name = "dus-rl"
+
+    def __init__(self, **options) -> None:
+        self.options: DUSRLOptions = dus_rl_options(**options)
+        super().__init__(quota_mode=self.options.quota_mode)
+
+    # the options a caller reads, under their selector names
+    k = property(lambda self: self.options.k)
+    mode = property(lambda self: self.options.mode)
+    lr = property(lambda self: self.options.lr)
+    init = property(lambda self: self.options.init)
+    policy_file = property(lambda self: self.options.policy_file)
+    reward_cfg = property(lambda self: self.options.reward)
+    net = property(lambda self: self.policy.net)
+    squash = property(lambda self: self.policy.squash)
+
+    def bind(self, ctx: SamplerContext) -> None:
+        m = len(ctx.modalities)
+        self.actions = QuotaActionMap(m, ctx.batch_size, self.options.mode, self.options.grid)
+        self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
+        super().bind(ctx)
+        num_classes = ctx.num_classes
+        if num_classes is None and self.policy_file is not None:
+            num_classes = self.policy_file.spec.get("num_classes")
+        if num_classes is None:
+            raise ConfigError("dus-rl: the sampler context does not say the number of classes")
+        self.num_classes = int(num_classes)
+        self.total = ctx.epochs * math.ceil(ctx.n_train / ctx.batch_size)
+        generator = torch.Generator().manual_seed(int(ctx.rng.integers(2**62)))
+        self.policy = QuotaPolicyNetwork(self.options, self.actions, ctx.batch_size, generator)
+        self.learner = Reinforce(self.policy, self.options, generator)
+        self.steps = 0
+        self.val_acc = 1.0 / self.num_classes  # chance, until the first epoch's validation
+        self._row: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ decisions
+    def _snapshot(self, status) -> Snapshot:
+        return Snapshot(status.discrepancy, float(status.s_hat.min()), self.val_acc)
+
+    def decision_reward(self, before: Snapshot, after: Snapshot) -> float:
+        """The reward of the pending decision (whose quotas are `self.quotas`): the env's."""
+        return reward(before, after, self.options.reward)
+
+    def _decide(self, status) -> None:
+        """Sample the next action (keeping its graph for the REINFORCE step) and apply it."""
+        progress = min(1.0, self.steps / self.total)
+        obs = quota_observation(status, progress, self.quotas, self.actions.n_min,
+                                self.actions.n_max, self.num_classes)
+        action, dist, entropy = self.learner.decide(obs, self._snapshot(status))
+        self.set_quotas(self.actions.to_quotas(action))
+        learner = self.learner
+        self._row = {**self.policy.describe(dist, self.ctx.modalities),
+                     "rl_reward": learner.last_reward,
+                     "rl_baseline": math.nan if learner.baseline is None else learner.baseline,
+                     "rl_entropy": entropy, "rl_updates": float(learner.updates)}
+
+    def _learn(self, status) -> None:
+        """Score the pending decision and take one REINFORCE step on it."""
+        r = self.decision_reward(self.learner.before, self._snapshot(status))
+        self.learner.learn(r)
+        self._row.update({"rl_reward": r, "rl_baseline": self.learner.baseline,
+                          "rl_updates": float(self.learner.updates)})
+
+    # ----------------------------------------------------------- sampler hooks
+    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
+        super().start_epoch(epoch, scorer)
+        if self.steps == 0 and self.learner.pending is None:  # the first decision, as at reset
+            with one_thread():
+                self._decide(LearningStatus(self.ctx.modalities))
+
+    def update(self, status) -> None:
+        self.steps += 1
+        if self.steps % self.k == 0 or self.steps >= self.total:
+            with one_thread():
+                if self.learner.pending is not None:
+                    self._learn(status)
+                if self.steps < self.total:
+                    self._decide(status)
+
+    def on_epoch_end(self, metrics: dict[str, float]) -> None:
+        self.val_acc = float(metrics["val_acc"])
+
+    def state_dict(self) -> dict:
+        """The plain attributes, plus the learner: the network, its Adam state, the
+        policy's random stream and the pending decision."""
+        return {**super().state_dict(), "learner": self.learner.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        with one_thread():
+            self.learner.load_state_dict(state["learner"])
+
+    def step_metrics(self) -> dict[str, float]:
+        return self._row
+
+    def log_metrics(self) -> dict[str, float]:
+        out = super().log_metrics()
+        out.update({k: v for k, v in self._row.items() if k.startswith("rl_mean_")})
+        out["rl_baseline"] = math.nan if self.learner.baseline is None else self.learner.baseline
+        return out
+
+    def config(self) -> dict:
+        return {**self.options.config(), **super().config()}
+
+
+def make_dus_rl_sampler(rest: str) -> DUSRLSampler:
+    """`dus-rl[:key=value,...]`, as `parse_selector` reads it."""
+    options = parse_selector(rest)
+    try:
+        return DUSRLSampler(**options)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as exc:  # e.g. a list or a word where a number was expected
+        raise ConfigError(f"sampler 'dus-rl': {exc}") from None

@@ -1,0 +1,174 @@
+"""What every MML method shares: its narrow context, its step output, its hyperparameters.
+
+A method trains the model on a batch and nothing else: it sees the model, the optimizer,
+the training arrays and labels, the run's random stream, the current epoch, the sampler's
+quota mode and the batch size (`MethodContext`), never the trainer. Each method declares
+its own hyperparameter dataclass (`Method.Options`), whose field names are the flat keys a
+user writes (`--set ogm_alpha=0.5`, `train: {mla_fusion: equal}` in YAML).
+
+Methods that take per-modality batches read a DUS quota n_j by the sampler's `quota_mode`
+(`quota_chunks`): `batch` (one mean-reduced step on the n_j samples: a larger quota only
+lowers gradient noise), `scaled` (that loss weighted by n_j / B, so twice the samples give
+twice the step) or `steps` (ceil(n_j / B) optimizer steps on the n_j samples).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from mmbalance.balance import true_class_score
+from mmbalance.errors import ConfigError
+from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.trainers.arrays import FeatureArray
+from mmbalance.trainers.methods.output import Pending, StepOutput
+from mmbalance.trainers.state import from_saveable, object_state
+
+
+@dataclass
+class MethodContext:
+    """What a method may use. `epoch` is kept current by the trainer (OGM-GE's window)."""
+
+    model: MultimodalModel
+    optimizer: torch.optim.Optimizer
+    x: dict[str, FeatureArray]  # the training split's features, per modality
+    y: torch.Tensor  # the training split's labels, on the device
+    generator: torch.Generator  # the run's own stream for training-time noise
+    batch_size: int
+    quota_mode: str  # what the sampler's per-modality batch sizes mean
+    epoch: int = 0
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.model.modalities
+
+
+@dataclass
+class NoOptions:
+    """A method without hyperparameters of its own."""
+
+    def check(self) -> None:
+        pass
+
+
+def quota_chunks(idx: torch.Tensor, batch_size: int, mode: str) -> list[tuple[torch.Tensor, float]]:
+    """How a modality's quota of n samples is trained: (index chunk, loss weight) per
+    optimizer step. `batch`: one step, weight 1; `scaled`: one step, weight n / B; `steps`:
+    ceil(n / B) steps on near-equal chunks, weight 1 each."""
+    n = int(idx.shape[0])
+    if mode == "batch":
+        return [(idx, 1.0)]
+    if mode == "scaled":
+        return [(idx, n / batch_size)]
+    if mode == "steps":
+        return [(c, 1.0) for c in torch.tensor_split(idx, max(1, math.ceil(n / batch_size)))]
+    raise ValueError(f"quota_mode must be batch, scaled or steps, got {mode!r}")
+
+
+class Method:
+    name = "base"
+    head = "fusion"  # the MultimodalModel head it trains
+    accepts_unimodal_batches = False
+    # with per-modality batches, also wants a paired batch of B under the key PAIRED
+    wants_paired_with_quotas = False
+    Options: type = NoOptions
+
+    def __init__(self, ctx: MethodContext, options) -> None:
+        self.ctx = ctx
+        self.options = options
+
+    @classmethod
+    def model_options(cls, options) -> dict:
+        """Keyword arguments of `MultimodalModel` that this method's options set."""
+        return {}
+
+    def loss_weights(self) -> tuple[float, ...] | None:
+        """The training loss's weights (per modality, then the fusion loss) where the method
+        has them: BSS's measurer weighs its per-sample loss the same way unless told
+        otherwise, as the authors' code does."""
+        return None
+
+    def step(self, batch: dict[str, torch.Tensor], want_logits: bool) -> StepOutput:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Plain attributes (MLA's projector, ...): what a checkpoint must carry."""
+        return object_state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        device = next(self.ctx.model.parameters()).device
+        for key, value in state.items():
+            value = from_saveable(value)
+            setattr(self, key, value.to(device) if isinstance(value, torch.Tensor) else value)
+
+    # ---------------------------------------------------------------- helpers
+    def train_mode(self) -> None:
+        """The model in training mode (evaluation leaves it in eval mode; switching a whole
+        module tree costs more than a small model's step, so only when needed)."""
+        if not self.ctx.model.training:
+            self.ctx.model.train()
+
+    def paired_index(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The one index array of a paired batch."""
+        first = batch[self.ctx.modalities[0]]
+        if any(batch[m] is not first and not torch.equal(batch[m], first)
+               for m in self.ctx.modalities):
+            raise ConfigError(f"method '{self.name}' needs paired batches (one index array for "
+                              "every modality), but the sampler gave each modality its own")
+        return first
+
+    def paired_output(
+        self, uni: dict[str, torch.Tensor], mm: torch.Tensor, y: torch.Tensor,
+        loss: torch.Tensor | None, want_logits: bool, total: str | None = None,
+    ) -> StepOutput:
+        """The output of a step on a paired batch: its scores and unimodal CE come later, in
+        bulk, from one log-softmax over the stacked logits (see `output.py`); for samplers
+        that observe, the detached logits (M + 1, n, C) and the labels now."""
+        names = self.ctx.modalities
+        logits = [uni[m].detach() for m in names]
+        extra = [loss.detach()] if loss is not None else []
+        observed = torch.stack([*logits, mm.detach()]) if want_logits else None
+        sizes = {m: len(y) for m in names}
+        return StepOutput(None, names, sizes, observed, y if want_logits else None, total,
+                          Pending("log", logits, y, extra))
+
+
+def batch_output(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor],
+                 ce: dict[str, torch.Tensor | None], sizes: dict[str, int],
+                 same_rows: bool, total) -> StepOutput:
+    """The output of a step on per-modality batches: per-modality batch score, then unimodal
+    CE (over every sample a modality was trained on this iteration).
+
+    `ce[m]`, where given, is modality m's training loss on exactly these samples (one
+    chunk): the same number `F.cross_entropy` would compute again. With `same_rows` (a
+    paired batch: every modality trained on the same samples) and every CE given, the
+    scores come later in bulk (see `output.py`); otherwise they are computed now."""
+    names = list(uni)
+    if same_rows and all(ce.get(m) is not None for m in names):
+        pending = Pending("prob", [_detached(uni[m]) for m in names], ys[names[0]],
+                          [_detached(ce[m]) for m in names])
+        return StepOutput(None, names, sizes, total=total, pending=pending)
+    with torch.no_grad():
+        s = torch.stack([true_class_score(uni[m], ys[m]).mean() for m in names])
+        losses = [ce[m].detach() if ce.get(m) is not None
+                  else F.cross_entropy(uni[m].detach(), ys[m]) for m in names]
+        return StepOutput(torch.cat([s, torch.stack(losses)]), names, sizes, total=total)
+
+
+def _detached(t: torch.Tensor) -> torch.Tensor:
+    return t.detach() if t.requires_grad else t
+
+
+def check_nonnegative(options, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if getattr(options, key) < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {getattr(options, key)}")
+
+
+def check_choice(options, key: str, allowed: tuple[str, ...]) -> None:
+    if getattr(options, key) not in allowed:
+        raise ConfigError(f"{key}: got {getattr(options, key)!r}, allowed {list(allowed)}")
+

@@ -1,0 +1,129 @@
+"""What one training iteration hands back, and how many iterations' numbers are read at once.
+
+The learning status and the step log need, per step, each modality's batch score s_t and
+unimodal CE, and the loss. A method leaves them where it computed them: as the detached
+logits and labels they come from (`Pending`), or as a finished vector on the device
+(`stats`). `read_outputs` turns a run of steps into host numbers in one batched pass per
+kind of step (one log-softmax over the stacked logits of every step, ...) and one
+transfer, instead of a dozen small kernels and a device sync per step. The batched kernels
+compute every row as the per-step ones would (softmax and log-softmax per row, means over
+the same contiguous samples), so the numbers are the same to the bit
+(tests/test_golden_runs.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+
+@dataclass
+class Pending:
+    """A step's numbers, not computed yet. `recipe`: "log" (a paired batch: from one
+    log-softmax, s_t = mean exp(log p_y), CE = -mean log p_y) or "prob" (s_t = mean
+    softmax p_y; the CEs are the step's own training losses, in `extra`). `logits`: each
+    modality's detached (n, C) logits; `y`: the n labels; `extra`: 0-d tensors appended
+    after (the loss, or the CEs)."""
+
+    recipe: str
+    logits: list[torch.Tensor]
+    y: torch.Tensor
+    extra: list[torch.Tensor]
+
+
+@dataclass
+class StepOutput:
+    """One training iteration's outputs. Its numbers (`stats` once read: s_t of every
+    modality, then its unimodal CE, then the loss where the method has one of its own) stay
+    on the device until the trainer reads many steps together (`read_outputs`); `host()`,
+    `loss`, `scores` and `losses` read them now. `total` says how the loss is read: None,
+    the last value; "sum", the sum of the unimodal CEs (MLA); (weights, w_fusion),
+    sum_j w_j CE_j plus w_fusion times the last value unless w_fusion is None (joint-uni on
+    quotas)."""
+
+    stats: torch.Tensor | np.ndarray | None
+    modalities: list[str]
+    sizes: dict[str, int]
+    # paired batches of a scoring sampler: detached unimodal + multimodal logits (M + 1, n, C)
+    # and the batch's labels (the forward-pass outputs the sampler observes)
+    logits: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    total: str | tuple | None = None
+    pending: Pending | None = None
+
+    def host(self) -> np.ndarray:
+        return np.asarray(read_outputs([self])[0], dtype=np.float64)
+
+    def loss_of(self, values: list[float]) -> float:
+        """The loss from this step's host values (a row of `host()`, as Python floats)."""
+        k = len(self.modalities)
+        if self.total is None:
+            return values[2 * k]
+        ce = values[k : 2 * k]
+        if self.total == "sum":
+            return sum(ce)
+        weights, w_fusion = self.total
+        loss = sum(w * c for w, c in zip(weights, ce))
+        if w_fusion is not None:
+            loss += w_fusion * values[2 * k]
+        return loss
+
+    @property
+    def loss(self) -> float:
+        return self.loss_of(self.host().tolist())
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """s_t per trained modality."""
+        return dict(zip(self.modalities, self.host().tolist()))
+
+    @property
+    def losses(self) -> dict[str, float]:
+        """Unimodal CE per trained modality."""
+        k = len(self.modalities)
+        return dict(zip(self.modalities, self.host().tolist()[k : 2 * k]))
+
+
+@torch.no_grad()
+def _compute(group: list[Pending]) -> torch.Tensor:
+    """The (S, ...) numbers of S pending steps of one recipe and shape, batched."""
+    first = group[0]
+    s, m, n = len(group), len(first.logits), first.y.shape[0]
+    z = torch.stack([t for p in group for t in p.logits]).view(s, m, n, -1)
+    index = torch.stack([p.y for p in group]).view(s, 1, n, 1).expand(s, m, n, 1)
+    if first.recipe == "log":
+        true = F.log_softmax(z, dim=-1).gather(3, index).squeeze(3)  # (S, M, n)
+        parts = [true.exp().mean(2), -true.mean(2)]
+    else:
+        parts = [F.softmax(z, dim=-1).gather(3, index).squeeze(3).mean(2)]
+    if first.extra:
+        parts.append(torch.stack([e for p in group for e in p.extra]).view(s, -1))
+    return torch.cat(parts, dim=1)
+
+
+def read_outputs(outs: list[StepOutput]) -> list[list[float]]:
+    """Every step's numbers on the host (float64 rows, in order): pending steps computed
+    in one batched pass per recipe and shape, and one transfer per such batch. (The steps
+    of one run live on one device.)"""
+    values: list[list[float] | None] = [None] * len(outs)
+    batches: dict[tuple, list[int]] = defaultdict(list)
+    for i, out in enumerate(outs):
+        p = out.pending
+        if p is not None and out.stats is None:
+            batches[(p.recipe, len(p.logits), p.logits[0].shape, len(p.extra))].append(i)
+        elif isinstance(out.stats, torch.Tensor):
+            batches[("stats", out.stats.shape)].append(i)
+        else:
+            values[i] = np.asarray(out.stats, dtype=np.float64).tolist()
+    for key, idx in batches.items():
+        if key[0] != "stats":
+            stats = _compute([outs[i].pending for i in idx])
+        else:
+            stats = torch.stack([outs[i].stats for i in idx])
+        for i, row in zip(idx, stats.cpu().double().tolist()):
+            values[i] = row
+    return values
