@@ -225,3 +225,15 @@ def test_bss_l_with_replacement_changes_how_often_samples_are_seen():
     counts = np.bincount(order, minlength=n)
     assert len(order) == n and counts.max() > 1
     assert counts[: n // 4].sum() > 3 * counts[-n // 4 :].sum()
+
+
+def test_paper_datasets_bring_their_loss_weights_and_inference():
+    """`--data cremad:DIR` starts joint-uni from the authors' CREMA-D weights
+    (0.1 fusion, 0.9 per head) and their CREMA-D prediction (the unimodal heads only)."""
+    from mmbalance.data.real.defaults import dataset_defaults
+
+    train = dataset_defaults("cremad")["train"]
+    opts = TrainConfig.from_dict({**train, "method": "joint-uni"}).options
+    assert opts.uni_weights(["audio", "visual"]) == [0.9, 0.9]
+    assert opts.mm_loss_weight == 0.1 and opts.inference == "unimodal"
+    assert dataset_defaults("ks")["train"]["inference"] == "sum"
