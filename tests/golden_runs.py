@@ -2,7 +2,9 @@
 
 The file was written by this script (`python tests/golden_runs.py`) from the code as it was
 *before* the trainer/method/sampler refactor of issue 11; `tests/test_golden_runs.py` checks
-that the code of today reproduces every stored number exactly (same seed, same machine
+that the code of today reproduces every stored number exactly (the two DUS-RL runs were
+written again when DUS-RL's quotas took a fixed sample budget, issue 10, a deliberate change
+of behaviour; every other run is still the pre-refactor one) (same seed, same machine
 class, one torch thread): step rows, epoch rows (wall times aside), final metrics and a hash
 of the final weights. Between them the runs take every method, every sampler family, each
 quota mode, the BSS measurer with default and training-loss weights, scores from a scoring

@@ -79,13 +79,28 @@ def test_episode_terminates_at_the_run_budget_and_truncates_on_cap():
 
 
 def test_actions_set_the_quotas_the_trainer_feeds():
-    env = QuotaEnv({**QUOTA, "action_mode": "discrete"})
+    env = QuotaEnv({**QUOTA, "action_mode": "discrete", "budget": "free"})
     env.reset(seed=0)
     grid = env.actions.grid
     _, _, _, _, info = env.step(np.array([0, len(grid) - 1]))
     assert info["quota_audio"] == grid[0] and info["quota_visual"] == grid[-1]
     steps = env.trainer.history.steps[-4:]
     assert all(s["quota_audio"] == grid[0] and s["quota_visual"] == grid[-1] for s in steps)
+
+
+def test_a_fixed_budget_redistributes_an_iterations_samples():
+    """By default the chosen quotas are rescaled to M·B samples: a policy cannot buy
+    learning with more samples (with steps or scaled quotas, more samples learn more)."""
+    env = QuotaEnv({**QUOTA, "action_mode": "discrete"})
+    b = env.cfg.train_config(0).batch_size
+    top = len(env.actions.grid) - 1
+    assert env.actions.to_quotas(np.array([top, top])).tolist() == [b, b]  # 2B each -> B
+    q = env.actions.to_quotas(np.array([0, top]))  # B/4 and 2B: 2.25 B -> 2 B
+    assert q.sum() <= 2 * b + 1 and q[1] > 3 * q[0]
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([top - 1, top]))
+    fed = [(s["quota_audio"], s["quota_visual"]) for s in env.trainer.history.steps]
+    assert all(a + v <= 2 * b + 1 for a, v in fed)
 
 
 @pytest.mark.parametrize(

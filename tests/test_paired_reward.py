@@ -58,13 +58,13 @@ def test_starving_the_leader_is_paid_negative_where_it_lowers_held_out_accuracy(
     env = QuotaEnv(cfg)
     starve = env.actions.from_quotas(np.array([16, 128]))
     uniform = env.actions.from_quotas(np.array([64, 64]))
-    r_ref, i_ref = play(env, lambda e: uniform, seed=20000)
-    r_starve, i_starve = play(env, lambda e: starve, seed=20000)
+    r_ref, i_ref = play(env, lambda e: uniform, seed=20001)
+    r_starve, i_starve = play(env, lambda e: starve, seed=20001)
     assert i_starve[-1]["final_test_acc"] < i_ref[-1]["final_test_acc"]
     assert sum(r_starve) < 0 and sum(r_ref) == 0.0
     gamed = QuotaEnv({**cfg, "reward": {"discrepancy": 1.0}})
-    r_gamed, _ = play(gamed, lambda e: starve, seed=20000)
-    r_plain, _ = play(gamed, lambda e: uniform, seed=20000)
+    r_gamed, _ = play(gamed, lambda e: starve, seed=20001)
+    r_plain, _ = play(gamed, lambda e: uniform, seed=20001)
     assert sum(r_gamed) > sum(r_plain)  # the pure discrepancy reward is gamed
 
 

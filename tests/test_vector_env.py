@@ -88,10 +88,11 @@ def test_equals_separate_envs_with_the_same_seeds_and_actions(mode):
             if mode == "next_step":  # the finished runs are still there: compare them whole
                 for t_v, env in zip(vec.trainers, sep.envs):
                     assert_histories_close(t_v, env.trainer)
-        grid, info = vec.runs[0].actions.grid, out_v[4]
+        amap, info = vec.runs[0].actions, out_v[4]
         for i in np.flatnonzero(info.get("_quota_audio", [])):  # the runs that trained
-            assert info["quota_audio"][i] == grid[actions[i][0]]
-            assert info["quota_visual"][i] == grid[actions[i][1]]
+            quotas = amap.to_quotas(actions[i])  # the action's quotas, in the env's budget
+            assert info["quota_audio"][i] == quotas[0]
+            assert info["quota_visual"][i] == quotas[1]
         del step
     assert ends == 2
     for t_v, env in zip(vec.trainers, sep.envs):

@@ -35,6 +35,9 @@ class QuotaEnvConfig(EnvConfigBase):
     action_mode: str = "discrete"  # discrete (MultiDiscrete) | flat (Discrete) | continuous (Box)
     # batch sizes as multiples of B; continuous: [min, max]
     quota_grid: tuple[float, ...] = DEFAULT_GRID
+    # fixed: the chosen quotas are rescaled to M·B samples per iteration, so a policy
+    # redistributes an iteration's samples and cannot buy learning with more of them
+    budget: str = "fixed"
     # what a quota does to learning: batch | scaled | steps (README: leverage)
     quota_mode: str = "steps"
 
@@ -54,7 +57,7 @@ class QuotaEnv(SavableEpisode, gym.Env):
         self.modalities = list(self._setup_episodes().modalities)
         b = self.cfg.train_config(0).batch_size
         self.actions = QuotaActionMap(len(self.modalities), b, self.cfg.action_mode,
-                                      tuple(self.cfg.quota_grid))
+                                      tuple(self.cfg.quota_grid), self.cfg.budget)
         if self.reward_cfg.reference not in ("none", "uniform", "dus-h"):
             raise ConfigError(f"reward.reference: the quota env's reference is uniform or "
                               f"dus-h, got {self.reward_cfg.reference!r}")

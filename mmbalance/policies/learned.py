@@ -237,7 +237,9 @@ class LearnedQuotaSampler(QuotaSampler):
         super().__init__(quota_mode=env_cfg.get("quota_mode", "batch"))
 
     def bind(self, ctx: SamplerContext) -> None:
-        self.actions = QuotaActionMap(len(ctx.modalities), ctx.batch_size, self.mode, self.grid)
+        # the budget rule the policy learned with (`free` for policies exported before it)
+        self.actions = QuotaActionMap(len(ctx.modalities), ctx.batch_size, self.mode, self.grid,
+                                      self.policy.spec["env_config"].get("budget", "free"))
         self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
         super().bind(ctx)
         m = len(ctx.modalities)

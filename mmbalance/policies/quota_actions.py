@@ -5,6 +5,12 @@ B × (1/4, 1/2, 1, 3/2, 2) so the uniform batch B is one of them (a MultiDiscret
 PPO/IMPALA). `flat`: the same grid, one Discrete choice among all L^M combinations (for DQN,
 which takes a single discrete action). `continuous`: one value per
 modality in [-1, 1], mapped linearly to [n_min, n_max] and rounded (a Box, for SAC/PPO).
+`budget`: `fixed` (what the envs use by default) rescales the chosen quotas to sum to M·B,
+the samples of a uniform iteration, before clamping to [n_min, n_max]: a policy redistributes
+the samples of an iteration, as DUS-H does, and cannot win by training on more of them (with
+`quota_mode` steps or scaled, more samples are more learning, and a policy learned under the
+paired reward did exactly that: B·(2, 1.5) on every step, 1.75x the compute of its
+reference). `free` keeps the chosen quotas (policies exported before budgets existed).
 Invalid actions (wrong shape, NaN, out of bounds) raise ValueError: training never runs on
 garbage.
 """
@@ -18,6 +24,7 @@ import numpy as np
 from mmbalance.errors import ConfigError
 
 ACTION_MODES = ("discrete", "flat", "continuous")
+BUDGETS = ("fixed", "free")
 DEFAULT_GRID = (0.25, 0.5, 1.0, 1.5, 2.0)
 
 
@@ -27,10 +34,13 @@ class QuotaActionMap:
     batch_size: int
     mode: str = "discrete"
     grid_multiples: tuple[float, ...] = DEFAULT_GRID
+    budget: str = "free"
 
     def __post_init__(self) -> None:
         if self.mode not in ACTION_MODES:
             raise ConfigError(f"action_mode: got {self.mode!r}, allowed {list(ACTION_MODES)}")
+        if self.budget not in BUDGETS:
+            raise ConfigError(f"budget: got {self.budget!r}, allowed {list(BUDGETS)}")
         mult = np.asarray(self.grid_multiples, dtype=np.float64)
         if mult.ndim != 1 or len(mult) < 2 or not np.all(np.isfinite(mult)) or mult.min() <= 0:
             raise ConfigError(
@@ -47,6 +57,14 @@ class QuotaActionMap:
         return len(self.grid) ** self.num_modalities
 
     def to_quotas(self, action) -> np.ndarray:
+        q = self._raw_quotas(action)
+        if self.budget == "free":
+            return q
+        total = self.num_modalities * self.batch_size
+        scaled = np.rint(q * (total / q.sum()))
+        return np.clip(scaled, self.n_min, self.n_max).astype(np.int64)
+
+    def _raw_quotas(self, action) -> np.ndarray:
         a = np.asarray(action)
         if self.mode == "flat":
             if a.shape not in ((), (1,)) or not np.all(np.isfinite(a)) or a != np.round(a):

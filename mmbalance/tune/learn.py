@@ -203,9 +203,10 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
         if not (out / "checkpoints" / f"iter_{last:04d}").exists():
             _save(algo, out, last)
         env = cfg.env_class()(cfg.env_config)
-        # what a quota meant while the policy learned (the env's default unless given): the
-        # exported policy replays with the same meaning
-        mode = {"quota_mode": env.cfg.quota_mode} if hasattr(env.cfg, "quota_mode") else {}
+        # what a quota meant while the policy learned and how quotas share an iteration's
+        # budget (the env's defaults unless given): the exported policy replays with both
+        mode = ({"quota_mode": env.cfg.quota_mode, "budget": env.cfg.budget}
+                if hasattr(env.cfg, "quota_mode") else {})
         if cfg.env == "quota-vector":  # export the single run's policy: a quota policy
             from mmbalance.envs import QuotaEnv
 

@@ -20,7 +20,7 @@ MODES = ("discrete", "flat", "continuous")
 SPACE_MODE = {"MultiDiscrete": "discrete", "Discrete": "flat", "Box": "continuous"}
 # every option but init=PATH, whose value may hold commas (see `parse_selector`)
 OPTIONS = ("k", "lr", "entropy", "baseline_beta", "hidden", "mode", "grid", "w_discrepancy",
-           "w_weak", "w_val", "scale", "log_std", "learn_std", "quota_mode")
+           "w_weak", "w_val", "scale", "log_std", "learn_std", "quota_mode", "budget")
 
 
 def _number(name: str, value) -> float:
@@ -47,6 +47,7 @@ class DUSRLOptions:
     init: str | None  # an exported RLlib quota policy to start from
     policy_file: ExportedPolicy | None
     quota_mode: str
+    budget: str  # fixed: quotas rescaled to M·B per iteration (policies/quota_actions.py)
 
     def config(self) -> dict:
         return {"k": self.k, "lr": self.lr, "entropy": self.entropy,
@@ -71,6 +72,7 @@ def dus_rl_options(
     learn_std: bool = True,
     init: str | None = None,
     quota_mode: str | None = None,
+    budget: str | None = None,
 ) -> DUSRLOptions:
     """The options as given, over an initial policy's env config (where `init` names one),
     over the defaults; checked."""
@@ -97,6 +99,7 @@ def dus_rl_options(
     # an initial policy's quotas mean what they meant when it was learned (`batch` for
     # policies exported before quota modes existed)
     default_quota_mode = env_cfg.get("quota_mode", "batch") if policy else "steps"
+    budget = budget or (env_cfg.get("budget", "free") if policy else "fixed")  # likewise
     opts = DUSRLOptions(
         k=int(k_given), lr=_number("lr", lr), entropy=_number("entropy", entropy),
         baseline_beta=_number("baseline_beta", baseline_beta),
@@ -104,7 +107,8 @@ def dus_rl_options(
         mode=mode or env_cfg.get("action_mode", "discrete"),
         grid=tuple(float(g) for g in (grid or env_cfg.get("quota_grid", DEFAULT_GRID))),
         reward=reward, log_std=_number("log_std", log_std), learn_std=bool(learn_std),
-        init=init, policy_file=policy, quota_mode=quota_mode or default_quota_mode)
+        init=init, policy_file=policy, quota_mode=quota_mode or default_quota_mode,
+        budget=budget)
     _check(opts, k_given)
     return opts
 

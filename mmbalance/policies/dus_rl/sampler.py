@@ -39,7 +39,8 @@ class DUSRLSampler(QuotaSampler):
 
     def bind(self, ctx: SamplerContext) -> None:
         m = len(ctx.modalities)
-        self.actions = QuotaActionMap(m, ctx.batch_size, self.options.mode, self.options.grid)
+        self.actions = QuotaActionMap(m, ctx.batch_size, self.options.mode, self.options.grid,
+                                      self.options.budget)
         self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
         super().bind(ctx)
         num_classes = ctx.num_classes
