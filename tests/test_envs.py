@@ -98,7 +98,7 @@ def test_a_fixed_budget_redistributes_an_iterations_samples():
     q = env.actions.to_quotas(np.array([0, top]))  # B/4 and 2B: 2.25 B -> 2 B
     assert q.sum() <= 2 * b + 1 and q[1] > 3 * q[0]
     env.reset(seed=0)
-    _, _, _, _, info = env.step(np.array([top - 1, top]))
+    env.step(np.array([top - 1, top]))
     fed = [(s["quota_audio"], s["quota_visual"]) for s in env.trainer.history.steps]
     assert all(a + v <= 2 * b + 1 for a, v in fed)
 
