@@ -17,11 +17,13 @@ so there is a better policy than the heuristic to find.
    uniform, DUS-H and DUS-RL (BSS: uniform, BSS-H, BSS-L), and the bar of the RL issue.
 Writes results/rl.md and results/rl_curve.png; raw runs under results/raw/rl (not committed).
 Usage: python benchmarks/rl.py [--env-steps 2048] [--seeds 5] [--algorithms PPO SAC DQN BSS]
+       python benchmarks/rl.py --tables-only   (rebuild results/rl.md from results/raw/rl)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -164,7 +166,10 @@ def evaluate(policy: Path, raw: Path, seeds: int) -> dict[str, pd.DataFrame]:
 
 
 def bar_lines(algo: str, folders: dict[str, Path], baselines: list[str]) -> list[str]:
-    """Learned vs each baseline: mean difference against the seed std of the baseline."""
+    """Learned vs each baseline: mean difference against the baseline's seed std. On the
+    training family's centre the learned policy must beat every baseline (more than one std
+    better in accuracy or weak-modality probe, without losing the other); on a data set no
+    episode saw it must not be worse than uniform (neither more than one std below)."""
     lines = []
     for name, folder in folders.items():
         res = pd.read_parquet(folder / "results.parquet")
@@ -175,6 +180,7 @@ def bar_lines(algo: str, folders: dict[str, Path], baselines: list[str]) -> list
         learned = res[res["sampler"].str.startswith("learned:")]
         acc = f"{100 * learned['test_acc'].mean():.1f} ± {100 * learned['test_acc'].std():.1f}"
         cells = [algo, name, acc, f"{weak}: {100 * learned[f'test_probe_acc_{weak}'].mean():.1f}"]
+        unseen = name != "competition"
         met = True
         for b in baselines:
             base = res[res["sampler"] == b]
@@ -183,73 +189,76 @@ def bar_lines(algo: str, folders: dict[str, Path], baselines: list[str]) -> list
                           - base[f"test_probe_acc_{weak}"].mean())
             s_acc = 100 * base["test_acc"].std()
             s_pr = 100 * base[f"test_probe_acc_{weak}"].std()
-            met &= (d_acc > s_acc and d_pr >= 0) or (d_pr > s_pr and d_acc >= 0)
+            if not unseen:
+                met &= (d_acc > s_acc and d_pr >= 0) or (d_pr > s_pr and d_acc >= 0)
+            elif b == "uniform":
+                met &= d_acc >= -s_acc and d_pr >= -s_pr
             cells.append(f"{b}: Δacc {d_acc:+.1f} (std {s_acc:.1f}), Δprobe {d_pr:+.1f} "
                          f"(std {s_pr:.1f})")
-        lines.append("| " + " | ".join(cells) + f" | {'yes' if met else 'no'} |")
+        rule = "not worse than uniform" if unseen else "beats every baseline"
+        lines.append("| " + " | ".join(cells) + f" | {rule}: {'yes' if met else 'no'} |")
     return lines
 
 
-def say(parts: list[str], text: str, at: int | None = None) -> None:
-    """Keep a result block and show it at once (a long run's log has every part)."""
-    parts.append(text) if at is None else parts.insert(at, text)
-    print(text, flush=True)
-
-
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--env-steps", type=int, default=2048, help="budget per algorithm")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--algorithms", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    args = p.parse_args()
-    raw = RESULTS / "raw" / "rl"
+def measure(args: argparse.Namespace, raw: Path) -> None:
+    """Run everything and keep each live measurement under RAW (the tables are built from
+    there, so `--tables-only` can rebuild them)."""
     if raw.exists():
         shutil.rmtree(raw)
     raw.mkdir(parents=True)
     env_config = config("PPO")[0]["env_config"]
-    parts = [header(invocation())]
-
     t0 = time.perf_counter()
     table, agree = gaming(env_config)
     verdict = "; ".join(f"{k}: ranking by return {'agrees' if a else 'does NOT agree'} with "
                         f"the ranking by test accuracy (return: {' < '.join(r)}; accuracy: "
                         f"{' < '.join(acc)})" for k, (a, r, acc) in agree.items())
-    say(parts,
-        f"**Reward gaming** (fixed policies in the shipped quota env on "
-        f"`{EVAL_DATA['competition']}`, {len(FIXED_SEEDS)} episodes each, seeds "
-        f"{FIXED_SEEDS[0]}..{FIXED_SEEDS[-1]}; {(time.perf_counter() - t0) / 60:.1f} min). "
-        f"Return, test accuracy of the best-validation model and probe accuracies (%), mean "
-        f"quotas.\n\n{table}\n\n{verdict}.")
-    say(parts, "**Cost of the paired reward** (one episode, uniform actions, shipped "
-                 f"settings on `{EVAL_DATA['competition']}`):\n\n{step_cost(env_config)}")
-
-    curves, rows, bars = {}, [], []
+    text = (f"**Reward gaming** (fixed policies in the shipped quota env on "
+            f"`{EVAL_DATA['competition']}`, {len(FIXED_SEEDS)} episodes each, seeds "
+            f"{FIXED_SEEDS[0]}..{FIXED_SEEDS[-1]}; {(time.perf_counter() - t0) / 60:.1f} min). "
+            f"Return, test accuracy of the best-validation model and probe accuracies (%), "
+            f"mean quotas.\n\n{table}\n\n{verdict}.")
+    (raw / "gaming.md").write_text(text)
+    print(text, flush=True)
+    text = ("**Cost of the paired reward** (one episode, uniform actions, shipped settings on "
+            f"`{EVAL_DATA['competition']}`):\n\n{step_cost(env_config)}")
+    (raw / "cost.md").write_text(text)
+    print(text, flush=True)
     for algo in args.algorithms:
-        cfg_path = CONFIGS[algo]
         cfg, sets = config(algo)
         iterations = max(1, round(args.env_steps / env_steps_per_iteration(cfg)))
         out = raw / f"learn-{algo}"
         t0 = time.perf_counter()
-        rc = cli(["learn", str(ROOT / cfg_path), "--iterations", str(iterations), "--out", str(out),
-                  "--no-progress", *[a for o in sets for a in ("--set", o)]])
+        rc = cli(["learn", str(ROOT / CONFIGS[algo]), "--iterations", str(iterations),
+                  "--out", str(out), "--no-progress", *[a for o in sets for a in ("--set", o)]])
         if rc != 0:
             raise SystemExit(rc)
-        minutes = (time.perf_counter() - t0) / 60
+        (out / "wall.json").write_text(json.dumps(
+            {"iterations": iterations, "minutes": (time.perf_counter() - t0) / 60}))
+        evaluate(out / "policy", raw / algo, args.seeds)
+
+
+def tables(args: argparse.Namespace, raw: Path) -> str:
+    parts = [header(invocation()), (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
+    curves, rows, bars, held_out = {}, [], [], []
+    for algo in args.algorithms:
+        out = raw / f"learn-{algo}"
+        if not (out / "wall.json").exists():
+            continue
+        wall = json.loads((out / "wall.json").read_text())
         progress = pd.read_parquet(out / "progress.parquet")
         steps = int(progress["env_steps"].iloc[-1])
         curves[algo] = progress
-        rows.append(f"| {algo} | `{cfg_path}` | {iterations} | {steps} | {minutes:.1f} | "
-                    f"{steps / (60 * minutes):.1f} | "
+        rows.append(f"| {algo} | `{CONFIGS[algo]}` | {wall['iterations']} | {steps} | "
+                    f"{wall['minutes']:.1f} | {steps / (60 * wall['minutes']):.1f} | "
                     f"{progress['episode_return_mean'].iloc[-1]:.2f} |")
-        folders = evaluate(out / "policy", raw / algo, args.seeds)
+        folders = {name: raw / algo / f"evaluate-{name}" for name in EVAL_DATA}
         baselines = ["uniform", "bss-h"] if algo == "BSS" else ["uniform", "dus-h"]
         bars += bar_lines(algo, folders, baselines)
         for name, folder in folders.items():
             summary = (folder / "summary.md").read_text().split("\n\n", 1)[1].strip()
-            say(parts, f"**{algo}, held-out `{EVAL_DATA[name]}`** (`mmbalance evaluate "
-                         f"OUT/policy --data {EVAL_DATA[name]} --seeds {args.seeds}`):\n\n"
-                         + summary)
-
+            held_out.append(f"**{algo}, held-out `{EVAL_DATA[name]}`** (`mmbalance evaluate "
+                            f"OUT/policy --data {EVAL_DATA[name]} --seeds {args.seeds}`):\n\n"
+                            + summary)
     fig, ax = plt.subplots(figsize=(7, 4))
     for algo, prog in curves.items():
         ax.plot(prog["env_steps"], prog["episode_return_mean"], marker="o", label=algo)
@@ -263,19 +272,32 @@ def main() -> None:
     fig.savefig(RESULTS / "rl_curve.png", dpi=120)
     plt.close(fig)
     shown = " ".join(f"--set {o}" for o in OVERRIDES)
-    say(parts, at=3, text="**Learning** (each algorithm from its shipped YAML with `--iterations` "
-                 f"set for about {args.env_steps} env steps and `{shown}`; PPO also "
+    parts.append("**Learning** (each algorithm from its shipped YAML with `--iterations` set for "
+                 f"about {args.env_steps} env steps and `{shown}`; PPO also "
                  f"`{' '.join('--set ' + o for o in PER_ALGO['PPO'])}`):\n\n"
                  "![learning curves](benchmarks/results/rl_curve.png)\n\n"
                  "| algorithm | config | iterations | env steps | minutes | env steps / s "
                  "| last mean return |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
-    say(parts, at=4, text="**The bar** (learned policy vs each baseline on held-out seeds: mean "
-                 "difference against the baseline's seed std; met = more than one std better "
-                 "in accuracy or weak-modality probe without losing the other, against every "
-                 "baseline):\n\n| algorithm | data | learned acc | learned weak probe | "
-                 "vs baseline 1 | vs baseline 2 | met |\n|---|---|---|---|---|---|---|\n"
-                 + "\n".join(bars))
-    write_result("rl", "\n\n".join(parts) + "\n")
+    parts.append("**The bar** (learned policy vs each baseline on held-out seeds: mean "
+                 "difference in points against the baseline's seed std; the weak modality is "
+                 "the one with the lower probe accuracy under uniform sampling):\n\n"
+                 "| algorithm | data | learned acc | learned weak probe | vs baseline 1 | "
+                 "vs baseline 2 | met |\n|---|---|---|---|---|---|---|\n" + "\n".join(bars))
+    return "\n\n".join(parts + held_out) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--env-steps", type=int, default=2048, help="budget per algorithm")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--algorithms", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--tables-only", action="store_true",
+                   help="rebuild results/rl.md from results/raw/rl without running anything")
+    args = p.parse_args()
+    raw = RESULTS / "raw" / "rl"
+    if not args.tables_only:
+        measure(args, raw)
+    write_result("rl", tables(args, raw))
 
 
 if __name__ == "__main__":
