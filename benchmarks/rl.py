@@ -15,7 +15,8 @@ so there is a better policy than the heuristic to find.
    env-step budget: learning curve, wall time, env steps/s; then `mmbalance evaluate` on
    held-out seeds of the competition preset and of `digits`, which no episode saw, against
    uniform, DUS-H and DUS-RL (BSS: uniform, BSS-H, BSS-L), and the bar of the RL issue.
-Writes results/rl.md and results/rl_curve.png; raw runs under results/raw/rl (not committed).
+Writes results/rl.md and results/rl_curve.png; raw runs under results/raw/rl (not committed;
+`--algorithms X` re-learns X only and keeps the others' raw results for the block).
 Usage: python benchmarks/rl.py [--env-steps 2048] [--seeds 5] [--algorithms PPO SAC DQN BSS]
        python benchmarks/rl.py --tables-only   (rebuild results/rl.md from results/raw/rl)
 """
@@ -203,9 +204,7 @@ def bar_lines(algo: str, folders: dict[str, Path], baselines: list[str]) -> list
 def measure(args: argparse.Namespace, raw: Path) -> None:
     """Run everything and keep each live measurement under RAW (the tables are built from
     there, so `--tables-only` can rebuild them)."""
-    if raw.exists():
-        shutil.rmtree(raw)
-    raw.mkdir(parents=True)
+    raw.mkdir(parents=True, exist_ok=True)
     env_config = config("PPO")[0]["env_config"]
     t0 = time.perf_counter()
     table, agree = gaming(env_config)
@@ -227,6 +226,8 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
         cfg, sets = config(algo)
         iterations = max(1, round(args.env_steps / env_steps_per_iteration(cfg)))
         out = raw / f"learn-{algo}"
+        for folder in (out, raw / algo):  # only this algorithm's earlier results are replaced
+            shutil.rmtree(folder, ignore_errors=True)
         t0 = time.perf_counter()
         rc = cli(["learn", str(ROOT / CONFIGS[algo]), "--iterations", str(iterations),
                   "--out", str(out), "--no-progress", *[a for o in sets for a in ("--set", o)]])
@@ -240,7 +241,7 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
 def tables(args: argparse.Namespace, raw: Path) -> str:
     parts = [header(invocation()), (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
     curves, rows, bars, held_out = {}, [], [], []
-    for algo in args.algorithms:
+    for algo, cfg_path in CONFIGS.items():  # every algorithm measured so far, by this run or an earlier one
         out = raw / f"learn-{algo}"
         if not (out / "wall.json").exists():
             continue
@@ -248,7 +249,7 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
         progress = pd.read_parquet(out / "progress.parquet")
         steps = int(progress["env_steps"].iloc[-1])
         curves[algo] = progress
-        rows.append(f"| {algo} | `{CONFIGS[algo]}` | {wall['iterations']} | {steps} | "
+        rows.append(f"| {algo} | `{cfg_path}` | {wall['iterations']} | {steps} | "
                     f"{wall['minutes']:.1f} | {steps / (60 * wall['minutes']):.1f} | "
                     f"{progress['episode_return_mean'].iloc[-1]:.2f} |")
         folders = {name: raw / algo / f"evaluate-{name}" for name in EVAL_DATA}
@@ -290,7 +291,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--env-steps", type=int, default=2048, help="budget per algorithm")
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--algorithms", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--algorithms", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+                   help="the algorithms to (re)learn; the block shows every one under raw/rl")
     p.add_argument("--tables-only", action="store_true",
                    help="rebuild results/rl.md from results/raw/rl without running anything")
     args = p.parse_args()
