@@ -37,6 +37,26 @@ def test_a_policy_that_acts_as_its_reference_earns_exactly_zero(measure):
     assert sum(rewards) == pytest.approx(100 * infos[-1]["advantage"])  # return = final A
 
 
+def test_paid_at_the_end_the_return_is_the_same_final_advantage():
+    """`pay: end`: nothing before the last decision, then the final advantage, which is the
+    per-step return of the same run (same seed, same actions)."""
+    starve = np.array([8, 64])
+    returns = {}
+    for pay in ("step", "end"):
+        env = QuotaEnv({"data": TINY, "train": {"epochs": 2, "batch_size": 32},
+                        "steps_per_action": 4, "reward": {**PAIRED, "pay": pay}})
+        rewards, infos = play(env, lambda e: e.actions.from_quotas(starve), seed=7)
+        returns[pay] = (rewards, infos[-1]["advantage"])
+    step_rewards, final_a = returns["step"]
+    end_rewards, end_a = returns["end"]
+    assert len(end_rewards) == len(step_rewards) > 3
+    assert all(r == 0.0 for r in end_rewards[:-1])
+    assert any(r != 0.0 for r in step_rewards[:-1])  # the per-step reward does swing
+    assert end_a == final_a != 0.0
+    assert end_rewards[-1] == pytest.approx(100 * final_a)
+    assert sum(end_rewards) == pytest.approx(sum(step_rewards))
+
+
 def test_the_sequence_env_pairs_too():
     env = SequenceEnv({"data": TINY, "train": {"epochs": 3, "batch_size": 32},
                        "reward": PAIRED})
@@ -148,5 +168,7 @@ def test_paired_reward_options_are_checked():
         QuotaEnv({"data": TINY, "reward": {"paired": 1.0, "reference": "bss-h"}})
     with pytest.raises(ConfigError, match="measure"):
         QuotaEnv({"data": TINY, "reward": {**PAIRED, "measure": "vibes"}})
+    with pytest.raises(ConfigError, match=r"reward\.pay: got 'later'.*'step', 'end'"):
+        QuotaEnv({"data": TINY, "reward": {**PAIRED, "pay": "later"}})
     with pytest.raises(ConfigError, match="pool"):
         QuotaEnv({"data": TINY, "pool": -1})

@@ -13,7 +13,8 @@ nothing; without one, every episode trains it beside the policy's run (about twi
 Measures: `val_loss` (minus the mean cross-entropy of the model's prediction, so higher is
 better), `val_acc`, `weak_probe` (the weak modality's linear-probe test accuracy at the end of
 the run, 0 before: a terminal reward; the weak modality is the one the reference run's probe
-rates lower).
+rates lower). With `pay: end` A is read at the episode's last decision only (0 before), so
+a reference run is measured once.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ class PairedAdvantage:
             ref = self.ref.final_probe(trainer.global_step)
             self.weak = min(ref, key=ref.get)
             return float(trainer.probe()[self.weak] - ref[self.weak])
+        if self.cfg.pay == "end" and not terminated:
+            return 0.0  # paid once, at the end: the return is the same final advantage
         step = trainer.global_step
         mine = measure_on(trainer, self.cfg.measure, self.subset)
         return float(mine - self.ref.value(step, self.cfg.measure, self.subset))

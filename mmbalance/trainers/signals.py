@@ -18,7 +18,11 @@ weights and data stream, and A = measure(policy run) - measure(reference run) on
 validation subset (`measure`: val_loss (negated: higher is better), val_acc, or weak_probe,
 the weak modality's linear-probe accuracy, read at the episode's end only). A_0 = 0, so an
 episode's paired return is its final advantage, and a policy that acts as the reference
-earns exactly 0. The envs compute A (`mmbalance/envs/paired.py`). The discrepancy term alone
+earns exactly 0. `pay`: `step` pays the change of A at every decision; `end` pays the final
+A at the last decision only (the same return without the intermediate swings: on the
+competition preset, feeding the leading modality first raises A by up to 19 points after
+two decisions and then loses more than that, a signal that misleads a learner which trusts
+immediate rewards, README: RL results). The envs compute A (`mmbalance/envs/paired.py`). The discrepancy term alone
 can be gamed by starving the strong modality (README: reward gaming); the paired term pays
 only for what the measure gains over the reference.
 """
@@ -72,6 +76,7 @@ def quota_observation_bounds(m: int) -> tuple[np.ndarray, np.ndarray]:
 
 REFERENCES = ("none", "uniform", "dus-h", "bss-h")
 MEASURES = ("val_acc", "val_loss", "weak_probe")
+PAY = ("step", "end")
 
 
 @dataclass
@@ -83,6 +88,7 @@ class RewardConfig:
     reference: str = "none"  # none | uniform | dus-h (quota envs) | bss-h (sequence env)
     measure: str = "val_acc"  # val_acc | val_loss | weak_probe (README: reward gaming)
     val_subset: int = 1000  # validation samples the measure reads (fixed per data set)
+    pay: str = "step"  # step: the change of A at every decision | end: the final A only
     scale: float = 100.0
 
     @classmethod
@@ -97,6 +103,8 @@ class RewardConfig:
                               f"{list(REFERENCES)}")
         if cfg.measure not in MEASURES:
             raise ConfigError(f"reward.measure: got {cfg.measure!r}, allowed {list(MEASURES)}")
+        if cfg.pay not in PAY:
+            raise ConfigError(f"reward.pay: got {cfg.pay!r}, allowed {list(PAY)}")
         if cfg.val_subset < 1:
             raise ConfigError(f"reward.val_subset: must be >= 1, got {cfg.val_subset}")
         if cfg.paired and cfg.reference == "none":
