@@ -76,13 +76,14 @@ def env_steps_per_iteration(cfg: dict) -> int:
 
 def play(env, act, seed: int) -> dict:
     env.reset(seed=seed)
-    ret, done, quotas, info = 0.0, False, [], {}
+    ret, done, quotas, info, rewards = 0.0, False, [], {}, []
     while not done:
         _, r, term, trunc, info = env.step(act(env))
         ret += r
+        rewards.append(r)
         quotas.append([info.get(f"quota_{m}", 0) for m in env.modalities])
         done = term or trunc
-    row = {"return": ret, "final_test_acc": info["final_test_acc"]}
+    row = {"return": ret, "final_test_acc": info["final_test_acc"], "rewards": rewards}
     row.update({f"probe_{m}": info[f"final_test_probe_acc_{m}"] for m in env.modalities})
     row.update({f"quota_{m}": float(np.mean([q[j] for q in quotas]))
                 for j, m in enumerate(env.modalities)})
@@ -105,16 +106,25 @@ def gaming(env_config: dict) -> tuple[str, dict]:
     policies = {"uniform": lambda e: e.heuristic_action("uniform"),
                 "dus-h": lambda e: e.heuristic_action("dus-h"),
                 "starve the leader": starve(True), "starve the laggard": starve(False)}
-    rewards = {"paired (shipped)": env_config["reward"], "discrepancy only": {"discrepancy": 1.0}}
+    shipped = env_config["reward"]
+    rewards = {"paired (shipped)": shipped}
+    if shipped.get("pay", "step") != "step":  # the running advantage is seen when paid per step
+        rewards["paired, paid per step"] = {**shipped, "pay": "step"}
+    rewards["discrepancy only"] = {"discrepancy": 1.0}
     lines = ["| reward | policy | return | test acc | " + " | ".join(
         f"probe {m}" for m in ("audio", "visual")) + " | mean quota audio | mean quota visual |",
         "|" + "---|" * 8]
-    agree = {}
+    agree, profile = {}, {}
     for rname, reward in rewards.items():
         env = QuotaEnv({**env_config, "data": EVAL_DATA["competition"], "pool": 0,
                         "reward": reward, "action_mode": "discrete"})
-        rows = {p: pd.DataFrame([play(env, act, s) for s in FIXED_SEEDS]).mean()
-                for p, act in policies.items()}
+        played = {p: [play(env, act, s) for s in FIXED_SEEDS] for p, act in policies.items()}
+        rows = {p: pd.DataFrame([{k: v for k, v in r.items() if k != "rewards"} for r in runs])
+                .mean() for p, runs in played.items()}
+        if reward.get("paired") and reward.get("pay", "step") == "step":
+            n = min(len(r["rewards"]) for runs in played.values() for r in runs)
+            profile[rname] = {p: np.mean([np.cumsum(r["rewards"][:n]) for r in runs], axis=0)
+                              for p, runs in played.items()}
         for p, r in rows.items():
             lines.append(f"| {rname} | {p} | {r['return']:.2f} | {100 * r['final_test_acc']:.1f} "
                          f"| {100 * r['probe_audio']:.1f} | {100 * r['probe_visual']:.1f} | "
@@ -122,6 +132,15 @@ def gaming(env_config: dict) -> tuple[str, dict]:
         by_return = sorted(rows, key=lambda p: rows[p]["return"])
         by_acc = sorted(rows, key=lambda p: rows[p]["final_test_acc"])
         agree[rname] = (by_return == by_acc, by_return, by_acc)
+    for rname, curves in profile.items():  # the running advantage A after each decision
+        n = len(next(iter(curves.values())))
+        title = (f"Running advantage A (points) after each decision under the {rname} reward, "
+                 "mean over the episodes (the per-step reward is its change):")
+        lines += ["", title, "",
+                  "| policy | " + " | ".join(str(k + 1) for k in range(n)) + " |",
+                  "|" + "---|" * (n + 1)]
+        lines += [f"| {p} | " + " | ".join(f"{v:+.1f}" for v in c[:n]) + " |"
+                  for p, c in curves.items()]
     return "\n".join(lines), agree
 
 
