@@ -11,13 +11,14 @@ so there is a better policy than the heuristic to find.
    the env, under the paired reward and under the pure discrepancy reward: does the ranking
    by return agree with the ranking by held-out (test) accuracy?
 2. Cost of the paired reward per env step against the same env without it.
-3. Per algorithm (PPO, SAC, DQN on the quota env; PPO on the BSS sequence env), the same
+3. Per algorithm (PPO, SAC, DQN on the quota env; PPO on the BSS sequence env; and the
+   ablation PPO-pay-step, PPO with the paired advantage paid at every decision), the same
    env-step budget: learning curve, wall time, env steps/s; then `mmbalance evaluate` on
    held-out seeds of the competition preset and of `digits`, which no episode saw, against
    uniform, DUS-H and DUS-RL (BSS: uniform, BSS-H, BSS-L), and the bar of the RL issue.
 Writes results/rl.md and results/rl_curve.png; raw runs under results/raw/rl (not committed;
 `--algorithms X` re-learns X only and keeps the others' raw results for the block).
-Usage: python benchmarks/rl.py [--env-steps 2048] [--seeds 5] [--algorithms PPO SAC DQN BSS]
+Usage: python benchmarks/rl.py [--env-steps 2048] [--seeds 5] [--algorithms PPO SAC ...]
        python benchmarks/rl.py --tables-only   (rebuild results/rl.md from results/raw/rl)
 """
 
@@ -43,7 +44,10 @@ from mmbalance.envs import QuotaEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"PPO": "tune_configs/dus_ppo.yaml", "SAC": "tune_configs/dus_sac.yaml",
-           "DQN": "tune_configs/dus_dqn.yaml", "BSS": "tune_configs/bss_ppo.yaml"}
+           "DQN": "tune_configs/dus_dqn.yaml", "BSS": "tune_configs/bss_ppo.yaml",
+           "PPO-pay-step": "tune_configs/dus_ppo.yaml"}
+# the ablation: the paired advantage paid at every decision instead of at the end
+ABLATIONS = {"PPO-pay-step": ["env_config.reward.pay=step"]}
 FAMILY = "synthetic:preset=competition,n_train=1000,separation=5..7/3..5,informative=0.7..0.9/1"
 OVERRIDES = [
     f"env_config.data={FAMILY}",
@@ -65,6 +69,7 @@ def config(name: str) -> tuple[dict, list[str]]:
     sets = [o for o in OVERRIDES if not (name == "BSS" and "steps_per_action" in o)]
     if name != "BSS":
         sets += PER_ALGO.get(cfg["algorithm"], [])
+    sets += ABLATIONS.get(name, [])
     return apply_overrides(cfg, sets), sets
 
 
@@ -260,7 +265,7 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
 def tables(args: argparse.Namespace, raw: Path) -> str:
     parts = [header(invocation()), (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
     curves, rows, bars, held_out = {}, [], [], []
-    for algo, cfg_path in CONFIGS.items():  # every algorithm measured so far, by this run or an earlier one
+    for algo, cfg_path in CONFIGS.items():  # every one measured, by this run or an earlier one
         out = raw / f"learn-{algo}"
         if not (out / "wall.json").exists():
             continue
@@ -268,7 +273,8 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
         progress = pd.read_parquet(out / "progress.parquet")
         steps = int(progress["env_steps"].iloc[-1])
         curves[algo] = progress
-        rows.append(f"| {algo} | `{cfg_path}` | {wall['iterations']} | {steps} | "
+        shown = f"`{cfg_path}`" + "".join(f" `--set {o}`" for o in ABLATIONS.get(algo, []))
+        rows.append(f"| {algo} | {shown} | {wall['iterations']} | {steps} | "
                     f"{wall['minutes']:.1f} | {steps / (60 * wall['minutes']):.1f} | "
                     f"{progress['episode_return_mean'].iloc[-1]:.2f} |")
         folders = {name: raw / algo / f"evaluate-{name}" for name in EVAL_DATA}
