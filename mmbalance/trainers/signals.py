@@ -20,9 +20,9 @@ the weak modality's linear-probe accuracy, read at the episode's end only). A_0 
 episode's paired return is its final advantage, and a policy that acts as the reference
 earns exactly 0. `pay`: `step` pays the change of A at every decision; `end` pays the final
 A at the last decision only (the same return without the intermediate swings: on the
-competition preset, feeding the leading modality first raises A by up to 19 points after
-two decisions and then loses more than that, a signal that misleads a learner which trusts
-immediate rewards, README: RL results). The envs compute A (`mmbalance/envs/paired.py`). The discrepancy term alone
+competition preset, feeding the leading modality raises A within the first decisions and
+then loses more than that, a signal that misled PPO into feeding the leader; README: RL
+results). The envs compute A (`mmbalance/envs/paired.py`). The discrepancy term alone
 can be gamed by starving the strong modality (README: reward gaming); the paired term pays
 only for what the measure gains over the reference.
 """
