@@ -28,10 +28,10 @@ from mmbalance.trainers.trainer import Trainer
 PAIRS = [  # (method, sampler, what it shows)
     ("mla", "dus-h:strength=0", ("DUS-H machinery: status, quota rule, per-modality streams "
      "(target <= 1.05)")),
-    ("mla", "dus-h", ("DUS-H, default strength: includes the compute of the samples it moves "
-     "to the weak (larger) encoder")),
-    ("joint", "bss-l", "BSS-L, scores from the training forward pass (target <= 1.05)"),
-    ("joint", "bss-l:score=pass", "BSS-L, an extra scoring pass each epoch"),
+    ("mla", "dus-h", ("DUS-H, default strength (quota_mode steps): includes the compute of "
+     "the samples it moves to the weak encoder and its extra optimizer steps")),
+    ("joint", "bss-l", "BSS-L, default: a fresh scoring pass each epoch (target <= 1.05)"),
+    ("joint", "bss-l:score=forward", "BSS-L, scores from the training forward pass"),
     ("joint", "bss-h:t_grow=2", "BSS-H, ranked once (scoring pass at epoch 0)"),
     ("joint", "bss-h:t_grow=2,rerank=1", "BSS-H, re-ranked every epoch"),
 ]
