@@ -41,6 +41,7 @@ from _common import RESULTS, header, invocation, write_result
 
 from mmbalance.cli import main as cli
 from mmbalance.envs import QuotaEnv
+from mmbalance.trainers.signals import RewardConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"PPO": "tune_configs/dus_ppo.yaml", "SAC": "tune_configs/dus_sac.yaml",
@@ -81,14 +82,13 @@ def env_steps_per_iteration(cfg: dict) -> int:
 
 def play(env, act, seed: int) -> dict:
     env.reset(seed=seed)
-    ret, done, quotas, info, rewards = 0.0, False, [], {}, []
+    done, quotas, info, rewards = False, [], {}, []
     while not done:
         _, r, term, trunc, info = env.step(act(env))
-        ret += r
         rewards.append(r)
         quotas.append([info.get(f"quota_{m}", 0) for m in env.modalities])
         done = term or trunc
-    row = {"return": ret, "final_test_acc": info["final_test_acc"], "rewards": rewards}
+    row = {"return": sum(rewards), "final_test_acc": info["final_test_acc"], "rewards": rewards}
     row.update({f"probe_{m}": info[f"final_test_probe_acc_{m}"] for m in env.modalities})
     row.update({f"quota_{m}": float(np.mean([q[j] for q in quotas]))
                 for j, m in enumerate(env.modalities)})
@@ -113,7 +113,7 @@ def gaming(env_config: dict) -> tuple[str, dict]:
                 "starve the leader": starve(True), "starve the laggard": starve(False)}
     shipped = env_config["reward"]
     rewards = {"paired (shipped)": shipped}
-    if shipped.get("pay", "step") != "step":  # the running advantage is seen when paid per step
+    if RewardConfig.from_dict(shipped).pay != "step":  # A is read per step only when paid so
         rewards["paired, paid per step"] = {**shipped, "pay": "step"}
     rewards["discrepancy only"] = {"discrepancy": 1.0}
     lines = ["| reward | policy | return | test acc | " + " | ".join(
@@ -126,7 +126,8 @@ def gaming(env_config: dict) -> tuple[str, dict]:
         played = {p: [play(env, act, s) for s in FIXED_SEEDS] for p, act in policies.items()}
         rows = {p: pd.DataFrame([{k: v for k, v in r.items() if k != "rewards"} for r in runs])
                 .mean() for p, runs in played.items()}
-        if reward.get("paired") and reward.get("pay", "step") == "step":
+        parsed = RewardConfig.from_dict(reward)
+        if parsed.paired and parsed.pay == "step":
             n = min(len(r["rewards"]) for runs in played.values() for r in runs)
             profile[rname] = {p: np.mean([np.cumsum(r["rewards"][:n]) for r in runs], axis=0)
                               for p, runs in played.items()}
@@ -173,21 +174,17 @@ def step_cost(env_config: dict) -> str:
         f"| {k} | {v:.3f} | {v / ref:.2f}x |" for k, v in out.items()])
 
 
-def summary_rows(folder: Path, metrics: list[str]) -> pd.DataFrame:
-    res = pd.read_parquet(folder / "results.parquet")
-    return res.groupby("sampler", sort=False)[metrics].agg(["mean", "std"])
+def evaluation_folders(raw: Path, algo: str) -> dict[str, Path]:
+    """Where `evaluate` writes an algorithm's held-out runs, per evaluation data set."""
+    return {name: raw / algo / f"evaluate-{name}" for name in EVAL_DATA}
 
 
-def evaluate(policy: Path, raw: Path, seeds: int) -> dict[str, pd.DataFrame]:
-    out = {}
-    for name, data in EVAL_DATA.items():
-        folder = raw / f"evaluate-{name}"
-        rc = cli(["evaluate", str(policy), "--data", data, "--seeds", str(seeds),
+def evaluate(policy: Path, raw: Path, algo: str, seeds: int) -> None:
+    for name, folder in evaluation_folders(raw, algo).items():
+        rc = cli(["evaluate", str(policy), "--data", EVAL_DATA[name], "--seeds", str(seeds),
                   "--out", str(folder), "--no-progress"])
         if rc != 0:
             raise SystemExit(rc)
-        out[name] = folder
-    return out
 
 
 def bar_lines(algo: str, folders: dict[str, Path], baselines: list[str]) -> list[str]:
@@ -259,11 +256,15 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
             raise SystemExit(rc)
         (out / "wall.json").write_text(json.dumps(
             {"iterations": iterations, "minutes": (time.perf_counter() - t0) / 60}))
-        evaluate(out / "policy", raw / algo, args.seeds)
+        evaluate(out / "policy", raw, algo, args.seeds)
 
 
 def tables(args: argparse.Namespace, raw: Path) -> str:
-    parts = [header(invocation()), (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
+    head = header(invocation())
+    if args.tables_only:  # the measuring run's command, commit and date stay
+        head = ((RESULTS / "rl.md").read_text().split("\n", 1)[0]
+                + f" Tables rebuilt from its raw results by `{invocation()}`.")
+    parts = [head, (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
     curves, rows, bars, held_out = {}, [], [], []
     for algo, cfg_path in CONFIGS.items():  # every one measured, by this run or an earlier one
         out = raw / f"learn-{algo}"
@@ -277,7 +278,7 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
         rows.append(f"| {algo} | {shown} | {wall['iterations']} | {steps} | "
                     f"{wall['minutes']:.1f} | {steps / (60 * wall['minutes']):.1f} | "
                     f"{progress['episode_return_mean'].iloc[-1]:.2f} |")
-        folders = {name: raw / algo / f"evaluate-{name}" for name in EVAL_DATA}
+        folders = evaluation_folders(raw, algo)
         baselines = ["uniform", "bss-h"] if algo == "BSS" else ["uniform", "dus-h"]
         bars += bar_lines(algo, folders, baselines)
         for name, folder in folders.items():
