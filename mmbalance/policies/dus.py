@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from mmbalance.errors import ConfigError
+from mmbalance.policies.quota_actions import spread_budget
 from mmbalance.trainers.sampler import PAIRED, QUOTA_MODES, Batch, Sampler, SamplerContext, Scorer
 
 
@@ -120,17 +121,12 @@ class FixedQuotaSampler(QuotaSampler):
 def dus_quotas(
     s_hat: np.ndarray, batch_size: int, strength: float, n_min: int, n_max: int
 ) -> np.ndarray:
-    """DUS-H's quotas for cumulative scores `s_hat` (see the module docstring).
-
-    Plain Python over the M values: it runs after every training step, and for a handful
-    of modalities numpy's per-call overhead would cost more than the arithmetic.
-    """
+    """DUS-H's quotas for cumulative scores `s_hat` (see the module docstring): weights
+    exp(-κ (ŝ_j - mean ŝ)) share the budget M·B (`spread_budget`)."""
     values = [float(v) for v in s_hat]
     mean = sum(values) / len(values)
-    w = [math.exp(-strength * (v - mean)) for v in values]
-    scale = batch_size * len(values) / sum(w)
-    q = [min(n_max, max(n_min, round(scale * wi))) for wi in w]
-    return np.asarray(q, dtype=np.int64)
+    return spread_budget([math.exp(-strength * (v - mean)) for v in values], batch_size,
+                         n_min, n_max)
 
 
 class DUSHeuristicSampler(QuotaSampler):

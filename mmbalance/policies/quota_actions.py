@@ -28,6 +28,17 @@ BUDGETS = ("fixed", "free")
 DEFAULT_GRID = (0.25, 0.5, 1.0, 1.5, 2.0)
 
 
+def spread_budget(weights, batch_size: int, n_min: int, n_max: int) -> np.ndarray:
+    """The budget of a uniform iteration, M·B samples, shared in proportion to `weights`,
+    each quota rounded (half to even) and clamped to [n_min, n_max]: DUS-H's rule and a
+    fixed-budget action's. Plain Python over the M values: DUS-H runs it after every
+    training step, where numpy's per-call overhead would cost more than the arithmetic."""
+    values = [float(w) for w in weights]
+    scale = batch_size * len(values) / sum(values)
+    return np.asarray([min(n_max, max(n_min, round(scale * w))) for w in values],
+                      dtype=np.int64)
+
+
 @dataclass
 class QuotaActionMap:
     num_modalities: int
@@ -60,9 +71,7 @@ class QuotaActionMap:
         q = self._raw_quotas(action)
         if self.budget == "free":
             return q
-        total = self.num_modalities * self.batch_size
-        scaled = np.rint(q * (total / q.sum()))
-        return np.clip(scaled, self.n_min, self.n_max).astype(np.int64)
+        return spread_budget(q, self.batch_size, self.n_min, self.n_max)
 
     def _raw_quotas(self, action) -> np.ndarray:
         a = np.asarray(action)
