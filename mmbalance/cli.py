@@ -414,6 +414,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     env_cfg = policy.spec["env_config"]
     method, samplers = evaluation_grid(policy.spec, args.policy)
     overrides = {**env_cfg.get("train", {}), **_train_overrides(args)}
+    if policy.spec["env"] == "quota":  # its actions mean what they meant while it learned
+        from mmbalance.policies.learned import policy_quota_mode
+
+        overrides.setdefault("quota_mode", policy_quota_mode(policy.spec))
     data = args.data or env_cfg.get("data", "synthetic")
     from mmbalance.data.family import DataFamily
 

@@ -334,6 +334,7 @@ def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], override
     made, so a failed validation never leaves a folder that blocks the corrected rerun."""
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.quota import QuotaPlan
     from mmbalance.trainers.sampler import SamplerContext
     from mmbalance.trainers.trainer import resolve_device
 
@@ -348,7 +349,9 @@ def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], override
         make_sampler(spec).bind(SamplerContext(
             n_train=len(dataset.splits["train"]), modalities=list(dataset.modalities),
             batch_size=config.batch_size, epochs=config.epochs,
-            rng=np.random.default_rng(0), num_classes=dataset.num_classes))
+            rng=np.random.default_rng(0), num_classes=dataset.num_classes,
+            quota_plan=QuotaPlan(config.quota_mode, config.batch_size,
+                                 len(dataset.modalities))))
 
 
 def evaluation_grid(spec: dict, policy: str) -> tuple[str, list[str]]:

@@ -10,7 +10,7 @@ ORDER = ["data", "models", "trainers", "policies", "envs", "tune", "compare", "r
 
 
 def _layer(part: str) -> str:
-    return "report" if part.startswith("report") else part  # report_learn.py: an old path
+    return part
 
 
 def _rank(part: str) -> int:

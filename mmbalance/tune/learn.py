@@ -205,8 +205,10 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
         env = cfg.env_class()(cfg.env_config)
         # what a quota meant while the policy learned and how quotas share an iteration's
         # budget (the env's defaults unless given): the exported policy replays with both
-        mode = ({"quota_mode": env.cfg.quota_mode, "budget": env.cfg.budget}
-                if hasattr(env.cfg, "quota_mode") else {})
+        quota = hasattr(env.cfg, "budget")
+        mode = ({"train": {**env.cfg.train,
+                           "quota_mode": env.cfg.train_config(0).quota_mode},
+                 "budget": env.cfg.budget} if quota else {})
         if cfg.env == "quota-vector":  # export the single run's policy: a quota policy
             from mmbalance.envs import QuotaEnv
 
