@@ -35,6 +35,7 @@ from mmbalance.runs import (
     write_json,
     write_record,
     write_table,
+    write_text,
 )
 
 # Every method with each sampler it takes (DUS needs per-modality batches: mla, joint-uni).
@@ -133,6 +134,17 @@ def check_grid(grid: list[tuple[str, str]], modalities: list[str] | None = None)
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.methods import METHOD_CLASSES, METHODS
 
+    # two rows that name the same runs (the same text, or texts that give one run folder
+    # name) would train twice and then collide on OUT/runs/<key>
+    seen: dict[str, tuple[str, str]] = {}
+    for method, sampler in grid:
+        key = RunSpec(method, sampler, 0).key
+        if key in seen:
+            first = "/".join(seen[key])
+            same = "twice" if seen[key] == (method, sampler) else f"beside {first!r}"
+            raise ConfigError(f"--grid: {method}/{sampler} is given {same}; each "
+                              "METHOD/SAMPLER may appear once (its runs go to one folder)")
+        seen[key] = (method, sampler)
     for method, sampler in grid:
         if method.startswith(ALONE):
             if modalities is not None:
@@ -190,26 +202,40 @@ def run_grid(
         rows[i] = row
         bar.update(1)
 
-    if uses_ray(parallel, address):
-        import ray
+    try:
+        if uses_ray(parallel, address):
+            import ray
 
-        from mmbalance.ray_session import ray_session
+            from mmbalance.ray_session import ray_session
 
-        with ray_session(address):
-            # a GPU fraction per run lets several small runs share one GPU
-            remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(_run_on_ray)
-            data_ref = ray.put(dataset)
-            pending = {remote.remote(data_ref, s): i for i, s in enumerate(specs)}
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                i = pending.pop(done[0])
-                finish(i, *ray.get(done[0]))
-    else:
-        for i, s in enumerate(specs):
-            bar.set_postfix_str(s.key)
-            finish(i, *run_one(dataset, s))
+            with ray_session(address):
+                # a GPU fraction per run lets several small runs share one GPU
+                remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(_run_on_ray)
+                data_ref = ray.put(dataset)
+                pending = {remote.remote(data_ref, s): i for i, s in enumerate(specs)}
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    i = pending.pop(done[0])
+                    finish(i, *ray.get(done[0]))
+        else:
+            for i, s in enumerate(specs):
+                bar.set_postfix_str(s.key)
+                finish(i, *run_one(dataset, s))
+    except KeyboardInterrupt:  # Ctrl-C: what finished is kept, the caller writes it
+        bar.close()
+        raise GridInterrupted([r for r in rows if r is not None], len(specs)) from None
     bar.close()
     return [r for r in rows if r is not None]
+
+
+class GridInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `run_grid`: `rows` holds the finished runs' rows (spec order), `total`
+    how many were asked for. A KeyboardInterrupt, so a caller that does not look still
+    stops (exit 130)."""
+
+    def __init__(self, rows: list[dict], total: int, message: str = ""):
+        super().__init__(message)
+        self.rows, self.total = rows, total
 
 
 def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
@@ -287,10 +313,12 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
     table; everything a run would refuse is refused before the folder exists."""
     from mmbalance.data.registry import load_dataset
     from mmbalance.ray_session import ray_session_if
+    from mmbalance.trainers.config import TrainConfig
 
     out_path = check_new_run_dir(out_path)
     check_grid(grid)
     dataset = load_dataset(data)
+    dataset.check_batch_size(TrainConfig.from_dict(dict(overrides)).batch_size)
     if unimodal_reference:
         grid = [*grid, *((f"{ALONE}{m}", "uniform") for m in dataset.modalities)]
     check_grid(grid, dataset.modalities)
@@ -305,17 +333,26 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
         })
         specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
         t0 = time.perf_counter()
-        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
-                        progress=progress, address=address, gpus_per_run=gpus_per_run)
-    write_table(out / "results.parquet", rows)
+        interrupted = None
+        try:
+            rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
+                            progress=progress, address=address, gpus_per_run=gpus_per_run)
+        except GridInterrupted as stop:  # keep what finished (README), then stop with 130
+            rows, interrupted = stop.rows, stop
+    write_table(out / "results.parquet", rows, out)
     summary = summarize(rows, dataset.modalities)
-    write_table(out / "summary.parquet", summary)
-    table = markdown_table(summary, dataset.modalities)
+    write_table(out / "summary.parquet", summary, out)
+    table = markdown_table(summary, dataset.modalities) if rows else "(no run finished)"
     ref = reference_line(dataset)
-    (out / "summary.md").write_text(
-        f"Data `{data}`, seeds {seeds}, test metrics of the best-validation epoch.\n\n"
-        f"{table}\n\n{ref}\n"
-    )
+    partial = (f"PARTIAL: interrupted after {len(rows)} of {len(specs)} runs; the table holds "
+               "the finished runs only.\n\n" if interrupted is not None else "")
+    write_text(out / "summary.md",
+               f"{partial}Data `{data}`, seeds {seeds}, test metrics of the best-validation "
+               f"epoch.\n\n{table}\n\n{ref}\n", out)
+    if interrupted is not None:
+        print(table)
+        raise GridInterrupted(rows, len(specs), f"partial results: {len(rows)} of {len(specs)} "
+                              f"runs finished, written to {out} (results, summary)")
     print(table)
     if ref:
         print(ref)
