@@ -188,9 +188,11 @@ def run_grid(
     progress: bool = True,
     address: str | None = None,
     gpus_per_run: float = 0.0,
+    finished: dict[int, dict] | None = None,
 ) -> list[dict]:
     """Run every spec and write each finished run to `out/runs/<key>` (here, on the
-    driver); rows come back in spec order."""
+    driver); rows come back in spec order. `finished` (spec index -> row) fills as runs
+    finish, so a caller stopped by Ctrl-C still has the rows of what completed."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not progress)
@@ -200,42 +202,30 @@ def run_grid(
         if out is not None:
             write_record(new_run_dir(out / "runs" / specs[i].key), record)
         rows[i] = row
+        if finished is not None:
+            finished[i] = row
         bar.update(1)
 
-    try:
-        if uses_ray(parallel, address):
-            import ray
+    if uses_ray(parallel, address):
+        import ray
 
-            from mmbalance.ray_session import ray_session
+        from mmbalance.ray_session import ray_session
 
-            with ray_session(address):
-                # a GPU fraction per run lets several small runs share one GPU
-                remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(_run_on_ray)
-                data_ref = ray.put(dataset)
-                pending = {remote.remote(data_ref, s): i for i, s in enumerate(specs)}
-                while pending:
-                    done, _ = ray.wait(list(pending), num_returns=1)
-                    i = pending.pop(done[0])
-                    finish(i, *ray.get(done[0]))
-        else:
-            for i, s in enumerate(specs):
-                bar.set_postfix_str(s.key)
-                finish(i, *run_one(dataset, s))
-    except KeyboardInterrupt:  # Ctrl-C: what finished is kept, the caller writes it
-        bar.close()
-        raise GridInterrupted([r for r in rows if r is not None], len(specs)) from None
+        with ray_session(address):
+            # a GPU fraction per run lets several small runs share one GPU
+            remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(_run_on_ray)
+            data_ref = ray.put(dataset)
+            pending = {remote.remote(data_ref, s): i for i, s in enumerate(specs)}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(done[0])
+                finish(i, *ray.get(done[0]))
+    else:
+        for i, s in enumerate(specs):
+            bar.set_postfix_str(s.key)
+            finish(i, *run_one(dataset, s))
     bar.close()
     return [r for r in rows if r is not None]
-
-
-class GridInterrupted(KeyboardInterrupt):
-    """Ctrl-C during `run_grid`: `rows` holds the finished runs' rows (spec order), `total`
-    how many were asked for. A KeyboardInterrupt, so a caller that does not look still
-    stops (exit 130)."""
-
-    def __init__(self, rows: list[dict], total: int, message: str = ""):
-        super().__init__(message)
-        self.rows, self.total = rows, total
 
 
 def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
@@ -333,27 +323,28 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
         })
         specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
         t0 = time.perf_counter()
-        interrupted = None
+        finished: dict[int, dict] = {}
+        interrupted = False
         try:
             rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
-                            progress=progress, address=address, gpus_per_run=gpus_per_run)
-        except GridInterrupted as stop:  # keep what finished (README), then stop with 130
-            rows, interrupted = stop.rows, stop
+                            progress=progress, address=address, gpus_per_run=gpus_per_run,
+                            finished=finished)
+        except KeyboardInterrupt:  # Ctrl-C: keep what finished (README), then stop with 130
+            rows, interrupted = [finished[i] for i in sorted(finished)], True
     write_table(out / "results.parquet", rows, out)
     summary = summarize(rows, dataset.modalities)
     write_table(out / "summary.parquet", summary, out)
     table = markdown_table(summary, dataset.modalities) if rows else "(no run finished)"
     ref = reference_line(dataset)
     partial = (f"PARTIAL: interrupted after {len(rows)} of {len(specs)} runs; the table holds "
-               "the finished runs only.\n\n" if interrupted is not None else "")
+               "the finished runs only.\n\n" if interrupted else "")
     write_text(out / "summary.md",
                f"{partial}Data `{data}`, seeds {seeds}, test metrics of the best-validation "
                f"epoch.\n\n{table}\n\n{ref}\n", out)
-    if interrupted is not None:
-        print(table)
-        raise GridInterrupted(rows, len(specs), f"partial results: {len(rows)} of {len(specs)} "
-                              f"runs finished, written to {out} (results, summary)")
     print(table)
+    if interrupted:  # the CLI prints the message and exits 130
+        raise KeyboardInterrupt(f"partial results: {len(rows)} of {len(specs)} runs finished, "
+                                f"written to {out} (results, summary)")
     if ref:
         print(ref)
     diverged = [r for r in rows if r.get("diverged")]

@@ -19,7 +19,7 @@ def compare_report(folder: Path) -> list[Path]:
     meta = common.read_json(meta_path)
     results = common.read_table(results_path)
     if "diverged" in results:  # a diverged run has no result to plot (compare.py)
-        results = results[~results["diverged"].fillna(False).astype(bool)].reset_index(drop=True)
+        results = results[~results["diverged"].astype(bool)].reset_index(drop=True)
     modalities = common.get(meta, meta_path, "modalities", list, [])
     if not all(isinstance(m, str) for m in modalities):
         raise UserError(f"{meta_path}: 'modalities' must be a list of names, got {modalities!r}")
