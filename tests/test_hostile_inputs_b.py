@@ -310,6 +310,7 @@ def test_an_uint64_label_beyond_int64_is_one_line(good_parquet, refused, tmp_pat
     (["train", "--set", "eval_batch_size=100000000"], "'eval_batch_size' must be at most"),
     (["train", "--data", "synthetic:n_train=100000000,dim=64/64"], "at most 268,435,456"),
     (["train", "--data", "synthetic:num_classes=100000"], "'num_classes' must be at most"),
+    (["train", "--method", "mla", "--sampler", "dus-rl:hidden=2000000000"], "'hidden' takes"),
 ])
 def test_absurd_seeds_and_sizes_are_refused_before_allocating(args, needle, refused, tmp_path):
     refused([*args, "--out", tmp_path / "o"], needle, tmp_path / "o")
