@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from mmbalance.errors import UserError, one_line
+from mmbalance.limits import MAX_SEED, check_path, check_train_sizes
 from mmbalance.spec import parse_scalar
 
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "device")
@@ -33,13 +34,13 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def _int_from(low: int, words: str):
+def _int_from(low: int, words: str, high: int | None = None):
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
-        if v < low:
+        if v < low or (high is not None and v > high):
             raise argparse.ArgumentTypeError(f"expected {words}, got {v}")
         return v
 
@@ -47,7 +48,18 @@ def _int_from(low: int, words: str):
 
 
 _positive_int = _int_from(1, "a positive integer")
-_seed = _int_from(0, "a seed >= 0")
+_seed = _int_from(0, f"a seed in 0..{MAX_SEED} (2**32 - 1)", MAX_SEED)
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    """--seeds N from --first-seed S: the last seed, S + N - 1, a seed too."""
+    from mmbalance.compare import seeds_list
+
+    last = args.first_seed + args.seeds - 1
+    if last > MAX_SEED:
+        raise UserError(f"--first-seed {args.first_seed} --seeds {args.seeds}: the last seed "
+                        f"{last} is above {MAX_SEED} (2**32 - 1)")
+    return seeds_list(args.seeds, args.first_seed)
 
 
 def _finite_float(text: str) -> float:
@@ -89,8 +101,12 @@ def _train_overrides(args: argparse.Namespace) -> dict:
         if not eq or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         out[key.strip()] = value.strip()
+    typed = TrainConfig.parse(out)
+    # sizes bounded before the ranges (and long before a model is built): --set
+    # hidden=2000000000 would try to allocate 128 GB
+    check_train_sizes(typed)
     TrainConfig.from_dict({**out})  # checked together (e.g. ranges), not only one by one
-    return TrainConfig.parse(out)
+    return typed
 
 
 def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:
@@ -266,6 +282,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig.from_dict({**overrides, "method": args.method, "seed": args.seed})
     sampler = make_sampler(args.sampler)
     dataset = load_dataset(args.data)
+    dataset.check_batch_size(config.batch_size)
     trainer = Trainer(dataset, config, sampler)
     out = new_run_dir(out_path)
     loaded = trainer.model.pretrained_from()
@@ -294,7 +311,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mmbalance.compare import DEFAULT_GRID, run_comparison, seeds_list
+    from mmbalance.compare import DEFAULT_GRID, run_comparison
 
     overrides = _train_settings(args)
     grid = DEFAULT_GRID
@@ -305,7 +322,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if not slash:
                 raise UserError(f"--grid {item!r}: expected METHOD/SAMPLER, e.g. mla/dus-h")
             grid.append((method, sampler))
-    seeds = seeds_list(args.seeds, args.first_seed)
+    seeds = _seeds(args)
     run_comparison(args.data, grid, seeds, overrides, Path(args.out or _default_out("compare")),
                    parallel=args.parallel, address=args.address, gpus_per_run=args.gpus_per_run,
                    unimodal_reference=args.unimodal_reference, progress=not args.no_progress)
@@ -407,7 +424,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmbalance.compare import evaluation_grid, run_comparison, seeds_list
+    from mmbalance.compare import evaluation_grid, run_comparison
     from mmbalance.policies.learned import load_policy
 
     policy = load_policy(args.policy)
@@ -418,13 +435,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from mmbalance.policies.learned import policy_quota_mode
 
         overrides.setdefault("quota_mode", policy_quota_mode(policy.spec))
+    from mmbalance.trainers.config import TrainConfig
+
+    # the policy file's own train settings, bounded as flags are (it may come from anyone)
+    check_train_sizes(TrainConfig.parse(overrides), f"{args.policy}: env_config.train")
     data = args.data or env_cfg.get("data", "synthetic")
     from mmbalance.data.family import DataFamily
 
     if not DataFamily(data).fixed:
         raise UserError(f"evaluate: the policy learned on a family of data ({data!r}); name "
                         "the data to evaluate on with --data")
-    seeds = seeds_list(args.seeds, args.first_seed)
+    seeds = _seeds(args)
     out = run_comparison(data, [(method, s) for s in samplers], seeds, overrides,
                          Path(args.out or _default_out("evaluate")), parallel=args.parallel,
                          address=args.address, progress=not args.no_progress)
@@ -467,6 +488,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         settings["tokenizer"] = args.tokenizer
     if args.workers < 0:
         raise UserError(f"--workers: must be >= 0, got {args.workers}")
+    check_path(args.root, "--root")
+    check_path(args.out, "--out")
     t0 = time.perf_counter()
     try:
         meta = prepare_dataset(name, args.root, args.out, settings,
@@ -497,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # a message says what was kept (compare's partial table)
+        print(f"interrupted: {one_line(stop)}" if str(stop) else "interrupted", file=sys.stderr)
         return 130
 
 

@@ -35,6 +35,7 @@ from mmbalance.runs import (
     write_json,
     write_record,
     write_table,
+    write_text,
 )
 
 # Every method with each sampler it takes (DUS needs per-modality batches: mla, joint-uni).
@@ -133,6 +134,17 @@ def check_grid(grid: list[tuple[str, str]], modalities: list[str] | None = None)
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.methods import METHOD_CLASSES, METHODS
 
+    # two rows that name the same runs (the same text, or texts that give one run folder
+    # name) would train twice and then collide on OUT/runs/<key>
+    seen: dict[str, tuple[str, str]] = {}
+    for method, sampler in grid:
+        key = RunSpec(method, sampler, 0).key
+        if key in seen:
+            first = "/".join(seen[key])
+            same = "twice" if seen[key] == (method, sampler) else f"beside {first!r}"
+            raise ConfigError(f"--grid: {method}/{sampler} is given {same}; each "
+                              "METHOD/SAMPLER may appear once (its runs go to one folder)")
+        seen[key] = (method, sampler)
     for method, sampler in grid:
         if method.startswith(ALONE):
             if modalities is not None:
@@ -176,9 +188,11 @@ def run_grid(
     progress: bool = True,
     address: str | None = None,
     gpus_per_run: float = 0.0,
+    finished: dict[int, dict] | None = None,
 ) -> list[dict]:
     """Run every spec and write each finished run to `out/runs/<key>` (here, on the
-    driver); rows come back in spec order."""
+    driver); rows come back in spec order. `finished` (spec index -> row) fills as runs
+    finish, so a caller stopped by Ctrl-C still has the rows of what completed."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not progress)
@@ -188,6 +202,8 @@ def run_grid(
         if out is not None:
             write_record(new_run_dir(out / "runs" / specs[i].key), record)
         rows[i] = row
+        if finished is not None:
+            finished[i] = row
         bar.update(1)
 
     if uses_ray(parallel, address):
@@ -287,10 +303,12 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
     table; everything a run would refuse is refused before the folder exists."""
     from mmbalance.data.registry import load_dataset
     from mmbalance.ray_session import ray_session_if
+    from mmbalance.trainers.config import TrainConfig
 
     out_path = check_new_run_dir(out_path)
     check_grid(grid)
     dataset = load_dataset(data)
+    dataset.check_batch_size(TrainConfig.from_dict(dict(overrides)).batch_size)
     if unimodal_reference:
         grid = [*grid, *((f"{ALONE}{m}", "uniform") for m in dataset.modalities)]
     check_grid(grid, dataset.modalities)
@@ -305,18 +323,28 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
         })
         specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
         t0 = time.perf_counter()
-        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
-                        progress=progress, address=address, gpus_per_run=gpus_per_run)
-    write_table(out / "results.parquet", rows)
+        finished: dict[int, dict] = {}
+        interrupted = False
+        try:
+            rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
+                            progress=progress, address=address, gpus_per_run=gpus_per_run,
+                            finished=finished)
+        except KeyboardInterrupt:  # Ctrl-C: keep what finished (README), then stop with 130
+            rows, interrupted = [finished[i] for i in sorted(finished)], True
+    write_table(out / "results.parquet", rows, out)
     summary = summarize(rows, dataset.modalities)
-    write_table(out / "summary.parquet", summary)
-    table = markdown_table(summary, dataset.modalities)
+    write_table(out / "summary.parquet", summary, out)
+    table = markdown_table(summary, dataset.modalities) if rows else "(no run finished)"
     ref = reference_line(dataset)
-    (out / "summary.md").write_text(
-        f"Data `{data}`, seeds {seeds}, test metrics of the best-validation epoch.\n\n"
-        f"{table}\n\n{ref}\n"
-    )
+    partial = (f"PARTIAL: interrupted after {len(rows)} of {len(specs)} runs; the table holds "
+               "the finished runs only.\n\n" if interrupted else "")
+    write_text(out / "summary.md",
+               f"{partial}Data `{data}`, seeds {seeds}, test metrics of the best-validation "
+               f"epoch.\n\n{table}\n\n{ref}\n", out)
     print(table)
+    if interrupted:  # the CLI prints the message and exits 130
+        raise KeyboardInterrupt(f"partial results: {len(rows)} of {len(specs)} runs finished, "
+                                f"written to {out} (results, summary)")
     if ref:
         print(ref)
     diverged = [r for r in rows if r.get("diverged")]

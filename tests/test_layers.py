@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mmbalance"
-FLOOR = {"errors", "spec", "balance", "manifest", "runs", "ray_session", "ray_reaper"}
+FLOOR = {"errors", "spec", "balance", "manifest", "runs", "ray_session", "ray_reaper", "limits"}
 ORDER = ["data", "models", "trainers", "policies", "envs", "tune", "compare", "report", "cli"]
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from mmbalance.errors import ConfigError, UserError, one_line
+from mmbalance.limits import MAX_POLICY_PARAMETERS, check_path
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.dus import QuotaSampler
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
@@ -177,7 +178,7 @@ def check_policy_spec(meta: Path, spec) -> None:
             s.get(act, "squash", "action_space", bool)
         outputs = len(low)
     layers = s.get(spec, "layers", "", list)
-    width, linear = dim, 0
+    width, linear, parameters = dim, 0, 0
     for i, layer in enumerate(layers):
         where = f"layers[{i}]"
         layer_kind = s.get(layer, "kind", where, str)
@@ -187,6 +188,12 @@ def check_policy_spec(meta: Path, spec) -> None:
                 s.fail(f"{where}.in", f"is {n_in}, but the layer before gives {width} values")
             width = s.get(layer, "out", where, int, 1, MAX_WIDTH)
             linear += 1
+            # counted before any layer exists: 30 layers of 65536 x 65536 would allocate
+            # 17 GB each before policy.pt is even read
+            parameters += (n_in + 1) * width
+            if parameters > MAX_POLICY_PARAMETERS:
+                s.fail("layers", f"declare more than {MAX_POLICY_PARAMETERS:,} parameters "
+                       f"(at least {parameters:,} by layer {i}); a sampling policy is small")
         elif layer_kind not in ACTIVATIONS:
             s.fail(f"{where}.kind", f"must be 'linear' or one of {sorted(ACTIVATIONS)}, got "
                    f"{layer_kind!r}")
@@ -198,7 +205,7 @@ def check_policy_spec(meta: Path, spec) -> None:
 
 def load_policy(path: str | Path) -> ExportedPolicy:
     """An exported policy, checked against its schema, tensors read without running code."""
-    folder = Path(path)
+    folder = check_path(path, "policy")
     meta, weights = folder / "policy.json", folder / "policy.pt"
     if not meta.is_file() or not weights.is_file():
         raise UserError(f"{folder}: not an exported policy (needs policy.json and policy.pt)")
@@ -216,10 +223,16 @@ def load_policy(path: str | Path) -> ExportedPolicy:
     except (RuntimeError, EOFError, OSError) as exc:
         raise UserError(f"{weights}: not a readable tensor file "
                         f"({one_line(exc)[:200]})") from None
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        got = type(state).__name__ if not isinstance(state, dict) else "other values"
+        raise UserError(f"{weights}: must hold a mapping of parameter names to tensors (a "
+                        f"state dict), got {got}")
     try:
         policy.load_state_dict(state)
     except (RuntimeError, AttributeError) as exc:
-        raise UserError(f"{weights}: tensors do not match policy.json ({exc})") from None
+        raise UserError(f"{weights}: tensors do not match policy.json ({one_line(exc)})") \
+            from None
     return policy.eval()
 
 
@@ -242,7 +255,8 @@ class LearnedQuotaSampler(QuotaSampler):
                                       self.policy.spec["env_config"].get("budget", "free"))
         self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
         super().bind(ctx)
-        check_policy_quota_mode(self.policy.spec, self.plan.mode, self.path)
+        if ctx.quota_plan is not None:  # bound in a run (not in a bare check)
+            check_policy_quota_mode(self.policy.spec, self.plan.mode, self.path)
         m = len(ctx.modalities)
         if self.policy.obs_dim != 5 * m + 2:
             raise UserError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmbalance.errors import UserError
+from mmbalance.limits import check_path
 from mmbalance.report.common import data_label, discover_modalities
 
 __all__ = ["data_label", "discover_modalities", "make_report"]
@@ -30,7 +31,7 @@ __all__ = ["data_label", "discover_modalities", "make_report"]
 
 def make_report(path: str | Path) -> list[Path]:
     """Write the plots of a run or comparison folder into `<path>/plots/`; return their paths."""
-    folder = Path(path)
+    folder = check_path(path, "report")
     if (folder / "steps.parquet").is_file():
         from mmbalance.report.run import run_report
 

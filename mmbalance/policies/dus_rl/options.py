@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmbalance.errors import ConfigError, UserError
+from mmbalance.limits import TRAIN_MAXIMA
 from mmbalance.policies.learned import ExportedPolicy, load_policy
 from mmbalance.policies.quota_actions import DEFAULT_GRID
 from mmbalance.spec import parse_spec, typed_fields
 from mmbalance.trainers.signals import RewardConfig
 
 MODES = ("discrete", "flat", "continuous")
+MAX_HIDDEN_LAYERS = 16
 SPACE_MODE = {"MultiDiscrete": "discrete", "Discrete": "flat", "Box": "continuous"}
 # every option but init=PATH, whose value may hold commas (see `parse_selector`)
 OPTIONS = ("k", "lr", "entropy", "baseline_beta", "hidden", "mode", "grid", "w_discrepancy",
@@ -126,6 +128,10 @@ def _check(opts: DUSRLOptions, k_given: float) -> None:
     if not opts.hidden or min(opts.hidden) < 1:
         raise ConfigError(f"dus-rl: 'hidden' needs sizes >= 1 (e.g. 32 or 64/64), got "
                           f"{opts.hidden}")
+    # bounded as the model's `hidden` is: hidden=2000000000 would allocate 96 GB at bind
+    if max(opts.hidden) > TRAIN_MAXIMA["hidden"] or len(opts.hidden) > MAX_HIDDEN_LAYERS:
+        raise ConfigError(f"dus-rl: 'hidden' takes at most {MAX_HIDDEN_LAYERS} sizes of at "
+                          f"most {TRAIN_MAXIMA['hidden']:,} each, got {opts.hidden}")
 
 
 def parse_selector(rest: str) -> dict:

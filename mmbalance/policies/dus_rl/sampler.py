@@ -44,7 +44,7 @@ class DUSRLSampler(QuotaSampler):
                                       self.options.budget)
         self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
         super().bind(ctx)
-        if self.policy_file is not None:
+        if self.policy_file is not None and ctx.quota_plan is not None:
             check_policy_quota_mode(self.policy_file.spec, self.plan.mode, self.init)
         num_classes = ctx.num_classes
         if num_classes is None and self.policy_file is not None:
