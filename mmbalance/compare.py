@@ -82,6 +82,30 @@ class RunSpec:
         return f"{safe(self.method)}__{safe(self.sampler)}__s{self.seed}"
 
 
+def train_record(config, given: dict) -> dict:
+    """What config.json records of a run's training set-up, enough to rebuild it alone:
+    `train`, every `TrainConfig` field (read with `dataclasses.fields`, so a field added to
+    TrainConfig is recorded with no change here) and the chosen method's options; and
+    `unused_method_options`, every option of the other methods, as given (else its default):
+    the chosen method ignores them, but a run's set-up said them, e.g. a dataset's
+    defaults file. `TrainConfig.from_dict({**train, **unused_method_options})` is the run's
+    config again."""
+    from dataclasses import MISSING, fields
+
+    from mmbalance.trainers.methods import METHOD_CLASSES
+
+    used = {f.name for f in fields(type(config.options))}
+    unused: dict = {}
+    for cls in METHOD_CLASSES.values():
+        for f in fields(cls.Options):
+            if f.name in used or f.name in unused:
+                continue
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else None)
+            unused[f.name] = given.get(f.name, default)
+    return {"train": config.to_dict(), "unused_method_options": dict(sorted(unused.items()))}
+
+
 def run_one(dataset: MultimodalDataset, spec: RunSpec,
             threads: int = 0) -> tuple[dict, RunRecord]:
     """Train one run; return its summary row and its record (written by the caller)."""
@@ -104,7 +128,7 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec,
         final, diverged = None, str(exc)
     record = collect_run(trainer, final, {
         "data": dataset.name, "sampler": spec.sampler, "sampler_config": sampler.config(),
-        "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
+        **train_record(config, {**spec.train, **alone}), "best_accuracy": dataset.best_accuracy,
         "num_classes": dataset.num_classes,
     })
     if final is None:
@@ -296,6 +320,7 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
     check_grid(grid, dataset.modalities)
     check_runs(dataset, grid, overrides, seeds, address, gpus_per_run)
     on_ray = uses_ray(parallel, address)
+    created = not out_path.exists()
     with ray_session_if(on_ray, address):  # connected (or failed) before the folder exists
         out = new_run_dir(out_path)
         write_json(out / "compare.json", {
@@ -305,8 +330,14 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
         })
         specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
         t0 = time.perf_counter()
-        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
-                        progress=progress, address=address, gpus_per_run=gpus_per_run)
+        try:
+            rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
+                            progress=progress, address=address, gpus_per_run=gpus_per_run)
+        except BaseException:
+            # no run finished: nothing worth keeping, and the same --out must work again
+            if not any((out / "runs").glob("*")):
+                remove_new_folder(out, created)
+            raise
     write_table(out / "results.parquet", rows)
     summary = summarize(rows, dataset.modalities)
     write_table(out / "summary.parquet", summary)
@@ -325,6 +356,17 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
               f"{diverged[0]['diverged_at']}")
     print(f"{len(rows)} runs in {fmt_seconds(time.perf_counter() - t0)}; wrote {out}")
     return out
+
+
+def remove_new_folder(out: Path, created: bool) -> None:
+    """Undo `new_run_dir`: remove the folder it made, or empty the empty one it was given."""
+    import shutil
+
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], overrides: dict,

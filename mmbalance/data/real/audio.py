@@ -19,6 +19,7 @@ from mmbalance.errors import DataError
 
 N_FFT = 512
 HOP = 353
+MIN_SECONDS = 0.05  # a clip shorter than this is a broken file, not speech or a sound
 
 
 def wav_problem(path: str | Path) -> str | None:
@@ -37,20 +38,43 @@ def wav_problem(path: str | Path) -> str | None:
         if head[:4] == b"RF64":  # sizes live in a ds64 chunk: left to the reader
             return None
         order = "little" if head[:4] == b"RIFF" else "big"
-        pos = 12
+        pos, byte_rate = 12, 0
         while True:
             f.seek(pos)
             chunk = f.read(8)
             if len(chunk) < 8:
                 return "is truncated: no audio data chunk before the end of the file"
             n = int.from_bytes(chunk[4:], order)
+            if chunk[:4] == b"fmt ":
+                fmt = f.read(12)
+                byte_rate = int.from_bytes(fmt[8:12], order) if len(fmt) == 12 else 0
             if chunk[:4] == b"data":
                 held = size - pos - 8
                 if n > held:
                     return (f"is truncated: its header announces {n} bytes of audio, the file "
                             f"holds {held}")
+                if n == 0:  # a valid header and no audio (one such clip is in CREMA-D)
+                    return "holds no audio samples (an empty clip)"
+                if byte_rate and n / byte_rate < MIN_SECONDS:
+                    return (f"is too short: {n / byte_rate:.3f} s of audio, under the "
+                            f"{MIN_SECONDS} s floor")
                 return None
             pos += 8 + n + (n & 1)
+
+
+def clip_problem(path: str | Path) -> str | None:
+    """`wav_problem`, then the content: a clip whose samples are all one value (silence,
+    or a file of zeros) would become a constant spectrogram that teaches nothing."""
+    problem = wav_problem(path)
+    if problem:
+        return problem
+    try:
+        x, _ = read_wav(path)
+    except DataError as exc:
+        return f"is unreadable: {str(exc).split(': ', 1)[-1]}"
+    if x.size and float(x.max()) == float(x.min()):
+        return f"is silent: every sample is {float(x[0]):g}"
+    return None
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:

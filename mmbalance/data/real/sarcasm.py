@@ -143,14 +143,14 @@ class SarcasmPreparer(ImageTextPreparer):
 
     def items(self) -> tuple[list[Item], list[str]]:
         s = self.settings
-        image_dir = next((self.root / d for d in ("images", "dataset_image")
-                          if (self.root / d).is_dir()), self.root / "images")
+        image_dir = next((self.child(self.root, d) for d in ("images", "dataset_image")
+                          if self.child(self.root, d).is_dir()), self.root / "images")
         out = []
         for split, rows in self._annotations().items():
             for where, y, text, image_name in rows:
                 item_id = f"{split}:{where}:{image_name}"
-                image = image_dir / image_name
-                if self.require(image, "image", item_id):
+                image = self.child(image_dir, image_name)
+                if self.require(image, "image", item_id, images.image_problem):
                     out.append(Item(item_id, y, split,
                                     {"image": str(image.relative_to(self.root))},
                                     pre_caption(text, s.max_words)))

@@ -58,11 +58,24 @@ def _split_items(prep: Preparer, items: list[Item]) -> dict[str, list[Item]]:
     for s in SPLITS:
         if not by[s]:
             raise DataError(f"{prep.root}: {prep.name} split '{s}' has no items")
+    for s in SPLITS:  # one class makes any accuracy perfect: never a silent result
+        present = sorted({it.label for it in by[s]})
+        if len(present) < 2:
+            raise DataError(f"{prep.root}: {prep.name} split '{s}' would hold {len(present)} "
+                            f"class (label {present[0]}, {len(by[s])} items); a classification "
+                            "task needs at least 2: check the class list and the annotations")
     return by
+
+
+def class_counts(by: dict[str, list[Item]], num_classes: int) -> str:
+    """`classes per split: train 6, val 6, test 6 (of 6)`: said before a preparation."""
+    shown = ", ".join(f"{s} {len({it.label for it in by[s]})}" for s in SPLITS)
+    return f"classes per split: {shown} (of {num_classes})"
 
 
 def _plan(prep: Preparer) -> tuple[dict, dict[str, list[Item]]]:
     items, class_names = prep.items()
+    prep.raise_problems()  # every broken file found while listing, named at once
     by = _split_items(prep, items)
     for s, its in by.items():
         ids = [it.id for it in its]
@@ -214,6 +227,7 @@ def prepare(prep: Preparer, out: str | Path, progress: bool = True, workers: int
     done = _read_manifest(manifest)
     todo = [(s, r, it) for s in SPLITS for r, it in enumerate(by[s]) if (s, r) not in done]
     total = sum(len(by[s]) for s in SPLITS)
+    report(class_counts(by, len(plan["class_names"])))
     for line in prep.notes():
         report(line)
     if len(todo) < total:
@@ -272,8 +286,11 @@ def _finish(prep: Preparer, out: Path, plan: dict, by: dict[str, list[Item]]) ->
     names = plan["class_names"]
     cols: dict[str, list] = {"split": [], "row": [], "id": [], "label": [], "class": []}
     texts = any(it.text is not None for s in SPLITS for it in by[s])
+    targets = any(it.target is not None for s in SPLITS for it in by[s])
     if texts:
         cols["text"] = []
+    if targets:
+        cols["target"] = []
     for s in SPLITS:
         for r, it in enumerate(by[s]):
             cols["split"].append(s)
@@ -283,6 +300,8 @@ def _finish(prep: Preparer, out: Path, plan: dict, by: dict[str, list[Item]]) ->
             cols["class"].append(names[it.label])
             if texts:
                 cols["text"].append(it.text)
+            if targets:
+                cols["target"].append(it.target)
     pq.write_table(pa.table(cols), out / "index.parquet")
     meta = {
         "format": FORMAT,
@@ -295,6 +314,8 @@ def _finish(prep: Preparer, out: Path, plan: dict, by: dict[str, list[Item]]) ->
         "encoders": prep.encoders(),
         "settings": plan["settings"],
         "skipped": prep.skipped,
+        "skipped_counts": prep.skip_counts,
+        "hidden_files_ignored": len(prep.hidden),
         "raw_root": str(prep.root.resolve()),
         **prep.describe(),
     }
