@@ -285,7 +285,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         final = trainer.fit(progress=not args.no_progress)
     except BaseException as exc:
         _failed_run(out, created, trainer, exc)
-        if trainer.history.steps or isinstance(exc, DivergedError):
+        if trainer.global_step or isinstance(exc, DivergedError):
             write_run(out, trainer, None, resolved)  # the logs up to the failure
         raise
     write_run(out, trainer, final, resolved)
@@ -305,7 +305,7 @@ def _failed_run(out: Path, created: bool, trainer, exc: BaseException) -> None:
     divergence is a result, not a set-up mistake: its folder stays, with its steps."""
     from mmbalance.compare import remove_new_folder
 
-    steps = len(trainer.history.steps)
+    steps = trainer.global_step  # steps taken (the step log is read at each epoch's end)
     if not steps and not isinstance(exc, DivergedError):
         remove_new_folder(out, created)
         return

@@ -88,8 +88,10 @@ def frames_problem(folder: str | Path, count: int = 1, minimum: int = 1) -> str 
         return f"holds no images ({', '.join(IMAGE_SUFFIXES)})"
     if len(files) < minimum:
         return f"holds fewer than {minimum} frames ({len(files)})"
+    from mmbalance.data.real.preparer import file_problem
+
     for i in dict.fromkeys(evenly_spaced(len(files), count)):
-        problem = image_problem(files[i])
+        problem = file_problem(files[i]) or image_problem(files[i])  # a FIFO: never opened
         if problem:
             return f"has a frame that {problem}: {files[i].name}"
     return None

@@ -48,15 +48,16 @@ def stream_problem(path: Path, kinds: tuple[str, ...] = ("video",)) -> str | Non
             for kind in kinds:
                 if not getattr(container.streams, kind):
                     return f"has no {kind} stream"
-        for kind in kinds:  # a header is not content: one frame of each stream must decode
+    except (av.FFmpegError, OSError, ValueError) as exc:  # the container cannot be opened
+        return f"is unreadable: {exc}"
+    for kind in kinds:  # a header is not content: one frame of each stream must decode
+        try:
             with av.open(str(path)) as container:
                 stream = getattr(container.streams, kind)[0]
                 if next(iter(container.decode(stream)), None) is None:
                     return f"has no decodable {kind} frame"
-    except (av.FFmpegError, OSError, ValueError) as exc:  # the container cannot be opened
-        return f"is unreadable: {exc}"
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types: all "unreadable"
-        return f"is unreadable: {exc!r}"
+        except Exception as exc:  # noqa: BLE001 - decoders raise many types: all the same
+            return f"has no decodable {kind} frame ({exc})"
     return None
 
 
