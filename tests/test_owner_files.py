@@ -20,6 +20,8 @@ from raw_layouts import (
     make_cremad,
     make_cremad_official,
     make_ks,
+    make_nvgesture,
+    make_sarcasm_original,
     make_twitter,
     ramp_frames,
     write_video,
@@ -253,6 +255,36 @@ def test_hidden_frames_are_not_frames(tmp_path):
     assert sum(meta["counts"].values()) == 18 and meta["skipped"] == []
 
 
+@pytest.mark.parametrize("name", ["ks", "twitter2015", "sarcasm", "nvgesture"])
+def test_root_one_level_too_deep_says_which_folder_to_pass(name, tmp_path):
+    raw = tmp_path / "raw"
+    inner = {"ks": "annotations", "twitter2015": "annotations", "sarcasm": "text",
+             "nvgesture": "Video_data"}[name]
+    if name == "ks":
+        make_ks(raw)
+    elif name == "twitter2015":
+        make_twitter(raw)
+    elif name == "sarcasm":
+        make_sarcasm_original(raw)
+    else:
+        make_nvgesture(raw)
+    with pytest.raises(DataError) as err:
+        prepare_dataset(name, raw / inner, tmp_path / "o", progress=False)
+    message = str(err.value)
+    assert message.startswith(f"{raw / inner}: expected ") and "; found " in message
+    assert message.endswith(f"--root points one level too deep: pass {raw.resolve()}")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_nvgesture_array_is_named(tmp_path):
+    raw = make_nvgesture(tmp_path / "raw")
+    depth = raw / "Video_data" / "class_01" / "subject1_r0" / "sk_depth.npy"
+    np.save(depth, np.zeros((0, 20, 24), np.uint8))
+    with pytest.raises(DataError, match=f"{depth}: depth video holds no values"):
+        prepare_dataset("nvgesture", raw, tmp_path / "o", {"frames": 4, "flow_frames": 4,
+                                                           "image_size": 8}, progress=False)
+
+
 # ------------------------------------------------------------------ Twitter2015's target
 
 
@@ -291,10 +323,13 @@ def test_twitter_targets_of_one_tweet_are_distinct_inputs(tmp_path):
     # a sentence longer than the room is cut, never its target
     long = tok.encode_pair(" ".join(f"w{i}" for i in range(40)), "real madrid", 12)
     assert long.tolist()[-3:] == [tok.word_id("real"), tok.word_id("madrid"), tok.sep_id]
-    # the BSS files have no target column: read as they are, no target column written
+    # the BSS files have no target column: read as they are, no target column written,
+    # and their $T$ masks (the target lost before they were written) are said
     plain = make_twitter(tmp_path / "bss")
+    lines: list[str] = []
     prepare_dataset("twitter2015", plain, tmp_path / "bss_out", {"image_size": 16},
-                    progress=False)
+                    progress=False, report=lines.append)
+    assert any(line.startswith("text: 5 tweets hold a $T$ mask") for line in lines)
     bss = pd.read_parquet(tmp_path / "bss_out" / "index.parquet")
     assert "target" not in bss.columns
     assert bss["text"][0] == pre_caption(english_words("RT @user: Great game tonight! #win 0"),

@@ -111,6 +111,11 @@ class Preparer:
         self.hidden: set[str] = set()  # hidden files met (._*, .DS_Store), ignored
         self._listings: dict[Path, dict[str, Path]] = {}
 
+    def __getstate__(self) -> dict:
+        # worker processes get the preparer with every task chunk: not the folder listings
+        # (thousands of paths) it kept while listing the items
+        return {**self.__dict__, "_listings": {}}
+
     def items(self) -> tuple[list[Item], list[str]]:
         raise NotImplementedError
 

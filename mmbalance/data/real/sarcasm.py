@@ -127,7 +127,7 @@ class SarcasmPreparer(ImageTextPreparer):
     mean, std = images.CLIP_MEAN, images.CLIP_STD
 
     def _annotations(self) -> dict[str, list[tuple[str, int, str, str]]]:
-        ann, text = self.root / "annotations", self.root / "text"
+        ann, text = self.child(self.root, "annotations"), self.child(self.root, "text")
         if ann.is_dir():
             files = {"train": ann / "train_data.json", "test": ann / "test_data.json"}
             for name in ("valid_data.json", "val_data.json"):
@@ -138,8 +138,9 @@ class SarcasmPreparer(ImageTextPreparer):
         if text.is_dir():
             return {split: read_original(text / name, self.settings.drop_cue_words)
                     for split, name in ORIGINAL_FILES.items()}
-        raise DataError(f"{self.root}: neither annotations/ (the BSS code's JSON files) nor "
-                        "text/ (the original release's train.txt, valid2.txt, test2.txt) found")
+        raise self.layout_error("text/ (the original release's train.txt, valid2.txt, "
+                                "test2.txt) and dataset_image/, or annotations/ (the BSS "
+                                "code's JSON files) and images/")
 
     def items(self) -> tuple[list[Item], list[str]]:
         s = self.settings

@@ -152,12 +152,20 @@ class Twitter2015Preparer(ImageTextPreparer):
     settings_cls = Settings
     has_val = True
 
+    _masked = 0  # BSS-file tweets that hold a `$T$` mask and no target column
+
     def items(self) -> tuple[list[Item], list[str]]:
         s = self.settings
+        ann = self.child(self.root, "annotations")
+        if not ann.is_dir():
+            raise self.layout_error("annotations/ (train.tsv, dev.tsv, test.tsv) and "
+                                    f"{s.image_dir}/")
         out = []
+        self._masked = 0
         for split, fname in SPLIT_FILES.items():
-            path = self.root / "annotations" / fname
+            path = self.child(ann, fname)
             for n, y, text, target, image_id in read_records(path):
+                self._masked += target is None and "$T$" in text
                 item_id = f"{split}:{n}:{image_id}"
                 image = self.child(self.child(self.root, s.image_dir), image_id)
                 if not self.require(image, "image", item_id, images.image_problem):
@@ -169,3 +177,11 @@ class Twitter2015Preparer(ImageTextPreparer):
                 out.append(Item(item_id, y, split, {"image": str(image.relative_to(self.root))},
                                 clean, target))
         return out, list(CLASSES)
+
+    def notes(self) -> list[str]:
+        if not self._masked:
+            return super().notes()
+        return [*super().notes(),
+                (f"text: {self._masked} tweets hold a $T$ mask but these files have no target "
+                "column, so which entity each label is about is not in the data; TomBERT's "
+                "files (#3 String twice) carry it")]
