@@ -23,10 +23,13 @@ MIN_SECONDS = 0.05  # a clip shorter than this is a broken file, not speech or a
 
 
 def wav_problem(path: str | Path) -> str | None:
-    """Why a WAV file cannot be read whole, judged from its header alone; None if it can.
+    """Why a WAV file cannot be read whole or holds no usable audio, judged from its header
+    alone; None if it can.
 
     Cheap (a few small reads), so preparation checks every clip before it starts: a file
-    whose body was cut (an interrupted copy or download) announces more audio than it holds.
+    whose body was cut (an interrupted copy or download) announces more audio than it holds;
+    an empty data chunk or one under `MIN_SECONDS` is no clip. `clip_problem` adds the
+    content check (silence).
     """
     path = Path(path)
     size = path.stat().st_size

@@ -90,8 +90,12 @@ def frames_problem(folder: str | Path, count: int = 1, minimum: int = 1) -> str 
         return f"holds fewer than {minimum} frames ({len(files)})"
     from mmbalance.data.real.preparer import file_problem
 
+    for f in files:  # a FIFO among them would block a later read: found by stat alone
+        problem = file_problem(f)
+        if problem:
+            return f"has a frame that {problem}: {f.name}"
     for i in dict.fromkeys(evenly_spaced(len(files), count)):
-        problem = file_problem(files[i]) or image_problem(files[i])  # a FIFO: never opened
+        problem = image_problem(files[i])
         if problem:
             return f"has a frame that {problem}: {files[i].name}"
     return None

@@ -26,7 +26,10 @@ A split's frame folder wins over its video folder. From a video, the frames are 
 1 fps (the middle frame of each second, as the authors' extraction does) and the audio is
 its sound track, decoded with PyAV. `classes` names a text file of the class names to keep
 (one per line, e.g. the 31 of the BSS code; rows of other classes are left out), so
-Kinetics' own CSVs need no editing; "" keeps every label of train.csv.
+Kinetics' own CSVs need no editing; "" keeps every label of train.csv. Listed names are
+matched to the CSV's by identity (case, spaces and underscores aside, `class_key`); one
+that matches none is an error naming it and the CSV's nearest spellings, never a class
+silently dropped.
 
 Classes are the kept label strings of train.csv in sorted order (test labels must be among
 them). Prepared (`OUT`, see `writer.py`): `audio` (1, 257, T) float32 log spectrogram (the

@@ -1,6 +1,12 @@
 """What a dataset module provides to be prepared: its items (`Item`) and a `Preparer`, with
 its settings dataclass (`make_settings`) and the stratified split helper (`stratified_carve`).
-`writer.py` turns a preparer's raw data into a prepared folder; `reader.py` loads one."""
+`writer.py` turns a preparer's raw data into a prepared folder; `reader.py` loads one.
+
+Files are taken as owners have them: `Preparer.child` finds folder and file names in any
+case, `listing` leaves hidden files (macOS's `._*`) out and counts them, `require` never
+opens a FIFO or device (`file_problem`) and names a Git LFS pointer as one. Every item's
+problem is recorded (`reject`): with `--skip-missing` the item is left out and listed with
+its reason, without it `raise_problems` names them all once listing is done."""
 
 from __future__ import annotations
 

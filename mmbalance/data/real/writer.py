@@ -13,8 +13,14 @@ OUT/<split>/labels.npy   int64 labels (split = train, val, test)
 OUT/<split>/<m>.npy      one .npy per modality, (n, *shape), written in place through
                          np.lib.format.open_memmap and read back with mmap_mode="r"
 OUT/index.parquet        one row per sample: split, row, id, label, class, text (if any)
-OUT/meta.json            written last: modalities, classes, shapes, encoders, settings
+OUT/meta.json            written last: modalities, classes, shapes, encoders, settings,
+                         the items left out with their reasons (--skip-missing) and the
+                         number of hidden files ignored
 ```
+
+Before anything is written, the preparer lists every item and checks its files (content
+included: `Preparer.require`); every problem found is raised at once (`raise_problems`),
+and a split of fewer than 2 classes is an error.
 
 Preparation writes each sample's arrays into its row and records finished rows in the
 manifest after flushing the arrays, so an interrupted run (an error, Ctrl-C, a killed job)
