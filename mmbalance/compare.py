@@ -366,7 +366,10 @@ def remove_new_folder(out: Path, created: bool) -> None:
         shutil.rmtree(out, ignore_errors=True)
         return
     for child in out.iterdir():
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], overrides: dict,

@@ -103,7 +103,7 @@ class CNNEncoder(nn.Module):
             b, c, t = x.shape[:3]
             feat = self.net(x.transpose(1, 2).reshape(b * t, c, *x.shape[3:]))
             return feat.view(b, t, -1).mean(1)
-        return self.net(_as_float(x))
+        return self.net(x)
 
 
 INPUT_OPTIONS = ("scale", "mean", "std")
