@@ -224,6 +224,7 @@ def test_official_files_in_any_case_and_hidden_files(tmp_path, capsys):
     for name in ("._1000_IEO_NEU_HI.wav", ".DS_Store"):  # macOS copies
         (raw / "audiowav" / name).write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     (raw / "videoflash" / "._1000_IEO_NEU_HI.flv").write_bytes(b"\x00\x05\x16\x07")
+    (raw / ".gitattributes").write_text("*.wav filter=lfs\n")  # the clone's own: not data
     out = tmp_path / "out"
     assert _prepare_cli(raw, out) == 0
     assert "ignored 3 hidden file(s)" in capsys.readouterr().out

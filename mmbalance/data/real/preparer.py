@@ -199,13 +199,16 @@ class Preparer:
 
     def listing(self, folder: Path) -> dict[str, Path]:
         """{lower-case name: entry} of a folder's visible entries, read once (hidden ones
-        are counted in `hidden` and left out)."""
+        are left out, and counted in `hidden` when they sit among the data: not the root's
+        own `.git`, `.gitattributes`)."""
         if folder not in self._listings:
             entries: dict[str, Path] = {}
+            among_data = folder not in (self.root, self.root.resolve().parent)
             if folder.is_dir():
                 for p in sorted(folder.iterdir()):
                     if is_hidden(p):
-                        self.hidden.add(str(p))
+                        if among_data:
+                            self.hidden.add(str(p))
                     else:
                         entries.setdefault(p.name.lower(), p)
             self._listings[folder] = entries
