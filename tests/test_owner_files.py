@@ -20,6 +20,7 @@ from raw_layouts import (
     make_cremad,
     make_cremad_official,
     make_ks,
+    make_ks_videos,
     make_nvgesture,
     make_sarcasm_original,
     make_twitter,
@@ -170,6 +171,18 @@ def test_a_video_without_a_decodable_frame_is_named(tmp_path):
                            skip_missing=True)
     assert sum(meta["counts"].values()) == 17
     assert meta["skipped_counts"] == {"video has no decodable video frame": 1}
+
+
+def test_a_kinetics_video_with_a_silent_sound_track_is_named(tmp_path):
+    raw = make_ks_videos(tmp_path / "raw", labels=("playing drums", "singing"))
+    silent = next((raw / "train_video" / "singing").glob("*.mp4"))
+    write_video(silent, ramp_frames(30, 0), codec="mpeg4", audio=np.zeros(16000))
+    with pytest.raises(DataError, match=f"{silent}: video sound track is silent"):
+        prepare_dataset("ks", raw, tmp_path / "o", TINY_AV, progress=False)
+    meta = prepare_dataset("ks", raw, tmp_path / "out", TINY_AV, progress=False,
+                           skip_missing=True)
+    assert sum(meta["counts"].values()) == 7
+    assert meta["skipped_counts"] == {"video sound track is silent": 1}
 
 
 def test_a_fifo_named_like_a_wav_is_never_opened(tmp_path):

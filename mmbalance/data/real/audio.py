@@ -72,10 +72,20 @@ def clip_problem(path: str | Path) -> str | None:
     if problem:
         return problem
     try:
-        x, _ = read_wav(path)
+        x, rate = read_wav(path)
     except DataError as exc:
         return f"is unreadable: {str(exc).split(': ', 1)[-1]}"
-    if x.size and float(x.max()) == float(x.min()):
+    return samples_problem(x, rate)
+
+
+def samples_problem(x: np.ndarray, rate: int) -> str | None:
+    """Why decoded samples are no clip: none, fewer than `MIN_SECONDS`, or all one value
+    (silence, or a file of zeros, which would become a constant spectrogram)."""
+    if x.size == 0:
+        return "holds no audio samples (an empty clip)"
+    if rate and x.size / rate < MIN_SECONDS:
+        return f"is too short: {x.size / rate:.3f} s of audio, under the {MIN_SECONDS} s floor"
+    if float(x.max()) == float(x.min()):
         return f"is silent: every sample is {float(x[0]):g}"
     return None
 

@@ -120,9 +120,19 @@ def youtube_key(path: Path) -> str:
 
 
 def _with_sound(path: Path) -> str | None:
-    from mmbalance.data.real.video import stream_problem
+    """A video with a decodable picture and a sound track that is a clip (`samples_problem`:
+    not empty, not shorter than the floor, not silent), as a WAV must be."""
+    from mmbalance.data.real.video import stream_problem, video_audio
 
-    return stream_problem(path, ("video", "audio"))
+    problem = stream_problem(path, ("video", "audio"))
+    if problem:
+        return problem
+    try:
+        x, rate = video_audio(path)
+    except DataError as exc:
+        return f"has an unreadable sound track: {str(exc).split(': ', 1)[-1]}"
+    problem = audio.samples_problem(x, rate)
+    return f"sound track {problem}" if problem else None
 
 
 def index_videos(folder: Path, hidden: set[str] | None = None) -> dict[str, Path]:
