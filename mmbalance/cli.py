@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmbalance.errors import UserError, one_line
+from mmbalance.errors import DivergedError, UserError, one_line
 from mmbalance.limits import MAX_SEED, check_path, check_train_sizes
 from mmbalance.spec import parse_scalar
 
@@ -271,6 +271,7 @@ def _default_out(kind: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mmbalance.compare import train_record
     from mmbalance.data.registry import load_dataset
     from mmbalance.policies.registry import make_sampler
     from mmbalance.runs import check_new_run_dir, data_record, new_run_dir, write_json, write_run
@@ -284,22 +285,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data)
     dataset.check_batch_size(config.batch_size)
     trainer = Trainer(dataset, config, sampler)
+    created = not out_path.exists()
     out = new_run_dir(out_path)
     loaded = trainer.model.pretrained_from()
     for m, info in loaded.items():
         print(f"pretrained {m}: loaded {info['tensors']} tensors from {info['file']}",
               file=sys.stderr)
     resolved = {"data": args.data, "sampler": args.sampler, "sampler_config": sampler.config(),
-                "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
+                **train_record(config, overrides), "best_accuracy": dataset.best_accuracy,
                 "modalities": dataset.modalities, **data_record(dataset),
                 "pretrained_loaded": loaded}
     write_json(out / "config.json", resolved)
-    _cpu_estimate(args.data, trainer)
     final = None
     try:
+        _cpu_estimate(args.data, trainer)
         final = trainer.fit(progress=not args.no_progress)
-    finally:  # an interrupted run still leaves its logs
-        write_run(out, trainer, final, resolved)
+    except BaseException as exc:
+        _failed_run(out, created, trainer, exc)
+        if trainer.global_step or isinstance(exc, DivergedError):
+            write_run(out, trainer, None, resolved)  # the logs up to the failure
+        raise
+    write_run(out, trainer, final, resolved)
     test = final["test"]
     parts = [f"acc {test['acc']:.3f}", f"macro-F1 {test['f1']:.3f}", f"mAP {test['map']:.3f}"]
     parts += [f"acc_{m} {test[f'acc_{m}']:.3f}" for m in dataset.modalities]
@@ -308,6 +314,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"test (best val epoch {final['best_epoch']}): " + ", ".join(parts))
     print(f"wrote {out}")
     return 0
+
+
+def _failed_run(out: Path, created: bool, trainer, exc: BaseException) -> None:
+    """A run that failed before its first step leaves nothing behind (the same --out works
+    for the corrected rerun); one that failed later keeps its logs, and says so. A
+    divergence is a result, not a set-up mistake: its folder stays, with its steps."""
+    from mmbalance.compare import remove_new_folder
+
+    steps = trainer.global_step  # steps taken (the step log is read at each epoch's end)
+    if not steps and not isinstance(exc, DivergedError):
+        remove_new_folder(out, created)
+        return
+    hint = (f"{out} keeps the run's logs up to step {steps}; training cannot be resumed: "
+            f"remove it (rm -r {out}) or choose another --out to run again")
+    if isinstance(exc, UserError):  # still one line: the hint joins the error
+        exc.args = (f"{exc}; {hint}",)
+    else:
+        print(hint, file=sys.stderr)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -504,8 +528,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     shapes = ", ".join(f"{m} {tuple(a['shape'])} {a['dtype']}" for m, a in meta["arrays"].items())
     print(f"prepared {name} ({counts}; {shapes}) in {time.perf_counter() - t0:.1f} s")
     if meta["skipped"]:
-        print(f"left out {len(meta['skipped'])} item(s) with missing or cut files, e.g. "
-              f"{meta['skipped'][0]} (all listed in {args.out}/meta.json)")
+        reasons = meta.get("skipped_counts") or {}
+        counts = "; ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+        print(f"left out {len(meta['skipped'])} item(s) ({counts}), e.g. {meta['skipped'][0]} "
+              f"(each listed with its reason in {args.out}/meta.json)")
+    if meta.get("hidden_files_ignored"):
+        print(f"ignored {meta['hidden_files_ignored']} hidden file(s) (._*, .DS_Store, ...)")
     print(f"use it as --data {name}:{args.out}")
     return 0
 
@@ -518,7 +546,9 @@ def main(argv: list[str] | None = None) -> int:
                     "prepare": cmd_prepare}
         return commands[args.command](args)
     except UserError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        # one line, but for the one listing of several problems (errors.ProblemList)
+        text = str(exc) if getattr(exc, "multiline", False) else one_line(exc)
+        print(f"error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:  # a message says what was kept (compare's partial table)
         print(f"interrupted: {one_line(stop)}" if str(stop) else "interrupted", file=sys.stderr)

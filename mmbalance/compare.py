@@ -83,6 +83,30 @@ class RunSpec:
         return f"{safe(self.method)}__{safe(self.sampler)}__s{self.seed}"
 
 
+def train_record(config, given: dict) -> dict:
+    """What config.json records of a run's training set-up, enough to rebuild it alone:
+    `train`, every `TrainConfig` field (read with `dataclasses.fields`, so a field added to
+    TrainConfig is recorded with no change here) and the chosen method's options; and
+    `unused_method_options`, every option of the other methods, as given (else its default):
+    the chosen method ignores them, but a run's set-up said them, e.g. a dataset's
+    defaults file. `TrainConfig.from_dict({**train, **unused_method_options})` is the run's
+    config again."""
+    from dataclasses import MISSING, fields
+
+    from mmbalance.trainers.methods import METHOD_CLASSES
+
+    used = {f.name for f in fields(type(config.options))}
+    unused: dict = {}
+    for cls in METHOD_CLASSES.values():
+        for f in fields(cls.Options):
+            if f.name in used or f.name in unused:
+                continue
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else None)
+            unused[f.name] = given.get(f.name, default)
+    return {"train": config.to_dict(), "unused_method_options": dict(sorted(unused.items()))}
+
+
 def run_one(dataset: MultimodalDataset, spec: RunSpec,
             threads: int = 0) -> tuple[dict, RunRecord]:
     """Train one run; return its summary row and its record (written by the caller)."""
@@ -105,7 +129,7 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec,
         final, diverged = None, str(exc)
     record = collect_run(trainer, final, {
         "data": dataset.name, "sampler": spec.sampler, "sampler_config": sampler.config(),
-        "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
+        **train_record(config, {**spec.train, **alone}), "best_accuracy": dataset.best_accuracy,
         "num_classes": dataset.num_classes,
     })
     if final is None:
@@ -314,6 +338,7 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
     check_grid(grid, dataset.modalities)
     check_runs(dataset, grid, overrides, seeds, address, gpus_per_run)
     on_ray = uses_ray(parallel, address)
+    created = not out_path.exists()
     with ray_session_if(on_ray, address):  # connected (or failed) before the folder exists
         out = new_run_dir(out_path)
         write_json(out / "compare.json", {
@@ -329,7 +354,14 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
             rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
                             progress=progress, address=address, gpus_per_run=gpus_per_run,
                             finished=finished)
-        except KeyboardInterrupt:  # Ctrl-C: keep what finished (README), then stop with 130
+        except BaseException as exc:
+            if not finished:
+                # no run finished: nothing worth keeping, and the same --out must work again
+                remove_new_folder(out, created)
+                raise
+            if not isinstance(exc, KeyboardInterrupt):
+                raise
+            # Ctrl-C: keep what finished (README), then stop with 130
             rows, interrupted = [finished[i] for i in sorted(finished)], True
     write_table(out / "results.parquet", rows, out)
     summary = summarize(rows, dataset.modalities)
@@ -353,6 +385,20 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
               f"{diverged[0]['diverged_at']}")
     print(f"{len(rows)} runs in {fmt_seconds(time.perf_counter() - t0)}; wrote {out}")
     return out
+
+
+def remove_new_folder(out: Path, created: bool) -> None:
+    """Undo `new_run_dir`: remove the folder it made, or empty the empty one it was given."""
+    import shutil
+
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], overrides: dict,

@@ -110,8 +110,9 @@ def load_prepared(path: str | Path, name: str | None = None,
             raise ConfigError(f"encoder_{m}: no modality {m!r}; the data has {modalities}")
         if isinstance(choice, dict):
             enc[m] = dict(choice)
-        elif choice in ("mlp", "cnn"):
-            enc[m] = {"name": choice}
+        elif choice in ("mlp", "cnn"):  # the input step the arrays need, not the backbone's
+            keep = ("scale", "mean", "std", "vocab_size", "pad_id")
+            enc[m] = {"name": choice, **{k: v for k, v in enc.get(m, {}).items() if k in keep}}
         else:  # another backbone: keep the input options the data needs (norm, vocab)
             enc[m] = {**enc.get(m, {}), "name": choice}
     for m, p in (pretrained or {}).items():
