@@ -173,6 +173,16 @@ def check_tracking(kind: str | None, option: str = "--tracking") -> None:
                         f"{INSTALL_HINT}") from None
 
 
+def check_tracking_key(kind: object, uri: object) -> None:
+    """The `tracking:` and `tracking_uri:` keys of a sweep or learn YAML (whether MLflow is
+    installed is the command's check: `check_tracking`)."""
+    if kind is not None and kind not in TRACKERS:
+        raise ConfigError(f"tracking: unknown tracker {kind!r}; allowed: {list(TRACKERS)} "
+                          "or null")
+    if uri is not None and kind is None:
+        raise ConfigError("tracking_uri: goes with tracking: mlflow")
+
+
 def tracking_uri(uri: str | None, out: Path) -> str:
     """Where MLflow logs: `uri` as given (a server, `file:`, `sqlite:` ...), a plain path as
     a file store there, else the file store `<out>/mlruns` (offline, and what CI reads)."""

@@ -87,9 +87,14 @@ class LearnConfig(YamlConfig):
     learners: dict = field(default_factory=dict)
     reporting: dict = field(default_factory=dict)
     fault_tolerance: dict = field(default_factory=dict)
+    tracking: str | None = None  # mlflow: log to MLflow too (mmbalance/tracking.py)
+    tracking_uri: str | None = None  # default: <out>/mlruns
 
     def check(self) -> None:
         cls = algorithm_config_class(self.algorithm)
+        from mmbalance.tracking import check_tracking_key
+
+        check_tracking_key(self.tracking, self.tracking_uri)
         if self.env not in ENVS:
             raise ConfigError(f"env: unknown {self.env!r}; allowed: {list(ENVS)}")
         if self.iterations < 1 or self.checkpoint_every < 0 or self.seed < 0:
