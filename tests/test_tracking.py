@@ -170,3 +170,64 @@ def test_yaml_tracking_keys_are_checked():
         SweepConfig.from_dict({**base, "tracking": "wandb"})
     with pytest.raises(ConfigError, match="goes with tracking: mlflow"):
         SweepConfig.from_dict({**base, "tracking_uri": "http://localhost:5000"})
+
+
+@pytest.mark.ray
+def test_sweep_trials_log_through_tunes_callbacks(ray_session, tmp_path):
+    """TensorBoard events in every trial folder (TBXLoggerCallback) and, with `tracking:
+    mlflow`, one MLflow run per trial (MLflowLoggerCallback) with its config and results."""
+    pytest.importorskip("mlflow")
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    cfg = {"name": "tracked", "base": {"data": TINY, "method": "joint", "sampler": "uniform",
+                                       "train": {"epochs": 2, "batch_size": 40}},
+           "search_space": {"train.lr": {"grid": [0.01, 0.03]}}, "max_concurrent": 2,
+           "tracking": "mlflow"}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress"]) == 0
+    trials = pd.read_parquet(out / "trials.parquet")
+    trial_dirs = [p for p in (out / "tracked").iterdir() if p.is_dir()]
+    assert len(trial_dirs) == 2
+    for trial in trial_dirs:
+        scalars = read_scalars(trial)
+        assert [s for s, _ in scalars["ray/tune/val_acc"]] == [1, 2]
+    client = MlflowClient((out / "mlruns").resolve().as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    assert sorted(r.data.params["train/lr"] for r in runs) == ["0.01", "0.03"]
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert sorted(m.step for m in history) == [1, 2]
+        mine = trials[[run.info.run_name.endswith(t) for t in trials["trial"]]]  # plain_trial_<id>
+        assert sorted(m.value for m in history) == pytest.approx(sorted(mine["val_acc"]))
+        assert run.info.status == "FINISHED"
+        assert client.list_artifacts(run.info.run_id)  # the trial's folder
+
+
+@pytest.mark.ray
+def test_learn_logs_each_iteration_and_a_resume_continues_the_same_run(ray_session, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    root = Path(__file__).resolve().parents[1]
+    sets = [f"env_config.data={TINY}", "env_config.train.epochs=2",
+            "env_config.train.batch_size=40", "env_config.steps_per_action=2", "iterations=1",
+            "training.train_batch_size_per_learner=32", "training.minibatch_size=16",
+            "training.num_epochs=1"]
+    out = tmp_path / "learn"
+    args = ["learn", str(root / "tune_configs" / "dus_ppo.yaml"), "--out", str(out),
+            "--no-progress", "--tracking", "mlflow"]
+    assert main([*args, *(a for s in sets for a in ("--set", s))]) == 0
+    assert main(["learn", "--resume", str(out), "--iterations", "2", "--no-progress"]) == 0
+    client = MlflowClient((out / "mlruns").resolve().as_uri())
+    [run] = client.search_runs([client.get_experiment_by_name("mmbalance-learn").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["algorithm"] == "PPO"
+    progress = pd.read_parquet(out / "progress.parquet")
+    history = client.get_metric_history(run.info.run_id, "env_steps")
+    assert sorted((m.step, m.value) for m in history) == list(
+        zip(progress["iteration"], progress["env_steps"]))
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"learn_config.yaml", "progress.parquet", "policy", "tb"} <= files
+    assert "checkpoints" not in files
