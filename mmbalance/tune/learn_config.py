@@ -16,6 +16,8 @@ env_runners: {...}        # of .env_runners(), e.g. num_env_runners, num_gpus_pe
 learners: {...}           # of .learners(), e.g. num_learners, num_gpus_per_learner
 reporting: {...}          # of .reporting(), e.g. min_time_s_per_iteration
 fault_tolerance: {...}    # of .fault_tolerance(), e.g. restart_failed_env_runners
+tracking: null            # mlflow: log each iteration to MLflow too (docs/tracking.md)
+tracking_uri: null        # default: the file store OUT/mlruns
 ```
 
 Loaded with a safe YAML loader; `algorithm` and `env` are required (an empty file is an
