@@ -314,7 +314,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if tracking:
             from mmbalance.tracking import log_train
 
-            log_train(out, args.tracking_uri)
+            log_train(out, args.tracking_uri, quiet=final is None)  # None: an error is raised
     test = final["test"]
     parts = [f"acc {test['acc']:.3f}", f"macro-F1 {test['f1']:.3f}", f"mAP {test['map']:.3f}"]
     parts += [f"acc_{m} {test[f'acc_{m}']:.3f}" for m in dataset.modalities]

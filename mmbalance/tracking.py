@@ -24,9 +24,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -196,6 +198,27 @@ def tracking_uri(uri: str | None, out: Path) -> str:
     return uri
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def _name(key: str) -> str:
+    """A metric or param name MLflow accepts: sampler specs bring ':', '=' and ','."""
+    return _UNSAFE.sub("_", key)[:250]
+
+
+@contextmanager
+def _reported(uri: str, note: str) -> Iterator[None]:
+    """An MLflow store that refuses or cannot be reached is the user's to fix (a wrong
+    URI, a server down): one line, with `note` saying what is already safe on disk."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError) as exc:  # requests' errors are OSErrors
+        raise UserError(f"MLflow at {uri}: logging failed ({type(exc).__name__}: {exc}); "
+                        f"{note}") from None
+
+
 def _param_value(value: object) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:6000]  # MLflow's limit on a parameter's value
@@ -239,14 +262,15 @@ class MlflowTracker:
 
         flat = list(flatten_params(params).items())
         for i in range(0, len(flat), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run_id, params=[Param(k[:250], v) for k, v in flat[i:i + 100]])
+            self.client.log_batch(run_id, params=[Param(_name(k), v)
+                                                  for k, v in flat[i:i + 100]])
 
     def log_metrics(self, run_id: str, rows: Iterable[tuple[str, float, int]]) -> None:
         """(key, value, step) triples; non-finite values are left out."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, int(s)) for k, value, s in rows
+        metrics = [Metric(_name(k), v, now, int(s)) for k, value, s in rows
                    if (v := _number(value)) is not None]
         for i in range(0, len(metrics), 1000):  # and at most 1000 metrics
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
@@ -310,10 +334,18 @@ def log_run_folder(tracker: MlflowTracker, folder: Path, name: str | None = None
     return run_id
 
 
-def log_train(folder: Path, uri: str | None) -> str:
-    """`mmbalance train --tracking mlflow`: the run folder, to experiment mmbalance-train."""
-    tracker = MlflowTracker(tracking_uri(uri, folder), "mmbalance-train")
-    return log_run_folder(tracker, folder)
+def log_train(folder: Path, uri: str | None, quiet: bool = False) -> str | None:
+    """`mmbalance train --tracking mlflow`: the run folder, to experiment mmbalance-train.
+    `quiet`: the run stopped with an error, which is the one to report; a failure to log
+    then returns None."""
+    uri = tracking_uri(uri, folder)
+    try:
+        with _reported(uri, f"{folder} itself is complete"):
+            return log_run_folder(MlflowTracker(uri, "mmbalance-train"), folder)
+    except UserError:
+        if quiet:
+            return None
+        raise
 
 
 def log_comparison(folder: Path, uri: str | None, experiment: str = "mmbalance-compare") -> str:
@@ -321,7 +353,12 @@ def log_comparison(folder: Path, uri: str | None, experiment: str = "mmbalance-c
     as metrics, results/summary tables as artifacts) and one child run per run folder,
     tagged with its method, sampler and seed. Returns the parent's run id."""
     folder = Path(folder)
-    tracker = MlflowTracker(tracking_uri(uri, folder), experiment)
+    uri = tracking_uri(uri, folder)
+    with _reported(uri, f"{folder} itself is complete"):
+        return _log_comparison(MlflowTracker(uri, experiment), folder)
+
+
+def _log_comparison(tracker: MlflowTracker, folder: Path) -> str:
     meta = _read_json(folder / "compare.json")
     parent = tracker.start(folder.name, meta, tags={"mmbalance.kind": "compare"})
     status = "FAILED"
@@ -332,7 +369,7 @@ def log_comparison(folder: Path, uri: str | None, experiment: str = "mmbalance-c
 
             rows = []
             for row in pq.read_table(summary).to_pylist():
-                cell = f"{row['method']}/{row['sampler']}".replace(":", "_")
+                cell = f"{row['method']}/{row['sampler']}"
                 rows += [(f"{cell}/{k}", v, 0) for k, v in row.items()
                          if k not in ("method", "sampler")]
             tracker.log_metrics(parent, rows)
@@ -358,25 +395,37 @@ class LearnRun:
     def __init__(self, out: Path, uri: str | None, config: dict) -> None:
         self.out = Path(out)
         saved = _read_json(self.out / self.ID_FILE)
-        self.tracker = MlflowTracker(saved.get("uri") or tracking_uri(uri, self.out),
-                                     "mmbalance-learn")
-        if saved.get("run_id"):
-            self.run_id = saved["run_id"]
-            self.tracker.client.update_run(self.run_id, status="RUNNING")
-        else:
-            self.run_id = self.tracker.start(self.out.name, config)
-            (self.out / self.ID_FILE).write_text(json.dumps(
-                {"uri": self.tracker.uri, "run_id": self.run_id}) + "\n")
+        uri = saved.get("uri") or tracking_uri(uri, self.out)
+        self.uri = uri
+        with _reported(uri, "nothing was trained"):  # checked before the first iteration
+            self.tracker = MlflowTracker(uri, "mmbalance-learn")
+            if saved.get("run_id"):
+                self.run_id = saved["run_id"]
+                self.tracker.client.update_run(self.run_id, status="RUNNING")
+            else:
+                self.run_id = self.tracker.start(self.out.name, config)
+                (self.out / self.ID_FILE).write_text(json.dumps(
+                    {"uri": self.tracker.uri, "run_id": self.run_id}) + "\n")
 
     def log_row(self, row: dict) -> None:
         step = int(row["iteration"])
-        self.tracker.log_metrics(self.run_id, [(k, v, step) for k, v in row.items()
-                                               if k != "iteration"])
+        with _reported(self.uri, f"{self.out} keeps what ran (--resume continues it)"):
+            self.tracker.log_metrics(self.run_id, [(k, v, step) for k, v in row.items()
+                                                   if k != "iteration"])
 
     def finish(self, ok: bool) -> None:
-        if ok:  # checkpoints stay out: pickles signed with this machine's key
+        from mlflow.exceptions import MlflowException
+
+        if not ok:  # the error that stopped the run is the one to report, not this one
+            try:
+                self.tracker.end(self.run_id, "FAILED")
+            except (MlflowException, OSError):
+                pass
+            return
+        with _reported(self.uri, f"{self.out} itself is complete"):
+            # checkpoints stay out: pickles signed with this machine's key
             self.tracker.log_folder(self.run_id, self.out, skip=("checkpoints",))
-        self.tracker.end(self.run_id, "FINISHED" if ok else "FAILED")
+            self.tracker.end(self.run_id, "FINISHED")
 
 
 # ------------------------------------------------------------------------------- Ray Tune

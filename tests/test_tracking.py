@@ -13,23 +13,28 @@ import pyarrow as pa
 import pytest
 
 from mmbalance.cli import main
+from mmbalance.compare import RunSpec
 from mmbalance.tracking import read_scalars
 
 TINY = "synthetic:n_train=240,n_val=80,n_test=80,bayes_samples=500"
 MODALITIES = ("audio", "visual")
 
 
-def _compare(out: Path, *extra: str) -> None:
+def _compare(out: Path, *extra: str, grid: tuple[str, ...] = ("joint/uniform", "mla/dus-h")
+             ) -> pd.DataFrame:
     rc = main(["compare", "--data", TINY, "--seeds", "1", "--epochs", "2", "--batch-size", "40",
-               "--parallel", "none", "--grid", "joint/uniform", "mla/dus-h", "--out", str(out),
-               "--no-progress", *extra])
+               "--parallel", "none", "--grid", *grid, "--out", str(out), "--no-progress",
+               *extra])
     assert rc == 0
+    results = pd.read_parquet(out / "results.parquet")
+    results["key"] = [RunSpec(m, s, seed).key for m, s, seed in
+                      zip(results["method"], results["sampler"], results["seed"])]
+    return results
 
 
 def test_tensorboard_shows_every_compare_run_with_its_tables(tmp_path):
     out = tmp_path / "cmp"
-    _compare(out)
-    results = pd.read_parquet(out / "results.parquet")
+    results = _compare(out)
     runs = sorted((out / "runs").iterdir())
     assert [r.name for r in runs] == ["joint__uniform__s0", "mla__dus-h__s0"]
     # `tensorboard --logdir out` finds one event folder per run
@@ -52,7 +57,7 @@ def test_tensorboard_shows_every_compare_run_with_its_tables(tmp_path):
         val = scalars["val/acc_visual"]  # per epoch, at the epoch's last step
         assert [s for s, _ in val] == epochs["step"].tolist()
         assert [v for _, v in val] == pytest.approx(epochs["val_acc_visual"].tolist(), rel=1e-6)
-        row = results[results["method"] + "__" + results["sampler"] + "__s0" == run.name]
+        row = results[results["key"] == run.name]
         for key in ("acc", "probe_acc_audio", "probe_acc_visual"):
             [(step, value)] = scalars[f"test/{key}"]
             assert step == steps["step"].max()
@@ -89,7 +94,9 @@ def test_compare_logs_to_mlflow_and_reads_back(tmp_path):
 
     t0 = time.perf_counter()
     out = tmp_path / "cmp"
-    _compare(out, "--tracking", "mlflow")
+    # a sampler with options: ':', '=' and ',' are not allowed in MLflow names
+    results = _compare(out, "--tracking", "mlflow",
+                       grid=("joint/uniform", "mla/dus-h:strength=2,n_min=4"))
     client = MlflowClient((out / "mlruns").resolve().as_uri())
     experiment = client.get_experiment_by_name("mmbalance-compare")
     runs = client.search_runs([experiment.experiment_id])
@@ -97,16 +104,16 @@ def test_compare_logs_to_mlflow_and_reads_back(tmp_path):
     assert len(parents) == 1 and len(runs) == 3
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.info.run_name == "cmp"
-    assert json.loads(parent.data.params["grid"]) == [["joint", "uniform"], ["mla", "dus-h"]]
-    results = pd.read_parquet(out / "results.parquet")
+    assert json.loads(parent.data.params["grid"]) == [
+        ["joint", "uniform"], ["mla", "dus-h:strength=2,n_min=4"]]
     top = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"compare.json", "results.parquet", "summary.md"} <= top and "runs" not in top
-    assert parent.data.metrics["mla/dus-h/test_acc_mean"] == pytest.approx(
-        results.loc[results["sampler"] == "dus-h", "test_acc"].item())
+    assert parent.data.metrics["mla/dus-h_strength_2_n_min_4/test_acc_mean"] == \
+        pytest.approx(results.loc[results["method"] == "mla", "test_acc"].item())
 
     children = {r.info.run_name: r for r in runs if r is not parent
                 and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
-    assert set(children) == {"joint__uniform__s0", "mla__dus-h__s0"}
+    assert set(children) == set(results["key"])
     for name, run in children.items():
         folder = out / "runs" / name
         config = json.loads((folder / "config.json").read_text())
@@ -114,7 +121,7 @@ def test_compare_logs_to_mlflow_and_reads_back(tmp_path):
         assert run.data.params["sampler"] == config["sampler"]
         assert run.data.params["train.lr"] == str(config["train"]["lr"])
         assert run.data.tags["mmbalance.method"] == config["train"]["method"]
-        row = results[results["method"] + "__" + results["sampler"] + "__s0" == name]
+        row = results[results["key"] == name]
         assert run.data.metrics["test/acc"] == pytest.approx(row["test_acc"].item())
         assert run.data.metrics["test/probe_acc_visual"] == pytest.approx(
             row["test_probe_acc_visual"].item())
@@ -144,6 +151,18 @@ def test_train_logs_to_a_given_store(tmp_path):
     assert run.info.run_name == "run" and run.data.params["train.epochs"] == "1"
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test"]["acc"])
     assert run.data.metrics["best_epoch"] == metrics["best_epoch"]
+
+
+def test_an_unreachable_mlflow_server_is_one_line_after_the_run_is_written(
+        tmp_path, monkeypatch, refused):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow retries for minutes
+    out = tmp_path / "run"
+    line = refused(["train", "--data", TINY, "--epochs", "1", "--out", out, "--no-progress",
+                    "--tracking", "mlflow", "--tracking-uri", "http://127.0.0.1:9"],
+                   "MLflow at http://127.0.0.1:9: logging failed")
+    assert f"{out} itself is complete" in line
+    assert (out / "metrics.json").is_file() and (out / "tb").is_dir()
 
 
 def test_tracking_without_mlflow_is_one_line_naming_the_extra(tmp_path, monkeypatch, refused):
