@@ -276,8 +276,10 @@ class MlflowTracker:
             self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
 
     def log_folder(self, run_id: str, folder: Path, skip: Iterable[str] = ()) -> None:
-        """The files of `folder` as artifacts (not `mlruns/`, the store itself, nor `skip`)."""
-        skip = {MLRUNS, *skip}
+        """The files of `folder` as artifacts (not `mlruns/`, the store itself, nor `skip`).
+        A file store is on this machine, next to the events: `tb/` is not copied into it,
+        where `tensorboard --logdir OUT` would show every run twice."""
+        skip = {MLRUNS, *skip, *((TB_DIR,) if self.uri.startswith("file:") else ())}
         for path in sorted(Path(folder).iterdir()):
             if path.name in skip or path.name.endswith(".tmp"):
                 continue
@@ -433,13 +435,17 @@ def tune_callbacks(kind: str | None, uri: str | None, out: Path, experiment: str
     """Tune's own loggers for a sweep: TensorBoard events per trial (`TBXLoggerCallback`,
     in each trial's folder of the experiment) and, with `kind` mlflow, Tune's
     `MLflowLoggerCallback` (one MLflow run per trial: its config, each reported result,
-    the trial folder as artifacts)."""
+    and, to a server, the trial folder as artifacts)."""
     from ray.tune.logger import TBXLoggerCallback
 
     callbacks: list = [TBXLoggerCallback()]
     if kind == "mlflow":
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        callbacks.append(MLflowLoggerCallback(tracking_uri=tracking_uri(uri, out),
-                                              experiment_name=experiment, save_artifact=True))
+        uri = tracking_uri(uri, out)
+        # the trial folders (their events too) go to a server; a file store sits next to
+        # them already, and copies under <out>/mlruns would show each trial twice in
+        # `tensorboard --logdir <out>`
+        callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment,
+                                              save_artifact=not uri.startswith("file:")))
     return callbacks

@@ -131,8 +131,11 @@ def test_compare_logs_to_mlflow_and_reads_back(tmp_path):
         assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
             (e, pytest.approx(v)) for e, v in zip(epochs["epoch"], epochs["val_acc"])]
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"config.json", "steps.parquet", "epochs.parquet", "metrics.json", "model.pt",
-                "tb"} <= files
+        assert {"config.json", "steps.parquet", "epochs.parquet", "metrics.json",
+                "model.pt"} <= files
+        assert "tb" not in files  # a file store is local: the events are not copied
+    # so TensorBoard on the folder still shows each run once
+    assert len(list(out.rglob("events.out.tfevents.*"))) == 2
     assert mlflow is not None and time.perf_counter() - t0 < 30
 
 
@@ -222,7 +225,8 @@ def test_sweep_trials_log_through_tunes_callbacks(ray_session, tmp_path):
         mine = trials[[run.info.run_name.endswith(t) for t in trials["trial"]]]  # plain_trial_<id>
         assert sorted(m.value for m in history) == pytest.approx(sorted(mine["val_acc"]))
         assert run.info.status == "FINISHED"
-        assert client.list_artifacts(run.info.run_id)  # the trial's folder
+        assert not client.list_artifacts(run.info.run_id)  # a file store: folders stay put
+    assert len(list(out.rglob("events.out.tfevents.*"))) == 2  # each trial once
 
 
 @pytest.mark.ray
@@ -248,5 +252,5 @@ def test_learn_logs_each_iteration_and_a_resume_continues_the_same_run(ray_sessi
     assert sorted((m.step, m.value) for m in history) == list(
         zip(progress["iteration"], progress["env_steps"]))
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"learn_config.yaml", "progress.parquet", "policy", "tb"} <= files
-    assert "checkpoints" not in files
+    assert {"learn_config.yaml", "progress.parquet", "policy"} <= files
+    assert "checkpoints" not in files and "tb" not in files
