@@ -188,8 +188,8 @@ def check_tracking_key(kind: object, uri: object) -> None:
 def tracking_uri(uri: str | None, out: Path) -> str:
     """Where MLflow logs: `uri` as given (a server, `file:`, `sqlite:` ...), a plain path as
     a file store there, else the file store `<out>/mlruns` (offline, and what CI reads)."""
-    if uri and "://" not in uri and not uri.startswith(("file:", "sqlite:")):
-        uri = Path(uri).resolve().as_uri()
+    if uri and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", uri) and uri != "databricks":
+        uri = Path(uri).resolve().as_uri()  # no scheme: a folder
     uri = uri or (Path(out) / MLRUNS).resolve().as_uri()
     if uri.startswith("file:"):
         # MLflow 3 keeps the file store only on request; it is the store that works with no
