@@ -84,6 +84,28 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: bool) -> None:
                    help="any other TrainConfig field, e.g. --set optimizer=adam (repeatable)")
 
 
+def _add_tracking_options(p: argparse.ArgumentParser, yaml: bool = False) -> None:
+    where = " (or the YAML's tracking:)" if yaml else ""
+    p.add_argument("--tracking", choices=["mlflow"],
+                   help="also log to MLflow" + where + ": params, metrics per epoch or "
+                   "iteration, the folder's files (needs pip install 'mmbalance[tracking]')")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (a server, or a folder: a file store); default: "
+                   "OUT/mlruns" + (" (or the YAML's tracking_uri:)" if yaml else ""))
+
+
+def _tracking(args: argparse.Namespace, configured: str | None = None) -> str | None:
+    """The tracker a command logs to (the flag, else its YAML's), checked (MLflow
+    installed) before any folder is made."""
+    from mmbalance.tracking import check_tracking
+
+    kind = args.tracking or configured
+    if args.tracking_uri and not kind:
+        raise UserError("--tracking-uri: goes with --tracking mlflow")
+    check_tracking(kind, "--tracking" if args.tracking else "tracking")
+    return kind
+
+
 def _add_dataset_defaults_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dataset-defaults", action="store_true",
                    help="for cremad:/ks:/twitter2015:/sarcasm:/nvgesture: data, do not start "
@@ -176,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--out", help="output folder (default runs/train-<time>)")
     t.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(t)
     _add_train_options(t, defaults=True)
     _add_dataset_defaults_flag(t)
 
@@ -196,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "accuracy is what that encoder learns with no competition")
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(c)
     _add_train_options(c, defaults=False)
     _add_dataset_defaults_flag(c)
 
@@ -213,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --resume: load a checkpoint without a valid signed manifest "
                     "(only one you trust: RLlib checkpoints are pickles)")
     le.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(le, yaml=True)
 
     ev = sub.add_parser("evaluate", help="a learned policy against the heuristics, held-out seeds")
     ev.add_argument("policy", help="an exported policy folder (OUT/policy of `learn`)")
@@ -224,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--address", help=ADDRESS_HELP)
     ev.add_argument("--out")
     ev.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(ev)
     _add_train_options(ev, defaults=False)
 
     sw = sub.add_parser("sweep", help="a Ray Tune sweep from a YAML config (or --resume DIR)")
@@ -239,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --resume: restore trial checkpoints without a valid signed "
                     "manifest")
     sw.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(sw, yaml=True)
 
     r = sub.add_parser("report", help="PNG plots of a run or a comparison folder")
     r.add_argument("dir")
@@ -278,6 +305,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
+    tracking = _tracking(args)
     out_path = check_new_run_dir(args.out or _default_out("train"))
     overrides = _train_settings(args)
     config = TrainConfig.from_dict({**overrides, "method": args.method, "seed": args.seed})
@@ -304,8 +332,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         _failed_run(out, created, trainer, exc)
         if trainer.global_step or isinstance(exc, DivergedError):
             write_run(out, trainer, None, resolved)  # the logs up to the failure
+            if tracking:
+                from mmbalance.tracking import log_train
+
+                log_train(out, args.tracking_uri, quiet=True)  # the error is raised below
         raise
     write_run(out, trainer, final, resolved)
+    if tracking:
+        from mmbalance.tracking import log_train
+
+        log_train(out, args.tracking_uri)
     test = final["test"]
     parts = [f"acc {test['acc']:.3f}", f"macro-F1 {test['f1']:.3f}", f"mAP {test['map']:.3f}"]
     parts += [f"acc_{m} {test[f'acc_{m}']:.3f}" for m in dataset.modalities]
@@ -337,6 +373,7 @@ def _failed_run(out: Path, created: bool, trainer, exc: BaseException) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from mmbalance.compare import DEFAULT_GRID, run_comparison
 
+    tracking = _tracking(args)
     overrides = _train_settings(args)
     grid = DEFAULT_GRID
     if args.grid:
@@ -347,9 +384,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 raise UserError(f"--grid {item!r}: expected METHOD/SAMPLER, e.g. mla/dus-h")
             grid.append((method, sampler))
     seeds = _seeds(args)
-    run_comparison(args.data, grid, seeds, overrides, Path(args.out or _default_out("compare")),
-                   parallel=args.parallel, address=args.address, gpus_per_run=args.gpus_per_run,
-                   unimodal_reference=args.unimodal_reference, progress=not args.no_progress)
+    out = run_comparison(args.data, grid, seeds, overrides,
+                         Path(args.out or _default_out("compare")), parallel=args.parallel,
+                         address=args.address, gpus_per_run=args.gpus_per_run,
+                         unimodal_reference=args.unimodal_reference,
+                         progress=not args.no_progress)
+    if tracking:
+        from mmbalance.tracking import log_comparison
+
+        log_comparison(out, args.tracking_uri)
     return 0
 
 
@@ -360,10 +403,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
     if args.resume:
-        if args.config or args.set or args.out:
+        if args.config or args.set or args.out or args.tracking or args.tracking_uri:
             raise UserError("--resume DIR takes its config from DIR; only --iterations, "
                             "--address, --trust-unsigned and --no-progress go with it")
         cfg, start, rows = plan_resume(args.resume, args.iterations, args.trust_unsigned)
+        _tracking(args, cfg.tracking)
         # where it continues: --address, not the run's past
         with ray_session_if(True, args.address):
             res = run_learn(cfg, args.resume, progress=not args.no_progress, start=start,
@@ -378,7 +422,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
         sets = list(args.set)
         if args.iterations is not None:
             sets.append(f"iterations={args.iterations}")
-        cfg = LearnConfig.from_dict(apply_overrides(base, sets))
+        data = apply_overrides(base, sets)
+        if _tracking(args, data.get("tracking")):
+            data["tracking"] = args.tracking or data["tracking"]
+            data["tracking_uri"] = args.tracking_uri or data.get("tracking_uri")
+        cfg = LearnConfig.from_dict(data)
         address, origin = (args.address, "--address") if args.address else (cfg.address,
                                                                             "address:")
         with ray_session_if(True, address, origin):
@@ -409,7 +457,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         ignored = [flag for flag, given in (
             ("CONFIG.yaml", args.config), ("--num-samples", args.num_samples),
             ("--max-concurrent", args.max_concurrent), ("--set", args.set),
-            ("--out", args.out)) if given]
+            ("--out", args.out), ("--tracking", args.tracking),
+            ("--tracking-uri", args.tracking_uri)) if given]
         if ignored:
             raise UserError(f"--resume DIR continues the sweep as it was started; it cannot "
                             f"take {', '.join(ignored)} (start a new sweep to change them)")
@@ -418,6 +467,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not saved.is_file():
             raise UserError(f"--resume {out}: no sweep.yaml there; not a sweep folder")
         cfg = SweepConfig.from_yaml(saved)
+        _tracking(args, cfg.tracking)
         dataset = None
     else:
         if not args.config:
@@ -430,7 +480,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             sets.append(f"num_samples={args.num_samples}")
         if args.max_concurrent:
             sets.append(f"max_concurrent={args.max_concurrent}")
-        cfg = SweepConfig.from_dict(apply_overrides(data, sets))
+        data = apply_overrides(data, sets)
+        if _tracking(args, data.get("tracking")):
+            data["tracking"] = args.tracking or data["tracking"]
+            data["tracking_uri"] = args.tracking_uri or data.get("tracking_uri")
+        cfg = SweepConfig.from_dict(data)
         out = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
         check_storage(cfg, out, resume=False)  # before the folder exists
         dataset = shared_dataset(cfg)  # a bad data file, too
@@ -451,6 +505,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from mmbalance.compare import evaluation_grid, run_comparison
     from mmbalance.policies.learned import load_policy
 
+    tracking = _tracking(args)
     policy = load_policy(args.policy)
     env_cfg = policy.spec["env_config"]
     method, samplers = evaluation_grid(policy.spec, args.policy)
@@ -473,6 +528,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = run_comparison(data, [(method, s) for s in samplers], seeds, overrides,
                          Path(args.out or _default_out("evaluate")), parallel=args.parallel,
                          address=args.address, progress=not args.no_progress)
+    if tracking:
+        from mmbalance.tracking import log_comparison
+
+        log_comparison(out, args.tracking_uri, experiment="mmbalance-evaluate")
     from mmbalance.report import make_report
 
     for path in make_report(out):

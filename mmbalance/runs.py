@@ -4,7 +4,8 @@ A run folder holds `config.json` (the resolved config), `steps.parquet` (one wid
 training step: `step`, `epoch`, `loss`, `quota_<m>`, `s_<m>`, `s_hat_<m>`, `loss_<m>`,
 `discrepancy`), `epochs.parquet` (validation metrics, learning status and sampler metrics
 per epoch), `metrics.json` (final val/test metrics of the best model) and `model.pt` (its
-state dict: tensors only, loadable with `torch.load(..., weights_only=True)`).
+state dict: tensors only, loadable with `torch.load(..., weights_only=True)`) and `tb/`
+(TensorBoard events made from those tables and metrics: `mmbalance/tracking.py`).
 
 A run that trains somewhere else (a Ray task on another node) never writes there: it returns
 its `RunRecord` (the tables as Arrow, the metrics, the model's tensors, the config) and the
@@ -187,6 +188,9 @@ def write_record(out: Path, record: RunRecord) -> None:
     if record.model is not None:
         model = record.model
         write_file(out / "model.pt", lambda tmp: torch.save(model, tmp), out)
+    from mmbalance.tracking import write_tensorboard
+
+    write_tensorboard(out, record)  # here, so runs trained on other nodes get theirs too
 
 
 def write_run(out: Path, trainer, final: dict | None, config: dict) -> None:

@@ -7,7 +7,8 @@ A run folder (it holds `steps.parquet`) gives `accuracy.png`, `status.png`,
 `discrepancy.png`, and, when the sampler makes them vary, `quotas.png` and `subset.png`;
 an online policy's run (dus-rl: `rl_*` step columns) adds `policy.png`.
 A comparison folder (it holds `compare.json`) gives `accuracy_by_method.png`,
-`discrepancy_curves.png` and `weak_modality.png`. Modality names come from the
+`discrepancy_curves.png`, `weak_modality.png` and (with probe accuracies)
+`accuracy_vs_weak_probe.png`. Modality names come from the
 `s_hat_<m>` columns of `steps.parquet`; the Bayes accuracies (`best_accuracy`, keyed by
 modality and `all` for the fused input) are drawn as dashed lines where known, and chance
 (1 / number of classes, where the folder records `num_classes`) as a dotted grey line.

@@ -1,5 +1,6 @@
 """Plots of a comparison folder (it holds `compare.json`): `accuracy_by_method.png`,
-`discrepancy_curves.png` and `weak_modality.png`."""
+`discrepancy_curves.png`, `weak_modality.png` and, when the runs have probe accuracies,
+`accuracy_vs_weak_probe.png` (`tradeoff.py`)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,11 @@ def compare_report(folder: Path) -> list[Path]:
     if len(results) and cols and all(c in results for c in cols):
         written.append(plot_weak_modality(results, modalities, data,
                                           plots / "weak_modality.png", chance))
+    from mmbalance.report import tradeoff
+
+    if tradeoff.has_probes(results, modalities):  # probes off: nothing to put on its x axis
+        written.append(tradeoff.plot_accuracy_vs_weak_probe(
+            results, modalities, data, plots / tradeoff.FIGURE, chance))
     return written
 
 

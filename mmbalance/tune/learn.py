@@ -3,7 +3,8 @@
 Output folder: `learn_config.yaml` (the resolved config), `progress.parquet` (one row per
 iteration: env steps, episode return, the MML metrics), TensorBoard events in `tb/`,
 checkpoints in `checkpoints/iter_NNNN/` (RLlib's `save_to_path`), and the exported policy in
-`policy/` (plain torch + JSON, runnable with `--sampler learned:OUT/policy`).
+`policy/` (plain torch + JSON, runnable with `--sampler learned:OUT/policy`). With `tracking:
+mlflow` each iteration's row also goes to MLflow (`mmbalance/tracking.py`: `LearnRun`).
 
 `mmbalance learn --resume OUT [--iterations N]` continues an interrupted (or finished) run
 from its newest complete checkpoint: RLlib restores the algorithm (policy, optimizer, env
@@ -170,6 +171,12 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
     (out / "learn_config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
     first = start[0] + 1 if start is not None else 1
     algo = None
+    tracked = None
+    if cfg.tracking == "mlflow":
+        from mmbalance.tracking import LearnRun
+
+        tracked = LearnRun(out, cfg.tracking_uri, stored)
+    ok = False
     try:
         algo = build_algorithm_config(cfg).build_algo()
         if start is not None:
@@ -187,6 +194,8 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
             row = summary_row(i, result, time.perf_counter() - t0)
             rows.append(row)
             write_table(out / "progress.parquet", rows)  # nothing lost if interrupted
+            if tracked is not None:
+                tracked.log_row(row)
             if writer is not None:
                 for key, value in _flatten(result).items():
                     if math.isfinite(value):  # e.g. no episode has ended yet: NaN
@@ -229,9 +238,12 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
             "iterations": last,
         }
         export_policy(algo.get_module(), env, out / "policy", meta, cfg.algorithm, cfg.seed)
+        ok = True
     finally:
         if algo is not None:
             algo.stop()
+        if tracked is not None:
+            tracked.finish(ok)
     return {"out": out, "rows": rows, "config": cfg}
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from mmbalance.errors import ConfigError
+from mmbalance.tracking import tune_callbacks
 from mmbalance.tune import search_space as dsl
 from mmbalance.tune.sweep.config import SweepConfig
 from mmbalance.tune.sweep.results import write_results
@@ -215,6 +216,8 @@ def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool, trust_unsign
                     checkpoint_frequency=1 if cfg.trainable == "learn" else 0,
                     checkpoint_at_end=cfg.trainable == "learn"),
                 verbose=1 if progress else 0,
+                # TensorBoard per trial, and MLflow when asked: Tune's own logger callbacks
+                callbacks=tune_callbacks(cfg.tracking, cfg.tracking_uri, out, cfg.name),
             ),
         )
     results = tuner.fit()
