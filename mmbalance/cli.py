@@ -206,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default="synthetic", help=DATA_HELP)
     c.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (default 3)")
     c.add_argument("--first-seed", type=_seed, default=0)
-    c.add_argument("--grid", nargs="+", metavar="METHOD/SAMPLER",
+    c.add_argument("--grid", nargs="+", metavar="METHOD/SAMPLER[@KEY=VALUE,...]",
                    help="runs to compare, e.g. joint/uniform mla/dus-h:strength=2 "
-                   "(default: every method with each sampler it accepts)")
+                   "mla/dus-h@quota_mode=extra-steps (training options of that row after @; "
+                   "default: every method with each sampler it accepts)")
     c.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto",
                    help="auto: Ray tasks when Ray is installed (default)")
     c.add_argument("--address", help=ADDRESS_HELP)
@@ -216,7 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPU (fraction) each Ray task asks for, e.g. 0.25 (default 0)")
     c.add_argument("--unimodal-reference", action="store_true",
                    help="also train each modality alone (rows alone:<modality>): its probe "
-                   "accuracy is what that encoder learns with no competition")
+                   "accuracy is what that encoder learns with no competition; adds the "
+                   "unimodal ensemble (their logits averaged) and each modality's headroom")
+    c.add_argument("--tune-lr", action="store_true",
+                   help="choose every row's learning rate on validation from 0.3x, 1x and 3x "
+                   "the base (through Ray Tune): no row wins by an under-trained competitor")
+    c.add_argument("--best-fixed", action="store_true",
+                   help="add, per method with a quota sampler, the best fixed quota share "
+                   "chosen on validation (row fixed:best): the constant to beat")
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
     _add_tracking_options(c)
@@ -371,24 +379,18 @@ def _failed_run(out: Path, created: bool, trainer, exc: BaseException) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mmbalance.compare import DEFAULT_GRID, run_comparison
+    from mmbalance.compare import DEFAULT_GRID, parse_row, run_comparison
 
     tracking = _tracking(args)
     overrides = _train_settings(args)
-    grid = DEFAULT_GRID
-    if args.grid:
-        grid = []
-        for item in args.grid:
-            method, slash, sampler = item.partition("/")
-            if not slash:
-                raise UserError(f"--grid {item!r}: expected METHOD/SAMPLER, e.g. mla/dus-h")
-            grid.append((method, sampler))
+    grid = [parse_row(item) for item in args.grid] if args.grid else DEFAULT_GRID
     seeds = _seeds(args)
     out = run_comparison(args.data, grid, seeds, overrides,
                          Path(args.out or _default_out("compare")), parallel=args.parallel,
                          address=args.address, gpus_per_run=args.gpus_per_run,
                          unimodal_reference=args.unimodal_reference,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, tune_lr=args.tune_lr,
+                         best_fixed=args.best_fixed)
     if tracking:
         from mmbalance.tracking import log_comparison
 

@@ -166,6 +166,7 @@ class RunRecord:
     epochs: pa.Table
     metrics: dict | None = None  # None: the run did not finish
     model: dict[str, torch.Tensor] | None = None  # the best model's state dict, on the CPU
+    arrays: dict | None = None  # named numpy arrays for the driver (`arrays.npz`)
 
 
 def collect_run(trainer, final: dict | None, config: dict) -> RunRecord:
@@ -188,6 +189,14 @@ def write_record(out: Path, record: RunRecord) -> None:
     if record.model is not None:
         model = record.model
         write_file(out / "model.pt", lambda tmp: torch.save(model, tmp), out)
+    if record.arrays:
+        import numpy as np
+
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+                np.savez(f, **record.arrays)
+
+        write_file(out / "arrays.npz", save, out)
     from mmbalance.tracking import write_tensorboard
 
     write_tensorboard(out, record)  # here, so runs trained on other nodes get theirs too

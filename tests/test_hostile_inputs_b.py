@@ -165,7 +165,7 @@ def test_a_grid_row_given_twice_is_refused_before_anything(grid, extra, needle, 
 # ------------------------------------------------------------- interrupted runs
 def test_ctrl_c_in_compare_keeps_the_finished_runs_as_a_partial_table(monkeypatch, capsys,
                                                                       tmp_path):
-    from mmbalance import compare
+    from mmbalance.compare import grid as compare
 
     real, calls = compare.run_one, []
 

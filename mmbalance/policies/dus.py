@@ -77,17 +77,21 @@ class QuotaSampler(Sampler):
             return None
         self._step += 1
         names, b = self.ctx.modalities, self.ctx.batch_size
+        if self.plan.mode == "share":
+            # an update's samples: B, the rest of the training set in the epoch's last
+            # iteration (uniform's last batch), so an epoch costs what uniform's costs
+            b = min(b, self.ctx.n_train - (self._step - 1) * b)
         if self.plan.mode == "share" and self.ctx.paired_with_quotas:
-            # k_j updates of B for modality j: the first on the paired batch (the uniform
-            # step's rows), the others on rows of its own stream; k_j = 0 draws nothing
+            # k_j updates for modality j: the first on the paired batch (the uniform step's
+            # rows), the others on rows of its own stream; k_j = 0 draws nothing
             paired = self._take(len(names), b)
-            updates = self.plan.allocate(self.quotas)
+            updates = self.plan.rows(self.quotas, b) // b
             batch = {m: (np.concatenate([paired, self._take(j, int(k - 1) * b)]) if k > 1
                          else paired if k == 1 else paired[:0])
                      for j, (m, k) in enumerate(zip(names, updates))}
             batch[PAIRED] = paired
             return batch
-        rows = self.plan.rows(self.quotas)
+        rows = self.plan.rows(self.quotas, b)
         batch = {m: self._take(j, int(rows[j])) for j, m in enumerate(names)}
         if self.ctx.paired_with_quotas:
             batch[PAIRED] = self._take(len(names), b)

@@ -5,9 +5,10 @@ remember to report anything:
 
 - `optimizer_steps`;
 - per encoder m: `updates_<m>` (optimizer steps in which m's parameters had a gradient, i.e.
-  changed), `grad_samples_<m>` (samples m encoded with autograd on, in training mode) and
-  `nograd_samples_<m>` (samples m encoded without gradient: scoring passes, validation,
-  features of a modality that sits out a `share` iteration);
+  changed), `grad_samples_<m>` (samples whose encoding received a gradient: counted when the
+  gradient arrives, so a forward whose output no loss uses is not one) and
+  `nograd_samples_<m>` (every other sample m encoded: scoring passes, validation, features
+  of a modality that sits out a `share` iteration);
 - per head part (`head` for the fusion or shared layer, `head_<m>` for a unimodal head):
   `updates_<part>`;
 - `train_seconds` and `wall_seconds`.
@@ -42,6 +43,7 @@ class ComputeLedger:
             self._groups.setdefault(key, []).append(param)
         for key in self._groups:
             self.counts[f"updates_{key}"] = 0
+        self._forward = {m: 0 for m in self.modalities}  # every sample each encoder encoded
         for m in self.modalities:
             self.counts[f"grad_samples_{m}"] = 0
             self.counts[f"nograd_samples_{m}"] = 0
@@ -56,13 +58,19 @@ class ComputeLedger:
         grad_key, nograd_key = f"grad_samples_{m}", f"nograd_samples_{m}"
 
         def hook(module: nn.Module, inputs, output) -> None:
-            n = output.shape[0] if isinstance(output, torch.Tensor) else 0
-            if torch.is_grad_enabled() and module.training:
-                self.counts[grad_key] += n
-            else:
-                self.counts[nograd_key] += n
+            if not isinstance(output, torch.Tensor):
+                return
+            n = output.shape[0]
+            self._forward[m] += n
+            self.counts[nograd_key] += n  # until a gradient arrives for these samples
+            if output.requires_grad:
+                output.register_hook(lambda grad: self._got_gradient(grad_key, nograd_key, n))
 
         return hook
+
+    def _got_gradient(self, grad_key: str, nograd_key: str, n: int) -> None:
+        self.counts[grad_key] += n
+        self.counts[nograd_key] -= n
 
     def _before_step(self, optimizer, args, kwargs) -> None:
         self.counts["optimizer_steps"] += 1

@@ -46,8 +46,9 @@ def check_quota_mode(mode: str) -> str:
 def quota_chunks(idx: torch.Tensor, batch_size: int, mode: str) -> list[tuple[torch.Tensor, float]]:
     """How a modality's rows of one iteration are trained: (index chunk, loss weight) per
     optimizer step. `batch`: one step, weight 1; `scaled`: one step, weight n / B;
-    `extra-steps`: ceil(n / B) steps on near-equal chunks; `share`: the rows are k B of
-    them (`QuotaPlan`), k steps of B. No rows: no step."""
+    `extra-steps`: ceil(n / B) steps on near-equal chunks; `share`: the rows are k units of
+    `batch_size` (`QuotaPlan.unit`: B, or the epoch's remainder), k steps. No rows: no
+    step."""
     n = int(idx.shape[0])
     if n == 0:
         return []
@@ -74,6 +75,9 @@ class QuotaPlan:
         self.num_modalities = num_modalities
         self.credit = np.zeros(num_modalities)
         self.last: np.ndarray | None = None  # the quotas of the latest draw (the step table's)
+        # the samples of one update this iteration: B, but the epoch's last iteration has
+        # only the rest of the training set, as uniform's last batch does
+        self.unit = batch_size
 
     def allocate(self, quotas) -> np.ndarray:
         """The number of B-sample updates each modality trains this iteration (sum M)."""
@@ -94,10 +98,12 @@ class QuotaPlan:
         self.credit = credit - credit.mean()
         return k
 
-    def rows(self, quotas) -> np.ndarray:
-        """Rows to draw per modality this iteration."""
+    def rows(self, quotas, unit: int | None = None) -> np.ndarray:
+        """Rows to draw per modality this iteration (`unit`: the samples of one update
+        under `share`, default B)."""
         if self.mode == "share":
-            return self.allocate(quotas) * self.batch_size
+            self.unit = unit or self.batch_size
+            return self.allocate(quotas) * self.unit
         self.last = np.asarray(quotas, dtype=np.int64)
         return self.last
 

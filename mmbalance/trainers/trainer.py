@@ -107,7 +107,7 @@ class Trainer:
         self.method = method_cls(MethodContext(
             model=self.model, optimizer=self.optimizer, x=resident, y=self.train_y,
             generator=self.generator, batch_size=config.batch_size,
-            quota_mode=config.quota_mode), config.options)
+            quota_mode=config.quota_mode, quota_plan=self.quota_plan), config.options)
         self._status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
         self.sampler.bind(
             SamplerContext(
@@ -448,6 +448,17 @@ class Trainer:
         mm, uni = self._logits("train", parts=True)
         logits = torch.stack([*(uni[m] for m in self.modalities), mm])
         return ForwardPass(np.arange(self.n_train), logits, self.train_y)
+
+    def best_logits(self, split: str) -> dict[str, np.ndarray]:
+        """Each modality's unimodal logits over a split, from the best-validation model."""
+        current = None
+        if self.best_state is not None:
+            current = self._weights()
+            self.model.load_state_dict(self.best_state)
+        _, uni = self._logits(split)
+        if current is not None:
+            self.model.load_state_dict(current)
+        return {m: z.cpu().numpy() for m, z in uni.items()}
 
     def final_metrics(self) -> dict:
         """Val and test metrics of the model with the best validation accuracy (test also

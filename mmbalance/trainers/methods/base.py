@@ -40,6 +40,7 @@ class MethodContext:
     batch_size: int
     quota_mode: str  # what per-modality batch sizes mean (TrainConfig.quota_mode)
     epoch: int = 0
+    quota_plan: object = None  # the run's QuotaPlan (`unit`: one update's samples under share)
 
     @property
     def modalities(self) -> list[str]:
@@ -91,6 +92,14 @@ class Method:
             setattr(self, key, value.to(device) if isinstance(value, torch.Tensor) else value)
 
     # ---------------------------------------------------------------- helpers
+    @property
+    def unit(self) -> int:
+        """The samples of one optimizer step on a modality's rows: B, or under `share` the
+        iteration's unit (the epoch's last iteration takes the rest of the training set)."""
+        plan = self.ctx.quota_plan
+        return plan.unit if plan is not None and self.ctx.quota_mode == "share" \
+            else self.ctx.batch_size
+
     def train_mode(self) -> None:
         """The model in training mode (evaluation leaves it in eval mode; switching a whole
         module tree costs more than a small model's step, so only when needed)."""

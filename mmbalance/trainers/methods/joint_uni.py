@@ -96,11 +96,14 @@ class JointUniMethod(Method):
             x = {m: ctx.x[m][idx] for m in ctx.modalities}
             y = ctx.y[idx]
             fusion, uni = ctx.model.parts(x)
-            loss = self.w_mm * F.cross_entropy(fusion, y)
+            # a zero-weight term is left out, not multiplied by 0: it would give its encoders
+            # and heads zero gradients, which weight decay and momentum turn into updates
+            loss = self.w_mm * F.cross_entropy(fusion, y) if self.w_mm > 0 else None
             for m in ctx.modalities:
-                if self.w_uni[m] == 0:  # no zero-gradient "update" of an unused head
+                if self.w_uni[m] == 0:
                     continue
-                loss = loss + self.w_uni[m] * F.cross_entropy(uni[m], y)
+                term = self.w_uni[m] * F.cross_entropy(uni[m], y)
+                loss = term if loss is None else loss + term
             self._backward_step(loss)
             return self.paired_output(uni, fusion, y, loss, want_logits)
         if ctx.quota_mode == "share":
@@ -116,9 +119,9 @@ class JointUniMethod(Method):
         no-grad samples). Further steps train the modalities with k_j > 1 on their own rows
         with their unimodal losses."""
         ctx, model = self.ctx, self.ctx.model
-        b, names = ctx.batch_size, ctx.modalities
+        names = ctx.modalities
         paired = batch[PAIRED]
-        chunks = {m: quota_chunks(batch[m], b, "share") for m in names}
+        chunks = {m: quota_chunks(batch[m], len(paired), "share") for m in names}
         y = ctx.y[paired]
         zs: dict[str, list] = {m: [] for m in names}
         yy: dict[str, list] = {m: [] for m in names}

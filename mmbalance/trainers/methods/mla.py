@@ -84,7 +84,7 @@ class MLAMethod(Method):
         ce: dict[str, torch.Tensor | None] = {}
         prev_features = None
         for m in ctx.modalities:
-            chunks = quota_chunks(batch[m], ctx.batch_size, ctx.quota_mode)
+            chunks = quota_chunks(batch[m], self.unit, ctx.quota_mode)
             if not chunks:  # a `share` quota: this modality sits this iteration out
                 continue
             if opt.mla_projection and prev_features is not None:
