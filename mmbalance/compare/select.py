@@ -143,6 +143,8 @@ def run_with_tune(dataset: MultimodalDataset, specs: list[RunSpec], out: Path,
     tuner = tune.Tuner(
         trainable,
         param_space={"index": tune.grid_search(list(range(len(specs))))},
+        # a trial is one short run: starting a fresh worker for each would cost more
+        tune_config=tune.TuneConfig(reuse_actors=True),
         run_config=tune.RunConfig(name="candidates", storage_path=str(storage),
                                   verbose=1 if progress else 0),
     )
