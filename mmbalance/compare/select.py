@@ -34,11 +34,12 @@ BEST_FIXED = "fixed:best"
 
 def share_candidates(num_modalities: int, batch_size: int) -> list[str]:
     """Fixed quota selectors spanning the shares a constant policy could take: for two
-    modalities, the first one's share in eighths (1/8 .. 7/8); for more, uniform and each
+    modalities, the first one's share in sixths (1/6 .. 5/6); for more, uniform and each
     modality fed 3x or starved to 1/3 of the others."""
     b = batch_size
     if num_modalities == 2:
-        return [f"fixed:quotas={k * b // 4}/{(8 - k) * b // 4}" for k in range(1, 8)]
+        return [f"fixed:quotas={max(1, k * b // 3)}/{max(1, (6 - k) * b // 3)}"
+                for k in range(1, 6)]
     out = ["/".join([str(b)] * num_modalities)]
     for j in range(num_modalities):
         for w in (3, 1 / 3):
