@@ -21,7 +21,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/step_cost.py
-	cd benchmarks && ../$(BIN)/python equal_compute.py
+	$(BIN)/python benchmarks/equal_compute.py
 	$(BIN)/python benchmarks/leverage.py --no-progress
 	$(BIN)/python benchmarks/bss_scores.py
 	$(BIN)/python benchmarks/rl.py

@@ -30,7 +30,7 @@ SETTINGS = {
     "competition": ("synthetic:preset=competition", ["--lr", "0.003", "--epochs", "15"]),
     "digits": ("digits", []),
 }
-MODES = ("batch", "scaled", "steps")
+MODES = ("share", "batch", "scaled", "extra-steps")
 METHODS = ("mla", "joint-uni")
 B = 64
 
@@ -39,8 +39,8 @@ def policies(mode: str) -> dict[str, str]:
     """Fixed quota samplers; modality order as the data's (first = the strong one on every
     built-in data set; the table says which is weak, from the runs)."""
     lo, hi = B // 4, 2 * B
-    return {"feed 2nd": f"fixed:quotas={lo}/{hi},quota_mode={mode}",
-            "feed 1st": f"fixed:quotas={hi}/{lo},quota_mode={mode}"}
+    return {"feed 2nd": f"fixed:quotas={lo}/{hi}@quota_mode={mode}",
+            "feed 1st": f"fixed:quotas={hi}/{lo}@quota_mode={mode}"}
 
 
 def grid() -> list[str]:
@@ -53,6 +53,9 @@ def grid() -> list[str]:
 
 
 def leverage(results: pd.DataFrame, modalities: list[str]) -> tuple[str, str]:
+    results = results.copy()  # a row's selector as written in the grid: sampler@options
+    options = results["options"].fillna("") if "options" in results else ""
+    results["sampler"] = results["sampler"] + np.where(options != "", "@" + options, "")
     uniform = results[results["sampler"] == f"fixed:quotas={B}/{B}"]
     probes = {m: uniform[f"test_probe_acc_{m}"].mean() for m in modalities}
     weak = min(probes, key=probes.get)

@@ -28,8 +28,8 @@ from mmbalance.trainers.trainer import Trainer
 PAIRS = [  # (method, sampler, what it shows)
     ("mla", "dus-h:strength=0", ("DUS-H machinery: status, quota rule, per-modality streams "
      "(target <= 1.05)")),
-    ("mla", "dus-h", ("DUS-H, default strength (quota_mode steps): includes the compute of "
-     "the samples it moves to the weak encoder and its extra optimizer steps")),
+    ("mla", "dus-h", ("DUS-H, default strength (quota_mode share: the updates it moves "
+     "cost what uniform's do)")),
     ("joint", "bss-l", "BSS-L, default: a fresh scoring pass each epoch (target <= 1.05)"),
     ("joint", "bss-l:score=forward", "BSS-L, scores from the training forward pass"),
     ("joint", "bss-h:t_grow=2", "BSS-H, ranked once (scoring pass at epoch 0)"),

@@ -108,7 +108,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random actions")
     args = p.parse_args()
     # one quota meaning for both (the vectorised env batches `batch` and `scaled` only)
-    config = {"steps_per_action": args.steps_per_action, "quota_mode": "scaled"}
+    config = {"steps_per_action": args.steps_per_action, "train": {"quota_mode": "scaled"}}
     Trainer.evaluate = _timed_evaluate(Trainer.evaluate)
     load0 = os.getloadavg()[0]
     rows = []
