@@ -356,6 +356,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     parts += [f"probe_{m} {test[f'probe_acc_{m}']:.3f}" for m in dataset.modalities
               if f"probe_acc_{m}" in test]
     print(f"test (best val epoch {final['best_epoch']}): " + ", ".join(parts))
+    ledger = final["ledger"]
+    print(f"compute ({config.quota_mode}): {ledger['optimizer_steps']} optimizer steps; "
+          + "; ".join(f"{m} {ledger[f'updates_{m}']} updates, {ledger[f'grad_samples_{m}']} "
+                      f"gradient samples" for m in dataset.modalities)
+          + f"; {ledger['wall_seconds']:.1f} s")
     print(f"wrote {out}")
     return 0
 

@@ -63,6 +63,7 @@ def plain_trial(config: dict, dataset: MultimodalDataset | None = None,
             final = trainer.final_metrics()
             metrics.update({f"final_val_{k}": v for k, v in final["val"].items()})
             metrics.update({f"final_test_{k}": v for k, v in final["test"].items()})
+            metrics.update({f"ledger_{k}": v for k, v in final["ledger"].items()})
         with tempfile.TemporaryDirectory() as d:
             trainer.save(Path(d) / "trainer.pt")
             sign_folder(d)
