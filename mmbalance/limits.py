@@ -4,7 +4,7 @@ A value beyond these is a mistake (or an attack), never a real setting: `hidden=
 would try to allocate about 128 GB before the first step, a seed of 2**64 overflows torch's
 generator, a path component over 255 bytes makes every file call fail with ENAMETOOLONG. Each
 check raises a one-line `ConfigError`/`UserError` naming the option and the limit, before
-anything is allocated or created. docs/mistakes_b.md lists them.
+anything is allocated or created. docs/mistakes.md lists them.
 
 A leaf module (it imports only `errors`), so every layer (data, trainers, cli) can use it.
 """
