@@ -184,7 +184,7 @@ def main() -> None:
                          + text + "\n")
             claims.append({"data": name, "budget": budget, "rows": len(rows),
                            "held": held, "confirmed": confirmed})
-    write_claims(claims)
+            write_claims(claims)  # after each setting: a stopped benchmark keeps its claims
 
 
 def write_claims(claims: list[dict]) -> None:
