@@ -78,12 +78,40 @@ def _add_dataset_defaults_flag(p: argparse.ArgumentParser) -> None:
                    "from the papers' settings in tune_configs/datasets/<name>.yaml")
 
 
+# keys of --set that have their own flag, per command: a --set of one was ignored (seed,
+# method) or raced the flag, so it is refused with the flag to use
+_FLAG_KEYS = {
+    "train": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+              "device": "--device", "seed": "--seed", "method": "--method"},
+    "compare": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+                "device": "--device", "seed": "--seeds/--first-seed", "method": "--grid"},
+    "evaluate": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+                 "device": "--device", "seed": "--seeds/--first-seed",
+                 "method": "the policy's own (it is evaluated with the method it learned on)"},
+    "learn": {"iterations": "--iterations", "address": "--address"},
+    "sweep": {"num_samples": "--num-samples", "max_concurrent": "--max-concurrent"},
+    "prepare": {"tokenizer": "--tokenizer"},
+}
+
+
+def _refuse_flag_keys(command: str, sets: list[str]) -> None:
+    """One line for `--set KEY=...` where KEY has a flag of its own on `command`."""
+    flags = _FLAG_KEYS.get(command, {})
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        if key in flags:
+            flag = flags[key]
+            use = flag if flag.startswith("the ") else f"use {flag}"
+            raise UserError(f"--set {item!r}: {key!r} has its own option, not --set: {use}")
+
+
 def _train_overrides(args: argparse.Namespace) -> dict:
     """Flags and --set values, each parsed as its TrainConfig field's type and checked now,
     so unknown keys and bad values exit before anything runs."""
     from mmbalance.trainers.config import TrainConfig
 
     out = {k: getattr(args, k) for k in TRAIN_KEYS if getattr(args, k, None) is not None}
+    _refuse_flag_keys(args.command, args.set)
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
@@ -333,6 +361,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         if args.trust_unsigned:
             raise UserError("--trust-unsigned: only goes with --resume DIR")
         out = check_new_run_dir(args.out or _default_out(f"learn-{Path(args.config).stem}"))
+        _refuse_flag_keys("learn", args.set)
         base = LearnConfig.from_yaml(args.config).to_dict()
         sets = list(args.set)
         if args.iterations is not None:
@@ -383,6 +412,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UserError("sweep: give a CONFIG.yaml, or --resume DIR")
         if args.trust_unsigned:
             raise UserError("--trust-unsigned: only goes with --resume DIR")
+        _refuse_flag_keys("sweep", args.set)
         data = SweepConfig.from_yaml(args.config).to_dict()
         sets = list(args.set)
         if args.num_samples:
@@ -452,6 +482,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise UserError(f"prepare: unknown dataset {args.dataset!r}; allowed: "
                         f"{list(REAL_DATASETS)}")
     settings: dict = {}
+    _refuse_flag_keys("prepare", args.set)
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
