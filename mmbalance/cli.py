@@ -343,7 +343,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_learn(args: argparse.Namespace) -> int:
     from mmbalance.ray_session import ray_session_if
     from mmbalance.runs import check_new_run_dir
-    from mmbalance.tune.learn import plan_resume, run_learn
+    from mmbalance.tune.learn import check_learn, plan_resume, run_learn
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
     if args.resume:
@@ -351,6 +351,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
             raise UserError("--resume DIR takes its config from DIR; only --iterations, "
                             "--address, --trust-unsigned and --no-progress go with it")
         cfg, start, rows = plan_resume(args.resume, args.iterations, args.trust_unsigned)
+        cfg = check_learn(cfg, args.resume, args.address)  # before Ray starts
         # where it continues: --address, not the run's past
         with ray_session_if(True, args.address):
             res = run_learn(cfg, args.resume, progress=not args.no_progress, start=start,
@@ -369,6 +370,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         cfg = LearnConfig.from_dict(apply_overrides(base, sets))
         address, origin = (args.address, "--address") if args.address else (cfg.address,
                                                                             "address:")
+        cfg = check_learn(cfg, out, address)  # before Ray starts: data, device, GPUs, RLlib
         with ray_session_if(True, address, origin):
             res = run_learn(cfg, out, progress=not args.no_progress)
     rows = res["rows"]

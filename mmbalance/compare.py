@@ -296,7 +296,16 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
     check_grid(grid, dataset.modalities)
     check_runs(dataset, grid, overrides, seeds, address, gpus_per_run)
     on_ray = uses_ray(parallel, address)
+    if on_ray:  # a task the cluster can never run waits forever: refused, here or connected
+        from mmbalance.ray_session import known_resources, require_resources
+
+        need = {"CPU": 1, "GPU": gpus_per_run}
+        have = known_resources(address)
+        if have is not None:
+            require_resources("--gpus-per-run", need, have)
     with ray_session_if(on_ray, address):  # connected (or failed) before the folder exists
+        if on_ray:
+            require_resources("--gpus-per-run", need)
         out = new_run_dir(out_path)
         write_json(out / "compare.json", {
             "data": data, "seeds": seeds, "grid": [list(g) for g in grid], "train": overrides,

@@ -73,7 +73,7 @@ def _maybe_fail(fault: dict, epoch: int) -> None:
     """Fault drill: crash once after epoch `fault.epoch` (a marker file remembers it)."""
     if not fault or epoch != int(fault.get("epoch", -1)):
         return
-    marker = Path(fault["marker"])
-    if not marker.exists():
-        marker.write_text("crashed once\n")
+    from mmbalance.envs.common import write_fault_marker
+
+    if write_fault_marker(fault["marker"]):
         raise RuntimeError(f"injected fault after epoch {epoch} (fault drill)")
