@@ -384,16 +384,20 @@ def cmd_learn(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
-    from mmbalance.ray_session import ray_session_if
+    from mmbalance.manifest import read_run_id
+    from mmbalance.ray_session import known_resources, ray_session_if
     from mmbalance.runs import check_new_run_dir, new_run_dir
     from mmbalance.tune.learn_config import apply_overrides
     from mmbalance.tune.sweep import (
+        SWEEP_ID,
         SweepConfig,
         check_storage,
         require_shared_storage,
         run_sweep,
         shared_dataset,
     )
+    from mmbalance.tune.sweep.guard import signed_state
+    from mmbalance.tune.sweep.run import check_sweep_resources, fault_inside_sweep
 
     if args.resume:
         ignored = [flag for flag, given in (
@@ -407,6 +411,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         saved = out / "sweep.yaml"
         if not saved.is_file():
             raise UserError(f"--resume {out}: no sweep.yaml there; not a sweep folder")
+        if not args.trust_unsigned:  # sweep.yaml and Tune's state as the sweep signed them
+            signed_state(out, read_run_id(out, SWEEP_ID))
         cfg = SweepConfig.from_yaml(saved)
         dataset = None
     else:
@@ -423,8 +429,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             sets.append(f"max_concurrent={args.max_concurrent}")
         cfg = SweepConfig.from_dict(apply_overrides(data, sets))
         out = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
+        cfg = fault_inside_sweep(cfg, out)
         check_storage(cfg, out, resume=False)  # before the folder exists
         dataset = shared_dataset(cfg)  # a bad data file, too
+    have = known_resources(args.address)  # a trial no node can hold would wait forever
+    if have is not None:
+        check_sweep_resources(cfg, have)
     with ray_session_if(True, args.address):  # connect, check the storage, then make the folder
         require_shared_storage(cfg, out)
         if not args.resume:
@@ -435,6 +445,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         dataset=dataset)
     print(res["summary"])
     print(f"wrote {out}")
+    if res.get("unfinished"):
+        print(f"sweep interrupted: partial results ({res['unfinished']} trial(s) unfinished); "
+              f"continue it with: mmbalance sweep --resume {out}", file=sys.stderr)
+        return 130
     return 0
 
 
