@@ -222,6 +222,10 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str |
         check_sweep_resources(cfg)
         if not resume:
             _claim(cfg, out)
+            if not (out / "sweep.yaml").exists():  # what --resume continues (and signs)
+                import yaml
+
+                (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return _fit(cfg, out, progress, resume, trust_unsigned, dataset)
 
 
