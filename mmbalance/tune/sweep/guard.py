@@ -31,6 +31,7 @@ line naming what the first waiting trial asks for and what the cluster has free.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ from mmbalance.manifest import MANIFEST, sign_folder, verify_folder
 
 STATE = "tune_state"
 SWEEP_COPY = "sweep.yaml"
+
+
+_UNFINISHED: dict[str, int] = {}
 
 
 class SweepStalled(UserError):
@@ -63,6 +67,12 @@ class SweepGuard(Callback):
         self.max_wait_s = max_wait_s
         self._staging: str | None = None
         self._waiting_since: float | None = None
+        self.token = secrets.token_hex(8)
+
+    @property
+    def unfinished(self) -> int:
+        """Trials that had not finished when Tune's loop ended (0: the sweep completed)."""
+        return _UNFINISHED.get(self.token, 0)
 
     # ------------------------------------------------------------ the watchdog
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
@@ -70,6 +80,10 @@ class SweepGuard(Callback):
             self._staging = trials[0].storage.experiment_driver_staging_path
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        # trials still to finish after Tune's last step: an interrupted (Ctrl-C) sweep; Tune
+        # marks them TERMINATED as it cleans up, so its own counts cannot tell. Kept by
+        # token: Tune runs a copy of this callback, not the object the sweep made
+        _UNFINISHED[self.token] = sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
         waiting = [t for t in trials if t.status == "PENDING"]
         if not waiting or any(t.status == "RUNNING" for t in trials):
             self._waiting_since = None

@@ -273,7 +273,7 @@ def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool, trust_unsign
             ),
         )
     results = tuner.fit()
-    unfinished = len(results) - results.num_terminated - results.num_errors
+    unfinished = guard.unfinished
     res = write_results(cfg, out, results, time.perf_counter() - t0, unfinished=unfinished)
     res["unfinished"] = unfinished
     return res
