@@ -127,10 +127,10 @@ def test_learn_resources_the_cluster_lacks_are_refused(settings, needle, refused
 def test_the_watchdog_ends_a_sweep_whose_trials_cannot_start(ray_session, tmp_path):
     """The cluster could hold the trial, but something else holds its CPUs: the sweep ends
     after max_wait_s with one line naming what the trial asks for."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
     from mmbalance.tune.sweep import SweepConfig, run_sweep
     from mmbalance.tune.sweep.guard import SweepStalled
-
-    from ray.util.placement_group import placement_group, remove_placement_group
 
     ray = ray_session
     hog = placement_group([{"CPU": ray.cluster_resources()["CPU"]}])  # every CPU, held

@@ -245,8 +245,13 @@ def test_rllib_sweep_with_pbt_over_rl_and_env_hyperparameters(ray_session, tmp_p
     assert res["best"] is not None
     trial_dirs = [p for p in (tmp_path / "tinyrl").iterdir() if p.is_dir()]
     assert len(trial_dirs) == 2
+    from mmbalance.manifest import read_run_id, verify_folder
+
+    sweep_id = read_run_id(tmp_path, "sweep_id")
     for trial_dir in trial_dirs:  # learn trials checkpoint every iteration too
         assert len(list(trial_dir.glob("checkpoint_*"))) >= 2, trial_dir
+        for ckpt in trial_dir.glob("checkpoint_*"):  # each signed, for this sweep
+            verify_folder(ckpt, run=sweep_id)
 
 
 def test_a_trial_whose_checkpoint_is_gone_keeps_its_reported_history(tmp_path):

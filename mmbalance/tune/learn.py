@@ -294,6 +294,12 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
             except (pickle.UnpicklingError, EOFError) as exc:  # only with --trust-unsigned
                 raise UserError(f"{start[1]}: a checkpoint file does not load "
                                 f"({type(exc).__name__}: {exc})") from None
+            except (RuntimeError, ValueError, KeyError) as exc:
+                # a checkpoint older than its signed config copy, restored into an edited
+                # config (another network shape): torch's or RLlib's error, as one line
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise UserError(f"{start[1]}: does not load into this run's config (edited "
+                                f"learn_config.yaml?): {type(exc).__name__}: {first}") from None
         writer = _tensorboard(out / "tb")
         bar = tqdm(total=cfg.iterations, initial=first - 1, unit="iter",
                    desc=f"{cfg.algorithm} on {cfg.env}", disable=not progress)
@@ -330,8 +336,8 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
                       if k not in ("num_runs", "autoreset_mode")}
             env.close()
             env = QuotaEnv({**single, **mode})
-        env_config = {k: v for k, v in cfg.env_config.items()
-                      if k not in ("data", "num_runs", "autoreset_mode")}
+        env_config = {k: v for k, v in cfg.env_config.items()  # the fault drill stays here
+                      if k not in ("data", "num_runs", "autoreset_mode", "fault")}
         env_config.update(mode)
         env_config["data"] = cfg.env_config.get("data", "synthetic")
         meta = {
