@@ -179,9 +179,24 @@ def test_sweep_resumes_after_the_driver_is_killed(ray_session, tmp_path):
     finally:
         _kill_tree(proc)
     assert not (out / "results.parquet").exists()
+    import pickle
+
     from mmbalance.cli import main
 
+    # Tune's files are read only as the sweep signed them: payloads put there never run
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (out / "tiny" / "tuner.pkl").write_bytes(pickle.dumps(Payload()))
+    (out / "tiny" / "searcher-state-planted.pkl").write_bytes(pickle.dumps(Payload()))
+    signed_before = sorted(p.name for p in (out / "tune_state").glob("experiment_state-*"))
     assert main(["sweep", "--resume", str(out), "--no-progress"]) == 0
+    assert not marker.exists()
+    signed_after = sorted(p.name for p in (out / "tune_state").glob("experiment_state-*"))
+    assert len(signed_after) > len(signed_before)  # the resumed session signs its state too
     results = pd.read_parquet(out / "results.parquet")
     assert len(results) == 4 and (results["training_iteration"] == 6).all()
     trials = pd.read_parquet(out / "trials.parquet")

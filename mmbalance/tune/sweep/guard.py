@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class SweepGuard(Callback):
         self._staging: str | None = None
         self._waiting_since: float | None = None
         self.token = secrets.token_hex(8)
+        self._warned = False
 
     @property
     def unfinished(self) -> int:
@@ -107,8 +109,16 @@ class SweepGuard(Callback):
     def get_state(self) -> None:
         """Called by Tune right after it wrote its experiment state: snapshot and sign it
         (and keep nothing in Tune's own callback state)."""
-        if self._staging is not None:
+        if self._staging is None:
+            return
+        try:
             snapshot(Path(self.out), Path(self._staging), self.storage, self.name, self.run)
+        except (OSError, UserError) as exc:  # the sweep goes on; only its resume is refused
+            if not self._warned:
+                self._warned = True
+                print(f"warning: the sweep's Tune state could not be signed ({exc}); "
+                      "`--resume` will refuse it unless given --trust-unsigned",
+                      file=sys.stderr, flush=True)
 
     def __getstate__(self) -> dict:  # pickled in tuner.pkl: no session-bound fields
         return {**self.__dict__, "_staging": None, "_waiting_since": None}

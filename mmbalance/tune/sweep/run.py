@@ -248,9 +248,13 @@ def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool, trust_unsign
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
                                    param_space=_param_space(cfg, None)
                                    if cfg.trainable == "learn" else None)
-        # the guard restored from tuner.pkl knew the folder as it was: use this one
-        callbacks = tuner._local_tuner.get_run_config().callbacks
-        callbacks[:] = [c for c in callbacks or [] if not isinstance(c, SweepGuard)] + [guard]
+        # the guard restored from tuner.pkl knew the folder as it was: use this one (a
+        # Tuner driven through Ray Client keeps its config remote: left as restored)
+        local = getattr(tuner, "_local_tuner", None)
+        if local is not None:
+            run_config = local.get_run_config()
+            run_config.callbacks = [c for c in run_config.callbacks or []
+                                    if not isinstance(c, SweepGuard)] + [guard]
     else:
         tuner = tune.Tuner(
             trainable,
