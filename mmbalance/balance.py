@@ -132,16 +132,23 @@ class LearningStatus:
             else:
                 self.s_hat[j] += self.ema_beta * (s - self.s_hat[j])
 
-    def fold(self, steps: list[tuple[list[float], list[float]]]) -> list[list[float]]:
-        """`update` for a run of steps that each trained every modality ((scores, losses) in
-        modality order), with the same float64 arithmetic in plain floats; returns each
-        step's status as the values of `as_dict`, in its key order."""
+    def fold(self, steps: list[tuple[list[float], list[float]]],
+             trained: list[list[bool]] | None = None) -> list[list[float]]:
+        """`update` for a run of steps ((scores, losses) in modality order), with the same
+        float64 arithmetic in plain floats; `trained[i][j]` False: modality j sat step i
+        out (its numbers are not folded in). Returns each step's status as the values of
+        `as_dict`, in its key order."""
         t, s, s_hat, loss = (a.tolist() for a in (self.t, self.s, self.s_hat, self.loss))
         mean, beta, m = self.accumulation == "mean", self.ema_beta, len(self.modalities)
         rows = []
-        for scores, losses in steps:
+        everyone = [True] * m
+        for i, (scores, losses) in enumerate(steps):
             row = [0.0]
+            on = trained[i] if trained is not None else everyone
             for j in range(m):
+                if not on[j]:
+                    row += (s[j], s_hat[j], loss[j])
+                    continue
                 t[j] += 1
                 s[j] = scores[j]
                 loss[j] = losses[j]

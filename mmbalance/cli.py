@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from mmbalance.errors import UserError, one_line
+from mmbalance.errors import DivergedError, UserError, one_line
+from mmbalance.limits import MAX_SEED, check_path, check_train_sizes
 from mmbalance.spec import parse_scalar
 
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "device")
@@ -33,13 +34,13 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def _int_from(low: int, words: str):
+def _int_from(low: int, words: str, high: int | None = None):
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
-        if v < low:
+        if v < low or (high is not None and v > high):
             raise argparse.ArgumentTypeError(f"expected {words}, got {v}")
         return v
 
@@ -47,7 +48,18 @@ def _int_from(low: int, words: str):
 
 
 _positive_int = _int_from(1, "a positive integer")
-_seed = _int_from(0, "a seed >= 0")
+_seed = _int_from(0, f"a seed in 0..{MAX_SEED} (2**32 - 1)", MAX_SEED)
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    """--seeds N from --first-seed S: the last seed, S + N - 1, a seed too."""
+    from mmbalance.compare import seeds_list
+
+    last = args.first_seed + args.seeds - 1
+    if last > MAX_SEED:
+        raise UserError(f"--first-seed {args.first_seed} --seeds {args.seeds}: the last seed "
+                        f"{last} is above {MAX_SEED} (2**32 - 1)")
+    return seeds_list(args.seeds, args.first_seed)
 
 
 def _finite_float(text: str) -> float:
@@ -70,6 +82,28 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainConfig field, e.g. --set optimizer=adam (repeatable)")
+
+
+def _add_tracking_options(p: argparse.ArgumentParser, yaml: bool = False) -> None:
+    where = " (or the YAML's tracking:)" if yaml else ""
+    p.add_argument("--tracking", choices=["mlflow"],
+                   help="also log to MLflow" + where + ": params, metrics per epoch or "
+                   "iteration, the folder's files (needs pip install 'mmbalance[tracking]')")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking URI (a server, or a folder: a file store); default: "
+                   "OUT/mlruns" + (" (or the YAML's tracking_uri:)" if yaml else ""))
+
+
+def _tracking(args: argparse.Namespace, configured: str | None = None) -> str | None:
+    """The tracker a command logs to (the flag, else its YAML's), checked (MLflow
+    installed) before any folder is made."""
+    from mmbalance.tracking import check_tracking
+
+    kind = args.tracking or configured
+    if args.tracking_uri and not kind:
+        raise UserError("--tracking-uri: goes with --tracking mlflow")
+    check_tracking(kind, "--tracking" if args.tracking else "tracking")
+    return kind
 
 
 def _add_dataset_defaults_flag(p: argparse.ArgumentParser) -> None:
@@ -117,8 +151,12 @@ def _train_overrides(args: argparse.Namespace) -> dict:
         if not eq or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         out[key.strip()] = value.strip()
+    typed = TrainConfig.parse(out)
+    # sizes bounded before the ranges (and long before a model is built): --set
+    # hidden=2000000000 would try to allocate 128 GB
+    check_train_sizes(typed)
     TrainConfig.from_dict({**out})  # checked together (e.g. ranges), not only one by one
-    return TrainConfig.parse(out)
+    return typed
 
 
 def _dataset_defaults(data: str, args: argparse.Namespace) -> dict:
@@ -188,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--out", help="output folder (default runs/train-<time>)")
     t.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(t)
     _add_train_options(t, defaults=True)
     _add_dataset_defaults_flag(t)
 
@@ -208,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "accuracy is what that encoder learns with no competition")
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(c)
     _add_train_options(c, defaults=False)
     _add_dataset_defaults_flag(c)
 
@@ -225,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --resume: load a checkpoint without a valid signed manifest "
                     "(only one you trust: RLlib checkpoints are pickles)")
     le.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(le, yaml=True)
 
     ev = sub.add_parser("evaluate", help="a learned policy against the heuristics, held-out seeds")
     ev.add_argument("policy", help="an exported policy folder (OUT/policy of `learn`)")
@@ -236,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--address", help=ADDRESS_HELP)
     ev.add_argument("--out")
     ev.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(ev)
     _add_train_options(ev, defaults=False)
 
     sw = sub.add_parser("sweep", help="a Ray Tune sweep from a YAML config (or --resume DIR)")
@@ -251,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --resume: restore trial checkpoints without a valid signed "
                     "manifest")
     sw.add_argument("--no-progress", action="store_true")
+    _add_tracking_options(sw, yaml=True)
 
     r = sub.add_parser("report", help="PNG plots of a run or a comparison folder")
     r.add_argument("dir")
@@ -283,34 +326,50 @@ def _default_out(kind: str) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mmbalance.compare import train_record
     from mmbalance.data.registry import load_dataset
     from mmbalance.policies.registry import make_sampler
     from mmbalance.runs import check_new_run_dir, data_record, new_run_dir, write_json, write_run
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
+    tracking = _tracking(args)
     out_path = check_new_run_dir(args.out or _default_out("train"))
     overrides = _train_settings(args)
     config = TrainConfig.from_dict({**overrides, "method": args.method, "seed": args.seed})
     sampler = make_sampler(args.sampler)
     dataset = load_dataset(args.data)
+    dataset.check_batch_size(config.batch_size)
     trainer = Trainer(dataset, config, sampler)
+    created = not out_path.exists()
     out = new_run_dir(out_path)
     loaded = trainer.model.pretrained_from()
     for m, info in loaded.items():
         print(f"pretrained {m}: loaded {info['tensors']} tensors from {info['file']}",
               file=sys.stderr)
     resolved = {"data": args.data, "sampler": args.sampler, "sampler_config": sampler.config(),
-                "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
+                **train_record(config, overrides), "best_accuracy": dataset.best_accuracy,
                 "modalities": dataset.modalities, **data_record(dataset),
                 "pretrained_loaded": loaded}
     write_json(out / "config.json", resolved)
-    _cpu_estimate(args.data, trainer)
     final = None
     try:
+        _cpu_estimate(args.data, trainer)
         final = trainer.fit(progress=not args.no_progress)
-    finally:  # an interrupted run still leaves its logs
-        write_run(out, trainer, final, resolved)
+    except BaseException as exc:
+        _failed_run(out, created, trainer, exc)
+        if trainer.global_step or isinstance(exc, DivergedError):
+            write_run(out, trainer, None, resolved)  # the logs up to the failure
+            if tracking:
+                from mmbalance.tracking import log_train
+
+                log_train(out, args.tracking_uri, quiet=True)  # the error is raised below
+        raise
+    write_run(out, trainer, final, resolved)
+    if tracking:
+        from mmbalance.tracking import log_train
+
+        log_train(out, args.tracking_uri)
     test = final["test"]
     parts = [f"acc {test['acc']:.3f}", f"macro-F1 {test['f1']:.3f}", f"mAP {test['map']:.3f}"]
     parts += [f"acc_{m} {test[f'acc_{m}']:.3f}" for m in dataset.modalities]
@@ -321,9 +380,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from mmbalance.compare import DEFAULT_GRID, run_comparison, seeds_list
+def _failed_run(out: Path, created: bool, trainer, exc: BaseException) -> None:
+    """A run that failed before its first step leaves nothing behind (the same --out works
+    for the corrected rerun); one that failed later keeps its logs, and says so. A
+    divergence is a result, not a set-up mistake: its folder stays, with its steps."""
+    from mmbalance.compare import remove_new_folder
 
+    steps = trainer.global_step  # steps taken (the step log is read at each epoch's end)
+    if not steps and not isinstance(exc, DivergedError):
+        remove_new_folder(out, created)
+        return
+    hint = (f"{out} keeps the run's logs up to step {steps}; training cannot be resumed: "
+            f"remove it (rm -r {out}) or choose another --out to run again")
+    if isinstance(exc, UserError):  # still one line: the hint joins the error
+        exc.args = (f"{exc}; {hint}",)
+    else:
+        print(hint, file=sys.stderr)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mmbalance.compare import DEFAULT_GRID, run_comparison
+
+    tracking = _tracking(args)
     overrides = _train_settings(args)
     grid = DEFAULT_GRID
     if args.grid:
@@ -333,10 +411,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if not slash:
                 raise UserError(f"--grid {item!r}: expected METHOD/SAMPLER, e.g. mla/dus-h")
             grid.append((method, sampler))
-    seeds = seeds_list(args.seeds, args.first_seed)
-    run_comparison(args.data, grid, seeds, overrides, Path(args.out or _default_out("compare")),
-                   parallel=args.parallel, address=args.address, gpus_per_run=args.gpus_per_run,
-                   unimodal_reference=args.unimodal_reference, progress=not args.no_progress)
+    seeds = _seeds(args)
+    out = run_comparison(args.data, grid, seeds, overrides,
+                         Path(args.out or _default_out("compare")), parallel=args.parallel,
+                         address=args.address, gpus_per_run=args.gpus_per_run,
+                         unimodal_reference=args.unimodal_reference,
+                         progress=not args.no_progress)
+    if tracking:
+        from mmbalance.tracking import log_comparison
+
+        log_comparison(out, args.tracking_uri)
     return 0
 
 
@@ -347,11 +431,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
     if args.resume:
-        if args.config or args.set or args.out:
+        if args.config or args.set or args.out or args.tracking or args.tracking_uri:
             raise UserError("--resume DIR takes its config from DIR; only --iterations, "
                             "--address, --trust-unsigned and --no-progress go with it")
         cfg, start, rows = plan_resume(args.resume, args.iterations, args.trust_unsigned)
         cfg = check_learn(cfg, args.resume, args.address)  # before Ray starts
+        _tracking(args, cfg.tracking)
         # where it continues: --address, not the run's past
         with ray_session_if(True, args.address):
             res = run_learn(cfg, args.resume, progress=not args.no_progress, start=start,
@@ -367,7 +452,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
         sets = list(args.set)
         if args.iterations is not None:
             sets.append(f"iterations={args.iterations}")
-        cfg = LearnConfig.from_dict(apply_overrides(base, sets))
+        data = apply_overrides(base, sets)
+        if _tracking(args, data.get("tracking")):
+            data["tracking"] = args.tracking or data["tracking"]
+            data["tracking_uri"] = args.tracking_uri or data.get("tracking_uri")
+        cfg = LearnConfig.from_dict(data)
         address, origin = (args.address, "--address") if args.address else (cfg.address,
                                                                             "address:")
         cfg = check_learn(cfg, out, address)  # before Ray starts: data, device, GPUs, RLlib
@@ -403,7 +492,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         ignored = [flag for flag, given in (
             ("CONFIG.yaml", args.config), ("--num-samples", args.num_samples),
             ("--max-concurrent", args.max_concurrent), ("--set", args.set),
-            ("--out", args.out)) if given]
+            ("--out", args.out), ("--tracking", args.tracking),
+            ("--tracking-uri", args.tracking_uri)) if given]
         if ignored:
             raise UserError(f"--resume DIR continues the sweep as it was started; it cannot "
                             f"take {', '.join(ignored)} (start a new sweep to change them)")
@@ -414,6 +504,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not args.trust_unsigned:  # sweep.yaml and Tune's state as the sweep signed them
             signed_state(out, read_run_id(out, SWEEP_ID))
         cfg = SweepConfig.from_yaml(saved)
+        _tracking(args, cfg.tracking)
         dataset = None
     else:
         if not args.config:
@@ -427,7 +518,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             sets.append(f"num_samples={args.num_samples}")
         if args.max_concurrent:
             sets.append(f"max_concurrent={args.max_concurrent}")
-        cfg = SweepConfig.from_dict(apply_overrides(data, sets))
+        data = apply_overrides(data, sets)
+        if _tracking(args, data.get("tracking")):
+            data["tracking"] = args.tracking or data["tracking"]
+            data["tracking_uri"] = args.tracking_uri or data.get("tracking_uri")
+        cfg = SweepConfig.from_dict(data)
         out = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
         cfg = fault_inside_sweep(cfg, out)
         check_storage(cfg, out, resume=False)  # before the folder exists
@@ -453,23 +548,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmbalance.compare import evaluation_grid, run_comparison, seeds_list
+    from mmbalance.compare import evaluation_grid, run_comparison
     from mmbalance.policies.learned import load_policy
 
+    tracking = _tracking(args)
     policy = load_policy(args.policy)
     env_cfg = policy.spec["env_config"]
     method, samplers = evaluation_grid(policy.spec, args.policy)
     overrides = {**env_cfg.get("train", {}), **_train_overrides(args)}
+    if policy.spec["env"] == "quota":  # its actions mean what they meant while it learned
+        from mmbalance.policies.learned import policy_quota_mode
+
+        overrides.setdefault("quota_mode", policy_quota_mode(policy.spec))
+    from mmbalance.trainers.config import TrainConfig
+
+    # the policy file's own train settings, bounded as flags are (it may come from anyone)
+    check_train_sizes(TrainConfig.parse(overrides), f"{args.policy}: env_config.train")
     data = args.data or env_cfg.get("data", "synthetic")
     from mmbalance.data.family import DataFamily
 
     if not DataFamily(data).fixed:
         raise UserError(f"evaluate: the policy learned on a family of data ({data!r}); name "
                         "the data to evaluate on with --data")
-    seeds = seeds_list(args.seeds, args.first_seed)
+    seeds = _seeds(args)
     out = run_comparison(data, [(method, s) for s in samplers], seeds, overrides,
                          Path(args.out or _default_out("evaluate")), parallel=args.parallel,
                          address=args.address, progress=not args.no_progress)
+    if tracking:
+        from mmbalance.tracking import log_comparison
+
+        log_comparison(out, args.tracking_uri, experiment="mmbalance-evaluate")
     from mmbalance.report import make_report
 
     for path in make_report(out):
@@ -510,6 +618,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         settings["tokenizer"] = args.tokenizer
     if args.workers < 0:
         raise UserError(f"--workers: must be >= 0, got {args.workers}")
+    check_path(args.root, "--root")
+    check_path(args.out, "--out")
     t0 = time.perf_counter()
     try:
         meta = prepare_dataset(name, args.root, args.out, settings,
@@ -524,8 +634,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     shapes = ", ".join(f"{m} {tuple(a['shape'])} {a['dtype']}" for m, a in meta["arrays"].items())
     print(f"prepared {name} ({counts}; {shapes}) in {time.perf_counter() - t0:.1f} s")
     if meta["skipped"]:
-        print(f"left out {len(meta['skipped'])} item(s) with missing or cut files, e.g. "
-              f"{meta['skipped'][0]} (all listed in {args.out}/meta.json)")
+        reasons = meta.get("skipped_counts") or {}
+        counts = "; ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+        print(f"left out {len(meta['skipped'])} item(s) ({counts}), e.g. {meta['skipped'][0]} "
+              f"(each listed with its reason in {args.out}/meta.json)")
+    if meta.get("hidden_files_ignored"):
+        print(f"ignored {meta['hidden_files_ignored']} hidden file(s) (._*, .DS_Store, ...)")
     print(f"use it as --data {name}:{args.out}")
     return 0
 
@@ -538,10 +652,12 @@ def main(argv: list[str] | None = None) -> int:
                     "prepare": cmd_prepare}
         return commands[args.command](args)
     except UserError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        # one line, but for the one listing of several problems (errors.ProblemList)
+        text = str(exc) if getattr(exc, "multiline", False) else one_line(exc)
+        print(f"error: {text}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # a message says what was kept (compare's partial table)
+        print(f"interrupted: {one_line(stop)}" if str(stop) else "interrupted", file=sys.stderr)
         return 130
 
 

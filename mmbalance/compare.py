@@ -35,6 +35,7 @@ from mmbalance.runs import (
     write_json,
     write_record,
     write_table,
+    write_text,
 )
 
 # Every method with each sampler it takes (DUS needs per-modality batches: mla, joint-uni).
@@ -82,6 +83,30 @@ class RunSpec:
         return f"{safe(self.method)}__{safe(self.sampler)}__s{self.seed}"
 
 
+def train_record(config, given: dict) -> dict:
+    """What config.json records of a run's training set-up, enough to rebuild it alone:
+    `train`, every `TrainConfig` field (read with `dataclasses.fields`, so a field added to
+    TrainConfig is recorded with no change here) and the chosen method's options; and
+    `unused_method_options`, every option of the other methods, as given (else its default):
+    the chosen method ignores them, but a run's set-up said them, e.g. a dataset's
+    defaults file. `TrainConfig.from_dict({**train, **unused_method_options})` is the run's
+    config again."""
+    from dataclasses import MISSING, fields
+
+    from mmbalance.trainers.methods import METHOD_CLASSES
+
+    used = {f.name for f in fields(type(config.options))}
+    unused: dict = {}
+    for cls in METHOD_CLASSES.values():
+        for f in fields(cls.Options):
+            if f.name in used or f.name in unused:
+                continue
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else None)
+            unused[f.name] = given.get(f.name, default)
+    return {"train": config.to_dict(), "unused_method_options": dict(sorted(unused.items()))}
+
+
 def run_one(dataset: MultimodalDataset, spec: RunSpec,
             threads: int = 0) -> tuple[dict, RunRecord]:
     """Train one run; return its summary row and its record (written by the caller)."""
@@ -104,7 +129,7 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec,
         final, diverged = None, str(exc)
     record = collect_run(trainer, final, {
         "data": dataset.name, "sampler": spec.sampler, "sampler_config": sampler.config(),
-        "train": config.to_dict(), "best_accuracy": dataset.best_accuracy,
+        **train_record(config, {**spec.train, **alone}), "best_accuracy": dataset.best_accuracy,
         "num_classes": dataset.num_classes,
     })
     if final is None:
@@ -133,6 +158,17 @@ def check_grid(grid: list[tuple[str, str]], modalities: list[str] | None = None)
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.methods import METHOD_CLASSES, METHODS
 
+    # two rows that name the same runs (the same text, or texts that give one run folder
+    # name) would train twice and then collide on OUT/runs/<key>
+    seen: dict[str, tuple[str, str]] = {}
+    for method, sampler in grid:
+        key = RunSpec(method, sampler, 0).key
+        if key in seen:
+            first = "/".join(seen[key])
+            same = "twice" if seen[key] == (method, sampler) else f"beside {first!r}"
+            raise ConfigError(f"--grid: {method}/{sampler} is given {same}; each "
+                              "METHOD/SAMPLER may appear once (its runs go to one folder)")
+        seen[key] = (method, sampler)
     for method, sampler in grid:
         if method.startswith(ALONE):
             if modalities is not None:
@@ -176,9 +212,11 @@ def run_grid(
     progress: bool = True,
     address: str | None = None,
     gpus_per_run: float = 0.0,
+    finished: dict[int, dict] | None = None,
 ) -> list[dict]:
     """Run every spec and write each finished run to `out/runs/<key>` (here, on the
-    driver); rows come back in spec order."""
+    driver); rows come back in spec order. `finished` (spec index -> row) fills as runs
+    finish, so a caller stopped by Ctrl-C still has the rows of what completed."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(specs), desc="runs", unit="run", disable=not progress)
@@ -188,6 +226,8 @@ def run_grid(
         if out is not None:
             write_record(new_run_dir(out / "runs" / specs[i].key), record)
         rows[i] = row
+        if finished is not None:
+            finished[i] = row
         bar.update(1)
 
     if uses_ray(parallel, address):
@@ -287,10 +327,12 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
     table; everything a run would refuse is refused before the folder exists."""
     from mmbalance.data.registry import load_dataset
     from mmbalance.ray_session import ray_session_if
+    from mmbalance.trainers.config import TrainConfig
 
     out_path = check_new_run_dir(out_path)
     check_grid(grid)
     dataset = load_dataset(data)
+    dataset.check_batch_size(TrainConfig.from_dict(dict(overrides)).batch_size)
     if unimodal_reference:
         grid = [*grid, *((f"{ALONE}{m}", "uniform") for m in dataset.modalities)]
     check_grid(grid, dataset.modalities)
@@ -303,6 +345,7 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
         have = known_resources(address)
         if have is not None:
             require_resources("--gpus-per-run", need, have)
+    created = not out_path.exists()
     with ray_session_if(on_ray, address):  # connected (or failed) before the folder exists
         if on_ray:
             require_resources("--gpus-per-run", need)
@@ -314,18 +357,35 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
         })
         specs = [RunSpec(m, s, seed, overrides) for m, s in grid for seed in seeds]
         t0 = time.perf_counter()
-        rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
-                        progress=progress, address=address, gpus_per_run=gpus_per_run)
-    write_table(out / "results.parquet", rows)
+        finished: dict[int, dict] = {}
+        interrupted = False
+        try:
+            rows = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
+                            progress=progress, address=address, gpus_per_run=gpus_per_run,
+                            finished=finished)
+        except BaseException as exc:
+            if not finished:
+                # no run finished: nothing worth keeping, and the same --out must work again
+                remove_new_folder(out, created)
+                raise
+            if not isinstance(exc, KeyboardInterrupt):
+                raise
+            # Ctrl-C: keep what finished (README), then stop with 130
+            rows, interrupted = [finished[i] for i in sorted(finished)], True
+    write_table(out / "results.parquet", rows, out)
     summary = summarize(rows, dataset.modalities)
-    write_table(out / "summary.parquet", summary)
-    table = markdown_table(summary, dataset.modalities)
+    write_table(out / "summary.parquet", summary, out)
+    table = markdown_table(summary, dataset.modalities) if rows else "(no run finished)"
     ref = reference_line(dataset)
-    (out / "summary.md").write_text(
-        f"Data `{data}`, seeds {seeds}, test metrics of the best-validation epoch.\n\n"
-        f"{table}\n\n{ref}\n"
-    )
+    partial = (f"PARTIAL: interrupted after {len(rows)} of {len(specs)} runs; the table holds "
+               "the finished runs only.\n\n" if interrupted else "")
+    write_text(out / "summary.md",
+               f"{partial}Data `{data}`, seeds {seeds}, test metrics of the best-validation "
+               f"epoch.\n\n{table}\n\n{ref}\n", out)
     print(table)
+    if interrupted:  # the CLI prints the message and exits 130
+        raise KeyboardInterrupt(f"partial results: {len(rows)} of {len(specs)} runs finished, "
+                                f"written to {out} (results, summary)")
     if ref:
         print(ref)
     diverged = [r for r in rows if r.get("diverged")]
@@ -336,6 +396,20 @@ def run_comparison(data: str, grid: list[tuple[str, str]], seeds: list[int], ove
     return out
 
 
+def remove_new_folder(out: Path, created: bool) -> None:
+    """Undo `new_run_dir`: remove the folder it made, or empty the empty one it was given."""
+    import shutil
+
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], overrides: dict,
                seeds: list[int], address: str | None = None, gpus_per_run: float = 0.0) -> None:
     """What a grid's runs would refuse once started (a device this machine lacks, sampler
@@ -343,6 +417,7 @@ def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], override
     made, so a failed validation never leaves a folder that blocks the corrected rerun."""
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.quota import QuotaPlan
     from mmbalance.trainers.sampler import SamplerContext
     from mmbalance.trainers.trainer import resolve_device
 
@@ -357,7 +432,9 @@ def check_runs(dataset: MultimodalDataset, grid: list[tuple[str, str]], override
         make_sampler(spec).bind(SamplerContext(
             n_train=len(dataset.splits["train"]), modalities=list(dataset.modalities),
             batch_size=config.batch_size, epochs=config.epochs,
-            rng=np.random.default_rng(0), num_classes=dataset.num_classes))
+            rng=np.random.default_rng(0), num_classes=dataset.num_classes,
+            quota_plan=QuotaPlan(config.quota_mode, config.batch_size,
+                                 len(dataset.modalities))))
 
 
 def evaluation_grid(spec: dict, policy: str) -> tuple[str, list[str]]:

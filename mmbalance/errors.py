@@ -13,6 +13,21 @@ class DataError(UserError, ValueError):
     """A bad data file; the message names the column and the row."""
 
 
+class ProblemList(DataError):
+    """Every problem preparation found in the raw files, one per line: the one user error
+    whose message has several lines (the CLI prints it as it is), so an owner fixes every
+    broken file after one run rather than one per run."""
+
+    multiline = True
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.problems))
+
+
 class DivergedError(UserError):
     """A run whose loss became non-finite: stopped at once, never reported as a result.
 

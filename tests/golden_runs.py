@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -37,18 +38,30 @@ RUNS: dict[str, tuple[str, str, str, dict]] = {
     "ogm-ge-uniform": ("two", "ogm-ge", "uniform", {"ogm_alpha": 0.5, "ogm_end": 1}),
     "joint-uni-bss-l": ("two", "joint-uni", "bss-l",
                         {"mm_loss_weight": 0.1, "uni_loss_weights": [0.9, 0.7]}),
-    "joint-uni-dus-h": ("two", "joint-uni", "dus-h", {"inference": "fusion"}),
-    "joint-uni-fixed-scaled": ("two", "joint-uni", "fixed:quotas=8/48,quota_mode=scaled", {}),
+    # each quota run names its quota meaning (recorded when `extra-steps` was called `steps`
+    # and was the default), so a change of default is never a change of number
+    "joint-uni-dus-h": ("two", "joint-uni", "dus-h",
+                        {"inference": "fusion", "quota_mode": "extra-steps"}),
+    "joint-uni-fixed-scaled": ("two", "joint-uni", "fixed:quotas=8/48", {"quota_mode": "scaled"}),
     "mla-uniform": ("two", "mla", "uniform", {}),
-    "mla-dus-h": ("two", "mla", "dus-h", {}),
-    "mla-dus-h-batch-adam": ("two", "mla", "dus-h:quota_mode=batch",
-                             {"optimizer": "adam", "lr": 0.003, "mla_fusion": "equal"}),
+    "mla-dus-h": ("two", "mla", "dus-h", {"quota_mode": "extra-steps"}),
+    "mla-dus-h-batch-adam": ("two", "mla", "dus-h",
+                             {"optimizer": "adam", "lr": 0.003, "mla_fusion": "equal",
+                              "quota_mode": "batch"}),
     "mla-bss-l-forward": ("two", "mla", "bss-l:score=forward,draw=replacement", {}),
-    "mla-dus-rl": ("two", "mla", "dus-rl:k=3", {}),
-    "mla-dus-rl-continuous": ("two", "mla", "dus-rl:k=4,mode=continuous,quota_mode=scaled", {}),
+    "mla-dus-rl": ("two", "mla", "dus-rl:k=3", {"quota_mode": "extra-steps"}),
+    "mla-dus-rl-continuous": ("two", "mla", "dus-rl:k=4,mode=continuous",
+                              {"quota_mode": "scaled"}),
     "three-joint-uni-bss-l": ("three", "joint-uni", "bss-l:score=forward",
                               {"uni_loss_weights": [0.5, 1.0, 2.0]}),
-    "three-mla-dus-h": ("three", "mla", "dus-h:strength=8", {"mla_projection": False}),
+    "three-mla-dus-h": ("three", "mla", "dus-h:strength=8",
+                        {"mla_projection": False, "quota_mode": "extra-steps"}),
+    # the equal-compute meaning, recorded when it was added
+    "mla-dus-h-share": ("two", "mla", "dus-h", {"quota_mode": "share"}),
+    "joint-uni-dus-h-share": ("two", "joint-uni", "dus-h:strength=8", {"quota_mode": "share"}),
+    "joint-uni-fixed-share": ("two", "joint-uni", "fixed:quotas=16/48",
+                              {"quota_mode": "share", "mm_loss_weight": 0.5}),
+    "three-mla-dus-h-share": ("three", "mla", "dus-h:strength=8", {"quota_mode": "share"}),
 }
 
 
@@ -89,6 +102,25 @@ def _plain(value):
     return value
 
 
+def weights_sums(model: torch.nn.Module) -> dict[str, float]:
+    """Each weight tensor's sum: what the hash says, comparable across machines."""
+    return {name: float(t.detach().double().sum()) for name, t in model.state_dict().items()
+            if t.is_floating_point()}
+
+
+def machine() -> str:
+    """The CPU model and torch version: floats repeat to the bit only on the same ones."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} / torch {torch.__version__}"
+
+
 def record(name: str, datasets: dict | None = None) -> dict:
     """Train run `name` and return every number it logs (wall and CPU times left out)."""
     from mmbalance.trainers.config import TrainConfig
@@ -102,17 +134,29 @@ def record(name: str, datasets: dict | None = None) -> dict:
     trainer = Trainer(datasets[kind], config, sampler_for(spec))
     final = trainer.fit()
     final = {k: v for k, v in final.items() if k != "train_seconds"}
+    final["ledger"] = {k: v for k, v in final["ledger"].items() if not k.endswith("_seconds")}
     epochs = [{k: v for k, v in row.items() if k != "seconds"} for row in trainer.history.epochs]
     return _plain({"steps": trainer.history.steps, "epochs": epochs, "final": final,
-                   "weights": weights_hash(trainer.model)})
+                   "weights": weights_hash(trainer.model),
+                   "weights_sums": weights_sums(trainer.model)})
 
 
 def main() -> None:
+    """Record the runs the file lacks; for the stored ones, add only keys they lack (their
+    numbers stay as recorded: that is the point of the file)."""
     torch.set_num_threads(1)
     datasets: dict = {}
-    out = {"torch": torch.__version__, "runs": {n: record(n, datasets) for n in RUNS}}
+    stored = json.loads(PATH.read_text()) if PATH.exists() else {"runs": {}}
+    for name in RUNS:
+        now = record(name, datasets)
+        old = stored["runs"].get(name)
+        if old is None:
+            stored["runs"][name] = now
+            stored.setdefault("recorded_on", {})[name] = machine()
+        else:
+            old.update({k: v for k, v in now.items() if k not in old})
     PATH.parent.mkdir(parents=True, exist_ok=True)
-    PATH.write_text(json.dumps(out, indent=None, separators=(",", ":")) + "\n")
+    PATH.write_text(json.dumps(stored, indent=None, separators=(",", ":")) + "\n")
     print(f"wrote {PATH} ({PATH.stat().st_size // 1024} KiB, {len(RUNS)} runs)")
 
 

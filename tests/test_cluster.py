@@ -58,7 +58,7 @@ def test_compare_on_two_machines_writes_every_run_under_the_drivers_out(token_cl
     assert [p.name for p in runs] == [f"joint__uniform__s{i}" for i in range(3)]
     for run in runs:
         assert {p.name for p in run.iterdir()} == {
-            "config.json", "steps.parquet", "epochs.parquet", "metrics.json", "model.pt"}
+            "config.json", "steps.parquet", "epochs.parquet", "metrics.json", "model.pt", "tb"}
     results = pd.read_parquet(out / "results.parquet")
     assert sorted(set(results["ray_node"])) == token_cluster.nodes  # both nodes trained
     for node_dir in (token_cluster.head_dir, token_cluster.worker_dir):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmbalance.compare import RunSpec, run_grid, run_one
+from mmbalance.tracking import read_scalars
 
 pytestmark = pytest.mark.ray
 
@@ -30,9 +31,12 @@ def test_ray_grid_matches_sequential(ray_session, small_synthetic, tmp_path):
         # the folder the driver wrote holds what the task produced, tables and model alike
         folder = tmp_path / "runs" / spec.key
         assert {p.name for p in folder.iterdir()} == {
-            "config.json", "steps.parquet", "epochs.parquet", "metrics.json", "model.pt"}
+            "config.json", "steps.parquet", "epochs.parquet", "metrics.json", "model.pt", "tb"}
         steps = pd.read_parquet(folder / "steps.parquet")
         assert steps.equals(record.steps.to_pandas())
+        # TensorBoard events too, written here from what the task returned
+        assert read_scalars(folder / "tb")["test/acc"][0][1] == pytest.approx(
+            remote_row["test_acc"])
         assert len(pd.read_parquet(folder / "epochs.parquet")) == 2
         model = torch.load(folder / "model.pt", weights_only=True)
         assert model.keys() == record.model.keys()

@@ -5,12 +5,13 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mmbalance"
-FLOOR = {"errors", "spec", "balance", "manifest", "runs", "ray_session", "ray_reaper"}
+FLOOR = {"errors", "spec", "balance", "manifest", "runs", "ray_session", "ray_reaper",
+         "tracking", "limits"}
 ORDER = ["data", "models", "trainers", "policies", "envs", "tune", "compare", "report", "cli"]
 
 
 def _layer(part: str) -> str:
-    return "report" if part.startswith("report") else part  # report_learn.py: an old path
+    return part
 
 
 def _rank(part: str) -> int:
@@ -48,3 +49,6 @@ def test_the_trainer_layer_never_imports_a_sampler_or_ray():
     for path in (PACKAGE / "trainers").rglob("*.py"):
         text = path.read_text()
         assert "mmbalance.policies" not in text and "import ray" not in text, path
+        # nor tracking: run folders (and their events) are written by the driver
+        assert not any(name in text for name in ("mmbalance.tracking", "tensorboard", "mlflow")
+                       ), path

@@ -76,8 +76,8 @@ def test_each_shipped_config_runs_one_iteration(name, ray_session, tmp_path):
     assert policy.spec["algorithm"] == cfg.algorithm
     assert policy.spec["env"] == cfg.env.replace("quota-vector", "quota")
     if cfg.env.startswith("quota"):  # the policy replays with the quota meaning it learned
-        mode = policy.spec["env_config"]["quota_mode"]
-        assert mode == ("scaled" if cfg.env == "quota-vector" else "steps")
+        mode = policy.spec["env_config"]["train"]["quota_mode"]
+        assert mode == ("scaled" if cfg.env == "quota-vector" else "share")
     low = np.asarray(policy.spec["observation_space"]["low"], dtype=np.float32)
     action = policy.act(low)
     if cfg.algorithm == "DQN":

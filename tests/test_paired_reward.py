@@ -73,8 +73,9 @@ def test_starving_the_leader_is_paid_negative_where_it_lowers_held_out_accuracy(
     """On digits (left half strong, right half noisy), B/4 for the leader and 2B for the
     laggard lowers the held-out accuracy against uniform sampling; the paired reward's return
     says so, while the discrepancy reward would pay for it (README: reward gaming)."""
-    cfg = {"data": "digits", "train": {"epochs": 10}, "steps_per_action": 20,
-           "reward": PAIRED}
+    # measured when quotas added updates (extra-steps), which starving paid for in D
+    cfg = {"data": "digits", "train": {"epochs": 10, "quota_mode": "extra-steps"},
+           "steps_per_action": 20, "reward": PAIRED}
     env = QuotaEnv(cfg)
     starve = env.actions.from_quotas(np.array([16, 128]))
     uniform = env.actions.from_quotas(np.array([64, 64]))

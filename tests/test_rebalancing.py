@@ -78,19 +78,23 @@ def test_quota_chunks_give_each_mode_its_meaning():
     assert len(c) == 150 and w == 1.0
     (c, w), = quota_chunks(idx, 64, "scaled")
     assert len(c) == 150 and w == pytest.approx(150 / 64)
-    parts = quota_chunks(idx, 64, "steps")
+    parts = quota_chunks(idx, 64, "extra-steps")
     assert [len(c) for c, _ in parts] == [50, 50, 50] and {w for _, w in parts} == {1.0}
     assert torch.equal(torch.cat([c for c, _ in parts]), idx)
-    assert len(quota_chunks(idx[:16], 64, "steps")) == 1
+    assert len(quota_chunks(idx[:16], 64, "extra-steps")) == 1
+    assert [len(c) for c, _ in quota_chunks(torch.arange(128), 64, "share")] == [64, 64]
+    assert quota_chunks(idx[:0], 64, "share") == []
+    with pytest.raises(ConfigError, match="training option"):
+        make_sampler("dus-h:quota_mode=scaled")
     with pytest.raises(ConfigError, match="quota_mode"):
-        make_sampler("dus-h:quota_mode=often")
+        TrainConfig.from_dict({"quota_mode": "often"})
 
 
 def _displacement(data, method, quotas, mode, epochs=1):
     """How far each encoder's weights moved in training with fixed quotas."""
-    sampler = make_sampler(f"fixed:quotas={quotas},quota_mode={mode}")
-    tr = Trainer(data, TrainConfig(method=method, epochs=epochs, batch_size=32, probe=False),
-                 sampler)
+    sampler = make_sampler(f"fixed:quotas={quotas}")
+    tr = Trainer(data, TrainConfig(method=method, epochs=epochs, batch_size=32, probe=False,
+                                   quota_mode=mode), sampler)
     start = {m: torch.cat([p.detach().flatten().clone() for p in tr.model.encoders[m].parameters()])
              for m in tr.modalities}
     tr.fit()
@@ -102,23 +106,24 @@ def _displacement(data, method, quotas, mode, epochs=1):
 def test_quotas_toward_a_modality_move_its_encoder_more_only_where_the_mode_has_leverage(
     small_synthetic, method
 ):
-    """Leverage: with `steps` and `scaled`, feeding visual 4x the batch and audio B/4 moves
-    visual's encoder much further than the reverse; with `batch` a quota only changes the
-    gradient's noise, and the two extremes move the encoders about alike."""
+    """Leverage: with `share` (at equal compute), `extra-steps` and `scaled`, feeding visual
+    16x audio's quota moves visual's encoder much further than the reverse; with `batch` a
+    quota only changes the gradient's noise, and the two extremes move the encoders about
+    alike."""
     ratios = {}
-    for mode in ("batch", "scaled", "steps"):
+    for mode in ("batch", "scaled", "extra-steps", "share"):
         weak = _displacement(small_synthetic, method, "8/128", mode)
         strong = _displacement(small_synthetic, method, "128/8", mode)
         ratios[mode] = (weak["visual"] / strong["visual"], strong["audio"] / weak["audio"])
-    for mode in ("scaled", "steps"):
+    for mode in ("scaled", "extra-steps", "share"):
         assert min(ratios[mode]) > 1.8, ratios
     assert max(ratios["batch"]) < 1.5, ratios
 
 
 def test_joint_uni_with_quotas_trains_fusion_on_a_paired_batch_of_its_own(small_synthetic):
-    sampler = make_sampler("fixed:quotas=16/128,quota_mode=steps")
-    tr = Trainer(small_synthetic, TrainConfig(method="joint-uni", batch_size=64, epochs=1),
-                 sampler)
+    sampler = make_sampler("fixed:quotas=16/128")
+    tr = Trainer(small_synthetic, TrainConfig(method="joint-uni", batch_size=64, epochs=1,
+                                              quota_mode="extra-steps"), sampler)
     assert tr.sampler.ctx.paired_with_quotas
     seen = []
     while (batch := tr.next_batch()) is not None:

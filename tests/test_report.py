@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -317,3 +318,73 @@ def test_titles_name_the_data_and_accuracy_plots_show_chance(tmp_path, figures):
     for fig in (by_method, weak):
         lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "chance (1/4)"]
         assert len(lines) == 1 and lines[0].get_ydata()[0] == pytest.approx(0.25)
+
+
+# ------------------------------------------------- accuracy against the weak modality's probe
+def _with_probes(folder: Path, alone: bool) -> pd.DataFrame:
+    """The comparison's results with probe accuracies (and `alone:<m>` rows): under joint,
+    audio's probe is the lowest below its alone probe while visual's is the lowest overall,
+    so the two rules for the weak modality disagree."""
+    results = pd.read_parquet(folder / "results.parquet")
+    rng = np.random.default_rng(0)
+    n = len(results)
+    boost = results["sampler"].map({"uniform": 0.0, "bss-h": 0.05, "dus-h": 0.1}).to_numpy()
+    results["test_probe_acc_a"] = 0.6 + boost + 0.01 * rng.standard_normal(n)
+    results["test_probe_acc_b"] = 0.45 + boost + 0.01 * rng.standard_normal(n)
+    if alone:
+        rows = []
+        for m, probe in (("a", 0.9), ("b", 0.5)):
+            for seed in sorted(set(results["seed"])):
+                rows.append({"method": f"alone:{m}", "sampler": "uniform", "seed": seed,
+                             "test_acc": 0.3, f"test_probe_acc_{m}": probe + 0.01 * seed})
+        results = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+    pq.write_table(pa.Table.from_pandas(results, preserve_index=False),
+                   folder / "results.parquet")
+    return results
+
+
+def test_accuracy_against_weak_probe_plots_what_results_hold(tmp_path, figures):
+    from mmbalance.report.tradeoff import FIGURE, tradeoff_points, unimodal_references
+
+    folder = _write_comparison(tmp_path / "cmp", ["a", "b"], [0, 1, 2], {})
+    _with_probes(folder, alone=True)
+    results = pd.read_parquet(folder / "results.parquet")  # what the report reads
+    weak, points = tradeoff_points(results, ["a", "b"])
+    assert weak == "a"  # furthest below its alone probe under joint, though b's is lower
+    multi = results[~results["method"].str.startswith("alone:")]
+    expected = multi.groupby(["method", "sampler"], sort=False).agg(
+        acc_mean=("test_acc", "mean"), acc_std=("test_acc", "std"),
+        probe_mean=("test_probe_acc_a", "mean"), probe_std=("test_probe_acc_a", "std"),
+        seeds=("seed", "size")).reset_index()
+    assert list(zip(points["method"], points["sampler"])) == [(m, s) for m, s, _ in GRID]
+    for col in ("acc_mean", "acc_std", "probe_mean", "probe_std", "seeds"):
+        assert points[col].tolist() == pytest.approx(expected[col].tolist()), col
+    assert unimodal_references(results, ["a", "b"]) == pytest.approx({"a": 0.91, "b": 0.51})
+
+    paths = make_report(folder)
+    assert FIGURE in _names(paths)
+    fig = figures[-1]
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["joint", "mla"]
+    drawn = []
+    for ax in panels:
+        for container in ax.containers:  # one error-bar point per sampler
+            (x, y), = container.lines[0].get_xydata()
+            drawn.append((ax.get_title(), x, y))
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert lines["a alone: its probe (x)"].get_xdata()[0] == pytest.approx(0.91)
+        assert lines["a alone: its probe (y)"].get_ydata()[0] == pytest.approx(0.91)
+        assert lines["b alone: its probe (y)"].get_ydata()[0] == pytest.approx(0.51)
+    assert drawn == [(m, pytest.approx(x), pytest.approx(y)) for m, x, y in
+                     zip(points["method"], points["probe_mean"], points["acc_mean"])]
+    assert "a probe" in panels[0].get_xlabel()
+
+
+def test_accuracy_against_weak_probe_without_references(tmp_path):
+    from mmbalance.report.tradeoff import FIGURE, tradeoff_points
+
+    folder = _write_comparison(tmp_path / "cmp", ["a", "b"], [0, 1], {})
+    results = _with_probes(folder, alone=False)
+    assert tradeoff_points(results, ["a", "b"])[0] == "b"  # the lowest mean probe
+    paths = make_report(folder)
+    _check_written(folder, paths, COMPARE_PLOTS | {FIGURE})

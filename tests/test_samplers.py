@@ -12,12 +12,15 @@ from mmbalance.policies.bss import BSSHeuristicSampler, BSSLearnedSampler
 from mmbalance.policies.bss_measure import balance_degree, pacing_size
 from mmbalance.policies.dus import DUSHeuristicSampler, QuotaSampler, dus_quotas
 from mmbalance.policies.registry import make_sampler
+from mmbalance.trainers.quota import QuotaPlan
 from mmbalance.trainers.sampler import ForwardPass, SamplerContext, UniformSampler
 
 
-def ctx(n=100, b=10, mods=("a", "v"), seed=0):
+def ctx(n=100, b=10, mods=("a", "v"), seed=0, quota_mode="batch"):
+    """A context whose quotas are batch sizes (`batch`), so a quota is what a batch holds."""
     return SamplerContext(n_train=n, modalities=list(mods), batch_size=b, epochs=10,
-                          rng=np.random.default_rng(seed))
+                          rng=np.random.default_rng(seed),
+                          quota_plan=QuotaPlan(quota_mode, b, len(mods)))
 
 
 def no_scorer():
@@ -107,6 +110,20 @@ def test_quota_streams_cover_the_training_set_without_repeats():
     v = np.concatenate([b["v"] for b in batches])  # 65 draws: each sample once, then 15 more
     counts = np.bincount(v, minlength=50)
     assert counts.min() >= 1 and counts.max() <= 2 and counts.sum() == 65
+
+
+def test_share_draws_the_uniform_budget_as_whole_batches():
+    """Under `share` a quota sampler draws k_j batches of B per modality with sum k_j = M:
+    7/13 gives the second modality about twice the batches of the first, the total M B."""
+    s = QuotaSampler()
+    s.bind(ctx(n=50, b=10, quota_mode="share"))
+    s.set_quotas([7, 13])
+    s.start_epoch(0, no_scorer)
+    batches = drain(s)
+    sizes = np.array([[len(b["a"]), len(b["v"])] for b in batches])
+    assert set(sizes.flatten().tolist()) <= {0, 10, 20}
+    assert (sizes.sum(1) == 20).all()
+    assert abs(sizes[:, 0].sum() / 10 - 2 * len(batches) * 7 / 20) <= 1
 
 
 def test_quota_bounds_checked():

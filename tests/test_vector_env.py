@@ -10,13 +10,13 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 import mmbalance.envs  # noqa: F401 - registers the environments
 from mmbalance.envs import QuotaEnv, VectorQuotaEnv
 from mmbalance.errors import ConfigError
-from mmbalance.trainers.batched import StackedMLA, check_batchable
+from mmbalance.trainers.methods.mla_batched import StackedMLA, check_batchable
 
 TINY = "synthetic:n_train=256,n_val=100,n_test=100,bayes_samples=1000"
 # 2 epochs of 8 iterations; 3 iterations per env step: an episode is 6 env steps and its
 # last step trains 1 iteration of 3 (the run's budget ends inside a step)
-QUOTA = {"data": TINY, "train": {"epochs": 2, "batch_size": 32}, "steps_per_action": 3,
-         "quota_mode": "scaled"}  # the vector env's default; QuotaEnv's is steps
+QUOTA = {"data": TINY, "train": {"epochs": 2, "batch_size": 32, "quota_mode": "scaled"},
+         "steps_per_action": 3}  # the vector env's default; QuotaEnv's is share
 MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
          "disabled": AutoresetMode.DISABLED}
 OBS_TOL = {"rtol": 1e-4, "atol": 1e-5}
@@ -224,8 +224,9 @@ def test_image_encoders_run_through_vmap_and_match():
 
     data = MultimodalDataset("tiny-images", ["vector", "image"], 3,
                              {"train": split(64), "val": split(32), "test": split(32)})
-    cfg = {"data": data, "steps_per_action": 2, "quota_mode": "scaled",
-           "train": {"epochs": 1, "batch_size": 16, "hidden": 32, "feature_dim": 8}}
+    cfg = {"data": data, "steps_per_action": 2,
+           "train": {"epochs": 1, "batch_size": 16, "hidden": 32, "feature_dim": 8,
+                     "quota_mode": "scaled"}}
     vec = VectorQuotaEnv({**cfg, "num_runs": 2})
     sep = SyncVectorEnv([lambda: QuotaEnv(cfg) for _ in range(2)])
     vec.reset(seed=3)
@@ -278,10 +279,13 @@ def test_runs_must_be_batchable():
     data = load_dataset(TINY)
 
     def trainer(sampler="uniform", **cfg):
-        return Trainer(data, TrainConfig(**{"method": "mla", "epochs": 1, **cfg}),
+        return Trainer(data, TrainConfig(**{"method": "mla", "epochs": 1,
+                                            "quota_mode": "scaled", **cfg}),
                        make_sampler(sampler))
 
     check_batchable(trainer())
+    with pytest.raises(ConfigError, match="quota_mode 'share'"):
+        check_batchable(trainer(quota_mode="share"))
     with pytest.raises(ConfigError, match="observes"):
         check_batchable(trainer("bss-l:score=forward"))
     with pytest.raises(ConfigError, match="method"):

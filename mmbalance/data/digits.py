@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 
 from mmbalance.data.dataset import MultimodalDataset, Split
 from mmbalance.errors import ConfigError
+from mmbalance.limits import check_seed
 
 HALVES = ("left", "right")
 
@@ -33,6 +34,7 @@ def _check(noise: float, noisy: str, val_fraction: float, test_fraction: float,
             raise ConfigError(f"digits: '{key}' must be in (0, 1), got {value}")
     if seed < 0:
         raise ConfigError(f"digits: 'seed' must be >= 0, got {seed}")
+    check_seed(seed, "digits: 'seed'")  # scikit-learn's random_state takes < 2**32 only
     if val_fraction + test_fraction >= 1.0:
         raise ConfigError(
             f"digits: 'val_fraction' + 'test_fraction' must be < 1 to leave training data, "
@@ -70,15 +72,22 @@ def load_digits_dataset(
         halves[noisy] += rng.normal(0.0, noise, size=halves[noisy].shape).astype(np.float32)
 
     index = np.arange(n)
-    rest, test = train_test_split(
-        index, test_size=test_fraction, stratify=labels, random_state=seed
-    )
-    train, val = train_test_split(
-        rest,
-        test_size=val_fraction / (1.0 - test_fraction),
-        stratify=labels[rest],
-        random_state=seed,
-    )
+    try:
+        rest, test = train_test_split(
+            index, test_size=test_fraction, stratify=labels, random_state=seed
+        )
+        train, val = train_test_split(
+            rest,
+            test_size=val_fraction / (1.0 - test_fraction),
+            stratify=labels[rest],
+            random_state=seed,
+        )
+    except ValueError as exc:  # a stratified split needs a sample of every class per split
+        raise ConfigError(
+            f"digits: 'val_fraction' {val_fraction} and 'test_fraction' {test_fraction} leave a "
+            f"split of the {n} images too small to hold each of the 10 classes "
+            f"({' '.join(str(exc).split())})"
+        ) from None
 
     shape = (1, 8, 4) if image else (32,)
     splits = {

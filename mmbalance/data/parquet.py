@@ -32,8 +32,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from mmbalance.data.dataset import SPLITS, MultimodalDataset, Split
+from mmbalance.data.dataset import SPLITS, MultimodalDataset, Split, check_modality_names
 from mmbalance.errors import ConfigError, DataError
+from mmbalance.limits import check_path
 from mmbalance.spec import typed_fields
 
 LABEL = "label"
@@ -132,7 +133,10 @@ def _labels(column: pa.Array) -> np.ndarray:
         row = _first(pc.less(column, 0))
         if row is not None:
             raise DataError(f"column '{LABEL}', row {row}: negative label {column[row].as_py()}")
-    row = _first(pc.greater_equal(column, MAX_CLASSES))
+    # compared at the column's own signedness, widened losslessly: against a plain int an
+    # uint64 label of 2**64 - 1 fails in Arrow's cast to int64 (a traceback, not this line)
+    wide = pa.uint64() if pa.types.is_unsigned_integer(column.type) else pa.int64()
+    row = _first(pc.greater_equal(column.cast(wide), pa.scalar(MAX_CLASSES, wide)))
     if row is not None:
         raise DataError(f"column '{LABEL}', row {row}: label {column[row].as_py()} is not below "
                         f"{MAX_CLASSES}; labels are class numbers 0..C-1")
@@ -248,14 +252,10 @@ def load_parquet(path: str | Path, standardize: bool = True) -> MultimodalDatase
     at the source rather than surfacing later as a shape error or a NaN loss. With
     `standardize` (the default) features are standardised with training-split statistics.
     """
-    path = Path(path)
+    path = check_path(path, "data: parquet")  # a name over the OS limits: one line
     table = _read_table(path)
     try:
         dataset = _to_dataset(table, f"parquet:{path}")
-        classes = np.unique(dataset.splits["train"].y)
-        if classes.size < 2:
-            raise DataError(f"column '{LABEL}': the training split holds only class "
-                            f"{int(classes[0])}; a classifier needs at least 2 classes")
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
     if standardize:
@@ -299,6 +299,7 @@ def _to_dataset(table: pa.Table, dataset_name: str) -> MultimodalDataset:
         raise DataError(
             f"need at least 2 modality columns besides '{LABEL}' and '{SPLIT}', got {modalities}"
         )
+    check_modality_names(modalities, "modality columns")  # before any column is decoded
 
     def column(name: str) -> pa.Array:
         return table.column(name).combine_chunks()
@@ -311,6 +312,10 @@ def _to_dataset(table: pa.Table, dataset_name: str) -> MultimodalDataset:
         rows[split_name] = np.flatnonzero(mask)
         if rows[split_name].size == 0:
             raise DataError(f"column '{SPLIT}': split '{split_name}' has no rows")
+    classes = np.unique(labels[rows["train"]])
+    if classes.size < 2:
+        raise DataError(f"column '{LABEL}': the training split holds only class "
+                        f"{int(classes[0])}; a classifier needs at least 2 classes")
     features = {m: _modality(m, column(m)) for m in modalities}
     num_classes = _num_classes(table, labels)
 

@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mmbalance.data.dataset import MultimodalDataset, Split
+from mmbalance.data.dataset import MultimodalDataset, Split, check_modality_names
 from mmbalance.errors import ConfigError
+from mmbalance.limits import check_seed
+
+MAX_CLASSES = 10_000
+MAX_ELEMENTS = 2**28  # numbers in one array drawn here (1 GiB of float32, 2 of float64)
 
 # Named settings (`synthetic:preset=NAME`); options given beside the preset override it.
 PRESETS: dict[str, dict] = {
@@ -83,6 +87,7 @@ class SyntheticConfig:
             raise ConfigError(f"synthetic: 'names' needs at least 2 modalities, got {self.names}")
         if len(set(self.names)) != m:
             raise ConfigError(f"synthetic: 'names' must be distinct, got {self.names}")
+        check_modality_names(self.names, "synthetic: 'names'")  # before anything is drawn
         for key in ("dim", "separation", "noise", "informative", "mirrored"):
             if len(getattr(self, key)) != m:
                 raise ConfigError(
@@ -106,9 +111,22 @@ class SyntheticConfig:
             raise ConfigError(f"synthetic: 'num_classes' must be >= 2, got {self.num_classes}")
         if self.seed < 0:
             raise ConfigError(f"synthetic: 'seed' must be >= 0, got {self.seed}")
+        check_seed(self.seed, "synthetic: 'seed'")
         for key in ("n_train", "n_val", "n_test", "bayes_samples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"synthetic: '{key}' must be >= 1, got {getattr(self, key)}")
+        # sizes bounded before anything is drawn: the features, and the Bayes estimate's
+        # (bayes_samples, num_classes, dim) float64 array, each at most MAX_ELEMENTS numbers
+        if self.num_classes > MAX_CLASSES:
+            raise ConfigError(f"synthetic: 'num_classes' must be at most {MAX_CLASSES}, got "
+                              f"{self.num_classes}")
+        features = (self.n_train + self.n_val + self.n_test) * sum(self.dim)
+        bayes = self.bayes_samples * self.num_classes * max(self.dim)
+        for what, size in (("n_train + n_val + n_test times the sum of 'dim'", features),
+                           ("bayes_samples times num_classes times the largest 'dim'", bayes)):
+            if size > MAX_ELEMENTS:
+                raise ConfigError(f"synthetic: {what} is {size:,} numbers; at most "
+                                  f"{MAX_ELEMENTS:,} (lower the sizes)")
 
 
 def _class_means(rng: np.random.Generator, c: int, d: int, sep: float) -> np.ndarray:

@@ -71,6 +71,10 @@ class EnvConfigBase:
     @classmethod
     def from_dict(cls, data: dict | None):
         data = dict(data or {})
+        if "quota_mode" in data:  # an env config written before quota_mode was a training option
+            raise ConfigError(f"env_config.quota_mode: what a quota means is a training "
+                              f"option now; write it as env_config.train.quota_mode: "
+                              f"{data['quota_mode']}")
         cfg = cls(**typed_fields("env_config", data, cls))
         cfg.check()
         return cfg

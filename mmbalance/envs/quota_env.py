@@ -22,7 +22,6 @@ import numpy as np
 
 from mmbalance.envs.common import EnvConfigBase, EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
-from mmbalance.policies.base import QUOTA_MODES
 from mmbalance.policies.dus import DUSHeuristicSampler, QuotaSampler, dus_quotas
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
 from mmbalance.trainers.signals import quota_observation, quota_observation_bounds
@@ -36,17 +35,15 @@ class QuotaEnvConfig(EnvConfigBase):
     # batch sizes as multiples of B; continuous: [min, max]
     quota_grid: tuple[float, ...] = DEFAULT_GRID
     # fixed: the chosen quotas are rescaled to M·B samples per iteration, so a policy
-    # redistributes an iteration's samples and cannot buy learning with more of them
+    # redistributes an iteration's samples and cannot buy learning with more of them (what
+    # a quota does to learning is the run's `train.quota_mode`: under `share`, the default,
+    # quotas are shares of a fixed budget of updates whatever this says)
     budget: str = "fixed"
-    # what a quota does to learning: batch | scaled | steps (README: leverage)
-    quota_mode: str = "steps"
 
     def check(self) -> None:
         super().check()
         if self.steps_per_action < 1:
             raise ConfigError(f"steps_per_action: must be >= 1, got {self.steps_per_action}")
-        if self.quota_mode not in QUOTA_MODES:
-            raise ConfigError(f"quota_mode: got {self.quota_mode!r}, allowed {list(QUOTA_MODES)}")
 
 
 class QuotaEnv(SavableEpisode, gym.Env):
@@ -82,7 +79,7 @@ class QuotaEnv(SavableEpisode, gym.Env):
 
     def _new_run(self, run_seed: int) -> None:
         self.run_seed = run_seed
-        self.sampler = QuotaSampler(self.actions.n_min, self.actions.n_max, self.cfg.quota_mode)
+        self.sampler = QuotaSampler(self.actions.n_min, self.actions.n_max)
         self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
         steps_per_epoch = math.ceil(self.trainer.n_train / self.trainer.config.batch_size)
         self.total_steps = self.trainer.config.epochs * steps_per_epoch
@@ -92,9 +89,8 @@ class QuotaEnv(SavableEpisode, gym.Env):
         what the policy's run trains on if it always picks B) or DUS-H's."""
         a = self.actions
         if self.reward_cfg.reference == "dus-h":
-            return DUSHeuristicSampler(n_min=a.n_min, n_max=a.n_max,
-                                       quota_mode=self.cfg.quota_mode)
-        return QuotaSampler(a.n_min, a.n_max, self.cfg.quota_mode)
+            return DUSHeuristicSampler(n_min=a.n_min, n_max=a.n_max)
+        return QuotaSampler(a.n_min, a.n_max)
 
     def step(self, action):
         if self.trainer is None:

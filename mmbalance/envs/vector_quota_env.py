@@ -5,7 +5,7 @@ episode = one multimodal training run, an action = per-modality quotas for the n
 `steps_per_action` iterations). The K runs keep their own `Trainer` (sampler, learning
 status, logs, epoch ends and validation, best-model tracking, final metrics); only the K
 `MLAMethod.step` calls of each iteration are replaced by one batched forward/backward and
-optimizer step over stacked parameters (`mmbalance.trainers.batched.StackedMLA`).
+optimizer step over stacked parameters (`mmbalance.trainers.methods.mla_batched.StackedMLA`).
 Observations, rewards, episode ends and infos equal those of K separate `QuotaEnv`s with the
 same seeds and actions, vectorised by `gymnasium.vector.SyncVectorEnv`, to float tolerance;
 so do seeding (`reset(seed=s)` seeds run i with s + i, as SyncVectorEnv does) and the
@@ -36,7 +36,7 @@ from gymnasium.vector.utils import batch_space, iterate
 from mmbalance.envs.common import resolve_dataset
 from mmbalance.envs.quota_env import QuotaEnv, QuotaEnvConfig
 from mmbalance.errors import ConfigError
-from mmbalance.trainers.batched import StackedMLA
+from mmbalance.trainers.methods.mla_batched import StackedMLA
 
 AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
                    "disabled": AutoresetMode.DISABLED}
@@ -46,20 +46,25 @@ AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetM
 class VectorQuotaEnvConfig(QuotaEnvConfig):
     num_runs: int = 4
     autoreset_mode: str = "next_step"  # next_step | same_step | disabled
-    # the batched update takes one step per modality per iteration for every run: `steps`
-    # would give runs different numbers of steps, so quotas scale each run's loss instead
-    quota_mode: str = "scaled"
+
+    def __post_init__(self) -> None:
+        # the batched update takes one step per modality per iteration for every run, so the
+        # runs' quotas scale each run's loss (`scaled`, with the fixed budget: equal updates
+        # and gradient samples); `share` and `extra-steps` would give runs different numbers
+        # of steps per modality, which the batched update does not do yet
+        self.train = {"quota_mode": "scaled", **(self.train or {})}
 
     def check(self) -> None:
         super().check()
+        mode = self.train_config(0).quota_mode
+        if mode not in ("scaled", "batch"):
+            raise ConfigError(f"train.quota_mode: the vectorised quota env supports 'scaled' "
+                              f"(its default) and 'batch', not {mode!r}")
         if not isinstance(self.num_runs, int) or self.num_runs < 1:
             raise ConfigError(f"num_runs: must be an integer >= 1, got {self.num_runs!r}")
         if self.autoreset_mode not in AUTORESET_MODES:
             raise ConfigError(f"autoreset_mode: got {self.autoreset_mode!r}, allowed "
                               f"{list(AUTORESET_MODES)}")
-        if self.quota_mode == "steps":
-            raise ConfigError("quota_mode: the vectorised quota env supports 'batch' and "
-                              "'scaled', not 'steps' (runs would take different step counts)")
         if self.method != "mla":
             raise ConfigError(f"method: the vectorised quota env trains 'mla' only, got "
                               f"{self.method!r}")

@@ -4,8 +4,9 @@
 modality's own stream (a fresh permutation of the training set whenever it runs out), so
 the weak modality can see more samples than the strong one. An epoch is ceil(N / B)
 iterations. Subclasses (or an RL policy, through `set_quotas`) decide the quotas;
-`quota_mode` says what a quota does to learning (`batch`, `scaled`, `steps`: see
-`mmbalance.trainers.methods.quota_chunks`).
+the run's quota meaning (`TrainConfig.quota_mode`, `mmbalance/trainers/quota.py`) says
+what a quota does to learning: under `share` (the default) the quotas are shares of the
+uniform iteration's fixed budget of M updates of B samples.
 
 DUS-H's rule (the paper's exact rule is not public; this is ours): with gap
 `g_j = ŝ_j - mean(ŝ)` and strength κ, `n_j ∝ exp(-κ g_j)`, scaled so the quotas sum to the
@@ -21,7 +22,12 @@ import numpy as np
 
 from mmbalance.errors import ConfigError
 from mmbalance.policies.quota_actions import spread_budget
-from mmbalance.trainers.sampler import PAIRED, QUOTA_MODES, Batch, Sampler, SamplerContext, Scorer
+from mmbalance.trainers.quota import QuotaPlan
+from mmbalance.trainers.sampler import PAIRED, Batch, Sampler, SamplerContext, Scorer
+
+# the largest fixed quota, in batch sizes: a quota of 10^8 under `extra-steps` would run
+# millions of optimizer steps per iteration
+MAX_QUOTA_BATCHES = 16
 
 
 class QuotaSampler(Sampler):
@@ -30,13 +36,8 @@ class QuotaSampler(Sampler):
     name = "quota"
     unimodal_batches = True
 
-    def __init__(self, n_min: int | None = None, n_max: int | None = None,
-                 quota_mode: str = "steps"):
+    def __init__(self, n_min: int | None = None, n_max: int | None = None):
         self.n_min_cfg, self.n_max_cfg = n_min, n_max
-        if quota_mode not in QUOTA_MODES:
-            raise ConfigError(f"{self.name}: 'quota_mode' got {quota_mode!r}, allowed "
-                              f"{list(QUOTA_MODES)}")
-        self.quota_mode = quota_mode
 
     def bind(self, ctx: SamplerContext) -> None:
         super().bind(ctx)
@@ -52,6 +53,8 @@ class QuotaSampler(Sampler):
         # one stream per modality, plus one for the paired batch where the method wants it
         self._streams = [np.empty(0, dtype=np.int64) for _ in range(m + ctx.paired_with_quotas)]
         self._steps_per_epoch = math.ceil(ctx.n_train / b)
+        # a sampler bound outside a trainer (checks, tests) gets the default meaning
+        self.plan = ctx.quota_plan or QuotaPlan("share", b, m)
 
     def set_quotas(self, quotas) -> None:
         q = np.asarray(quotas, dtype=np.int64)
@@ -73,16 +76,28 @@ class QuotaSampler(Sampler):
         if self._step >= self._steps_per_epoch:
             return None
         self._step += 1
-        batch = {m: self._take(j, int(self.quotas[j])) for j, m in enumerate(self.ctx.modalities)}
+        names, b = self.ctx.modalities, self.ctx.batch_size
+        if self.plan.mode == "share" and self.ctx.paired_with_quotas:
+            # k_j updates of B for modality j: the first on the paired batch (the uniform
+            # step's rows), the others on rows of its own stream; k_j = 0 draws nothing
+            paired = self._take(len(names), b)
+            updates = self.plan.allocate(self.quotas)
+            batch = {m: (np.concatenate([paired, self._take(j, int(k - 1) * b)]) if k > 1
+                         else paired if k == 1 else paired[:0])
+                     for j, (m, k) in enumerate(zip(names, updates))}
+            batch[PAIRED] = paired
+            return batch
+        rows = self.plan.rows(self.quotas)
+        batch = {m: self._take(j, int(rows[j])) for j, m in enumerate(names)}
         if self.ctx.paired_with_quotas:
-            batch[PAIRED] = self._take(len(self.ctx.modalities), self.ctx.batch_size)
+            batch[PAIRED] = self._take(len(names), b)
         return batch
 
     def log_metrics(self) -> dict[str, float]:
         return {f"quota_{m}": float(q) for m, q in zip(self.ctx.modalities, self.quotas)}
 
     def config(self) -> dict:
-        return {"n_min": self.n_min, "n_max": self.n_max, "quota_mode": self.quota_mode}
+        return {"n_min": self.n_min, "n_max": self.n_max}
 
 
 class FixedQuotaSampler(QuotaSampler):
@@ -92,9 +107,8 @@ class FixedQuotaSampler(QuotaSampler):
     name = "fixed"
 
     def __init__(self, quotas: list[int] | None = None, n_min: int | None = None,
-                 n_max: int | None = None,
-                 quota_mode: str = "steps"):
-        super().__init__(n_min, n_max, quota_mode)
+                 n_max: int | None = None):
+        super().__init__(n_min, n_max)
         values = quotas if isinstance(quotas, (list, tuple)) else [quotas]
         if quotas is None or any(
             isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values
@@ -108,6 +122,9 @@ class FixedQuotaSampler(QuotaSampler):
             raise ConfigError(f"fixed: 'quotas' needs {len(ctx.modalities)} values, one per "
                               f"modality {ctx.modalities}, got {self.fixed}")
         lo, hi = min(self.fixed), max(self.fixed)
+        if hi > MAX_QUOTA_BATCHES * ctx.batch_size:
+            raise ConfigError(f"fixed: 'quotas' must be at most {MAX_QUOTA_BATCHES} x the batch "
+                              f"size ({MAX_QUOTA_BATCHES * ctx.batch_size}), got {hi}")
         # the fixed quotas set the clamp unless given: a fixed policy is never clipped
         self.n_min_cfg = lo if self.n_min_cfg is None else self.n_min_cfg
         self.n_max_cfg = hi if self.n_max_cfg is None else self.n_max_cfg
@@ -134,9 +151,9 @@ class DUSHeuristicSampler(QuotaSampler):
 
     name = "dus-h"
 
-    def __init__(self, strength: float = 4.0, n_min: int | None = None, n_max: int | None = None,
-                 quota_mode: str = "steps"):
-        super().__init__(n_min, n_max, quota_mode)
+    def __init__(self, strength: float = 4.0, n_min: int | None = None,
+                 n_max: int | None = None):
+        super().__init__(n_min, n_max)
         if strength < 0 or not math.isfinite(strength):
             raise ConfigError(f"dus-h: 'strength' must be a finite number >= 0, got {strength}")
         self.strength = strength

@@ -23,10 +23,12 @@ import torch
 from torch import nn
 
 from mmbalance.errors import ConfigError, UserError, one_line
-from mmbalance.policies.base import SamplerContext, Scorer
+from mmbalance.limits import MAX_POLICY_PARAMETERS, check_path
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.dus import QuotaSampler
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
+from mmbalance.trainers.quota import check_quota_mode
+from mmbalance.trainers.sampler import SamplerContext, Scorer
 from mmbalance.trainers.signals import quota_observation, status_features
 
 FORMAT = "mmbalance-policy/1"
@@ -176,7 +178,7 @@ def check_policy_spec(meta: Path, spec) -> None:
             s.get(act, "squash", "action_space", bool)
         outputs = len(low)
     layers = s.get(spec, "layers", "", list)
-    width, linear = dim, 0
+    width, linear, parameters = dim, 0, 0
     for i, layer in enumerate(layers):
         where = f"layers[{i}]"
         layer_kind = s.get(layer, "kind", where, str)
@@ -186,6 +188,12 @@ def check_policy_spec(meta: Path, spec) -> None:
                 s.fail(f"{where}.in", f"is {n_in}, but the layer before gives {width} values")
             width = s.get(layer, "out", where, int, 1, MAX_WIDTH)
             linear += 1
+            # counted before any layer exists: 30 layers of 65536 x 65536 would allocate
+            # 17 GB each before policy.pt is even read
+            parameters += (n_in + 1) * width
+            if parameters > MAX_POLICY_PARAMETERS:
+                s.fail("layers", f"declare more than {MAX_POLICY_PARAMETERS:,} parameters "
+                       f"(at least {parameters:,} by layer {i}); a sampling policy is small")
         elif layer_kind not in ACTIVATIONS:
             s.fail(f"{where}.kind", f"must be 'linear' or one of {sorted(ACTIVATIONS)}, got "
                    f"{layer_kind!r}")
@@ -197,7 +205,7 @@ def check_policy_spec(meta: Path, spec) -> None:
 
 def load_policy(path: str | Path) -> ExportedPolicy:
     """An exported policy, checked against its schema, tensors read without running code."""
-    folder = Path(path)
+    folder = check_path(path, "policy")
     meta, weights = folder / "policy.json", folder / "policy.pt"
     if not meta.is_file() or not weights.is_file():
         raise UserError(f"{folder}: not an exported policy (needs policy.json and policy.pt)")
@@ -215,10 +223,16 @@ def load_policy(path: str | Path) -> ExportedPolicy:
     except (RuntimeError, EOFError, OSError) as exc:
         raise UserError(f"{weights}: not a readable tensor file "
                         f"({one_line(exc)[:200]})") from None
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        got = type(state).__name__ if not isinstance(state, dict) else "other values"
+        raise UserError(f"{weights}: must hold a mapping of parameter names to tensors (a "
+                        f"state dict), got {got}")
     try:
         policy.load_state_dict(state)
     except (RuntimeError, AttributeError) as exc:
-        raise UserError(f"{weights}: tensors do not match policy.json ({exc})") from None
+        raise UserError(f"{weights}: tensors do not match policy.json ({one_line(exc)})") \
+            from None
     return policy.eval()
 
 
@@ -233,8 +247,7 @@ class LearnedQuotaSampler(QuotaSampler):
         self.k = int(env_cfg.get("steps_per_action", 10))
         self.mode = action_mode(policy.spec)
         self.grid = tuple(env_cfg.get("quota_grid", DEFAULT_GRID))
-        # quotas mean what they meant when the policy was learned
-        super().__init__(quota_mode=env_cfg.get("quota_mode", "batch"))
+        super().__init__()
 
     def bind(self, ctx: SamplerContext) -> None:
         # the budget rule the policy learned with (`free` for policies exported before it)
@@ -242,6 +255,8 @@ class LearnedQuotaSampler(QuotaSampler):
                                       self.policy.spec["env_config"].get("budget", "free"))
         self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
         super().bind(ctx)
+        if ctx.quota_plan is not None:  # bound in a run (not in a bare check)
+            check_policy_quota_mode(self.policy.spec, self.plan.mode, self.path)
         m = len(ctx.modalities)
         if self.policy.obs_dim != 5 * m + 2:
             raise UserError(
@@ -267,7 +282,7 @@ class LearnedQuotaSampler(QuotaSampler):
     def start_epoch(self, epoch: int, scorer: Scorer) -> None:
         super().start_epoch(epoch, scorer)
         if self.steps == 0 and self.last_action is None:
-            from mmbalance.trainers.status import LearningStatus
+            from mmbalance.balance import LearningStatus
 
             self._decide(LearningStatus(self.ctx.modalities))
 
@@ -322,7 +337,7 @@ class LearnedSequenceSampler(BucketSampler):
         self.status = status
 
     def start_epoch(self, epoch: int, scorer: Scorer) -> None:
-        from mmbalance.trainers.status import LearningStatus
+        from mmbalance.balance import LearningStatus
 
         if epoch % self.epochs_per_action:  # the env's action holds for epochs_per_action
             super().start_epoch(epoch, scorer)
@@ -337,6 +352,29 @@ class LearnedSequenceSampler(BucketSampler):
         self.set_action(*self.actions.pacing_weights(unit))
         self.last_unit = unit
         super().start_epoch(epoch, scorer)
+
+
+def policy_quota_mode(spec: dict) -> str:
+    """The quota meaning a quota policy was learned with: its env's `train.quota_mode`, an
+    older export's env-level `quota_mode` (`steps` is today's `extra-steps`), or `batch` for
+    policies exported before quota meanings existed."""
+    env_cfg = spec.get("env_config", {})
+    mode = (env_cfg.get("train") or {}).get("quota_mode") or env_cfg.get("quota_mode")
+    if mode is None:
+        return "batch" if "budget" not in env_cfg else "share"
+    try:
+        return check_quota_mode(str(mode))
+    except ConfigError as exc:
+        raise UserError(f"policy.json: env_config: {exc}") from None
+
+
+def check_policy_quota_mode(spec: dict, run_mode: str, path: str | None) -> None:
+    """A quota policy replays only under the quota meaning it was learned with: its actions
+    mean other amounts of training under another."""
+    mode = policy_quota_mode(spec)
+    if mode != run_mode:
+        raise ConfigError(f"learned policy {path}: it was learned with quota_mode {mode!r}, "
+                          f"this run uses {run_mode!r}; run it with --set quota_mode={mode}")
 
 
 def make_learned_sampler(path: str) -> QuotaSampler | BucketSampler:

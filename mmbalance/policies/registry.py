@@ -31,6 +31,10 @@ def make_sampler(spec: str) -> Sampler:
 
         return make_dus_rl_sampler(rest)
     name, options = parse_spec(spec, "sampler")
+    if "quota_mode" in options:  # a sampler option before it became a training option
+        raise ConfigError(f"sampler '{name}': quota_mode is a training option now: "
+                          f"--set quota_mode={options['quota_mode']} (in a compare grid: "
+                          f"METHOD/{name}/quota_mode={options['quota_mode']})")
     if name not in SAMPLERS:
         allowed = [*sorted(SAMPLERS), "dus-rl", "learned:PATH"]
         raise ConfigError(f"sampler: unknown {name!r}; allowed: {allowed}")

@@ -7,7 +7,8 @@ A run folder (it holds `steps.parquet`) gives `accuracy.png`, `status.png`,
 `discrepancy.png`, and, when the sampler makes them vary, `quotas.png` and `subset.png`;
 an online policy's run (dus-rl: `rl_*` step columns) adds `policy.png`.
 A comparison folder (it holds `compare.json`) gives `accuracy_by_method.png`,
-`discrepancy_curves.png` and `weak_modality.png`. Modality names come from the
+`discrepancy_curves.png`, `weak_modality.png` and (with probe accuracies)
+`accuracy_vs_weak_probe.png`. Modality names come from the
 `s_hat_<m>` columns of `steps.parquet`; the Bayes accuracies (`best_accuracy`, keyed by
 modality and `all` for the fused input) are drawn as dashed lines where known, and chance
 (1 / number of classes, where the folder records `num_classes`) as a dotted grey line.
@@ -23,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmbalance.errors import UserError
+from mmbalance.limits import check_path
 from mmbalance.report.common import data_label, discover_modalities
 
 __all__ = ["data_label", "discover_modalities", "make_report"]
@@ -30,7 +32,7 @@ __all__ = ["data_label", "discover_modalities", "make_report"]
 
 def make_report(path: str | Path) -> list[Path]:
     """Write the plots of a run or comparison folder into `<path>/plots/`; return their paths."""
-    folder = Path(path)
+    folder = check_path(path, "report")
     if (folder / "steps.parquet").is_file():
         from mmbalance.report.run import run_report
 

@@ -1,5 +1,6 @@
 """Plots of a comparison folder (it holds `compare.json`): `accuracy_by_method.png`,
-`discrepancy_curves.png` and `weak_modality.png`."""
+`discrepancy_curves.png`, `weak_modality.png` and, when the runs have probe accuracies,
+`accuracy_vs_weak_probe.png` (`tradeoff.py`)."""
 
 from __future__ import annotations
 
@@ -9,29 +10,41 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mmbalance.errors import UserError
 from mmbalance.report import common
 
 
 def compare_report(folder: Path) -> list[Path]:
     """All plots of one comparison folder."""
-    meta = common.read_json(folder / "compare.json")
-    results = common.read_table(folder / "results.parquet")
+    meta_path, results_path = folder / "compare.json", folder / "results.parquet"
+    meta = common.read_json(meta_path)
+    results = common.read_table(results_path)
     if "diverged" in results:  # a diverged run has no result to plot (compare.py)
         results = results[~results["diverged"].astype(bool)].reset_index(drop=True)
-    modalities = list(meta.get("modalities") or [])
+    modalities = common.get(meta, meta_path, "modalities", list, [])
+    if not all(isinstance(m, str) for m in modalities):
+        raise UserError(f"{meta_path}: 'modalities' must be a list of names, got {modalities!r}")
     if not modalities:
         modalities = [c[len("test_acc_"):] for c in results.columns if c.startswith("test_acc_")]
-    best = meta.get("best_accuracy") or {}
-    data = common.data_label(meta.get("data", "?"))
+    if len(results):
+        common.require_columns(results, results_path, ["method", "sampler"], numeric=False)
+        common.require_columns(results, results_path, [
+            c for c in ("test_acc", "seed", *(f"test_acc_{m}" for m in modalities))
+            if c in results])
+    grid = common.get(meta, meta_path, "grid", list, [])
+    if not all(isinstance(g, list) and len(g) == 2 and all(isinstance(x, str) for x in g)
+               for g in grid):
+        raise UserError(f"{meta_path}: 'grid' must be a list of [method, sampler] pairs")
+    best = common.bayes_values(meta, meta_path)
+    data = common.data_label(common.get(meta, meta_path, "data", str, "?"))
     chance = meta.get("num_classes")
-    plots = folder / "plots"
-    plots.mkdir(exist_ok=True)
+    plots = common.plots_folder(folder)
 
     written = []
     if len(results) and "test_acc" in results:
         written.append(plot_accuracy_by_method(results, modalities, best, data,
                                                plots / "accuracy_by_method.png", chance))
-    order = [tuple(g) for g in meta.get("grid") or []]
+    order = [tuple(g) for g in grid]
     if {"method", "sampler"} <= set(results.columns):
         order += list(zip(results["method"], results["sampler"]))
     curves = _discrepancy_by_group(folder / "runs", order)
@@ -41,6 +54,11 @@ def compare_report(folder: Path) -> list[Path]:
     if len(results) and cols and all(c in results for c in cols):
         written.append(plot_weak_modality(results, modalities, data,
                                           plots / "weak_modality.png", chance))
+    from mmbalance.report import tradeoff
+
+    if tradeoff.has_probes(results, modalities):  # probes off: nothing to put on its x axis
+        written.append(tradeoff.plot_accuracy_vs_weak_probe(
+            results, modalities, data, plots / tradeoff.FIGURE, chance))
     return written
 
 
@@ -88,10 +106,11 @@ def plot_accuracy_by_method(
 
 def _run_group(run_dir: Path) -> tuple[str, str] | None:
     """(method, sampler) of a run folder: from its config, else from its `<m>__<s>__s<n>` name."""
-    config = common.read_json(run_dir / "config.json")
-    method = config.get("train", {}).get("method")
-    sampler = config.get("sampler")
-    if method and sampler:
+    path = run_dir / "config.json"
+    config = common.read_json(path)
+    method = common.get(config, path, "train", dict, {}).get("method")
+    sampler = common.get(config, path, "sampler", str, None)
+    if isinstance(method, str) and method and sampler:
         return method, sampler
     parts = run_dir.name.split("__")
     return (parts[0], parts[1]) if len(parts) == 3 else None
@@ -107,6 +126,7 @@ def _discrepancy_by_group(
         group = _run_group(run_dir)
         if group is None or "discrepancy" not in epochs or "epoch" not in epochs:
             continue
+        common.require_columns(epochs, run_dir / "epochs.parquet", ["epoch", "discrepancy"])
         frames.setdefault(group, []).append(epochs[["epoch", "discrepancy"]])
     rank = {key: i for i, key in reversed(list(enumerate(order)))}
     keys = sorted(frames, key=lambda k: (rank.get(k, len(rank)), k))

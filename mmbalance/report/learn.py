@@ -9,9 +9,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import yaml
 
-from mmbalance.report.common import DPI
+from mmbalance.errors import UserError
+from mmbalance.report import common
 
 # progress.parquet column -> (key in a fixed policy's levels, panel title)
 PANELS = (
@@ -22,10 +22,16 @@ PANELS = (
 
 
 def learn_report(folder: Path) -> list[Path]:
-    cfg = yaml.safe_load((folder / "learn_config.yaml").read_text()) or {}
-    progress = pd.read_parquet(folder / "progress.parquet")
-    out = folder / "plots"
-    out.mkdir(exist_ok=True)
+    cfg = common.read_yaml(folder / "learn_config.yaml")
+    path = folder / "progress.parquet"
+    progress = common.read_table(path, required=True)
+    if progress.empty:
+        raise UserError(f"{path}: holds no rows (no iteration finished); nothing to plot")
+    common.require_columns(progress, path, ["env_steps"])
+    if not progress["env_steps"].notna().any():  # the x axis falls back on iterations
+        common.require_columns(progress, path, ["iteration"])
+    common.require_columns(progress, path, [col for col, _, _ in PANELS if col in progress])
+    out = common.plots_folder(folder)
     title = f"{cfg.get('algorithm', '?')} on the {cfg.get('env', '?')} env"
     return [plot_learning_curve(progress, title, out / "learning_curve.png")]
 
@@ -33,10 +39,7 @@ def learn_report(folder: Path) -> list[Path]:
 def plot_learning_curve(progress: pd.DataFrame, title: str, path: Path,
                         levels: dict[str, dict] | None = None) -> Path:
     """One panel per PANELS entry; `levels` = {policy name: {"return": ..., ...}}."""
-    fig = learning_curve_figure(progress, title, levels)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return common.save(learning_curve_figure(progress, title, levels), path, tight=False)
 
 
 def learning_curve_figure(progress: pd.DataFrame, title: str,

@@ -15,16 +15,23 @@ from mmbalance.report import common
 
 def run_report(folder: Path) -> list[Path]:
     """All plots of one run folder."""
-    config = common.read_json(folder / "config.json")
-    steps = common.read_table(folder / "steps.parquet")
-    epochs = common.read_table(folder / "epochs.parquet")
+    config_path = folder / "config.json"
+    config = common.read_json(config_path)
+    steps_path, epochs_path = folder / "steps.parquet", folder / "epochs.parquet"
+    steps = common.read_table(steps_path, required=True)
+    epochs = common.read_table(epochs_path)
     modalities = common.discover_modalities(list(steps.columns))
-    method = config.get("train", {}).get("method", "?")
-    data = common.data_label(config.get("data", "?"))
-    title = f"{data} — {method} / {config.get('sampler', '?')}"
-    best = config.get("best_accuracy") or {}
-    plots = folder / "plots"
-    plots.mkdir(exist_ok=True)
+    if len(steps):  # the columns a plot draws: present and numeric
+        common.require_columns(steps, steps_path, [
+            "step", *(c for c in steps.columns if c.startswith(("s_", "quota_")))])
+    if "val_acc" in epochs:
+        common.require_columns(epochs, epochs_path, ["epoch", "val_acc"])
+    train = common.get(config, config_path, "train", dict, {})
+    method = train.get("method", "?")
+    data = common.data_label(common.get(config, config_path, "data", str, "?"))
+    title = f"{data} — {method} / {common.get(config, config_path, 'sampler', str, '?')}"
+    best = common.bayes_values(config, config_path)
+    plots = common.plots_folder(folder)
 
     written = []
     if "val_acc" in epochs:
@@ -33,6 +40,7 @@ def run_report(folder: Path) -> list[Path]:
     if len(steps) and modalities:
         written.append(plot_status(steps, modalities, title, plots / "status.png"))
     if "discrepancy" in steps:
+        common.require_columns(steps, steps_path, ["step", "discrepancy"])
         written.append(plot_discrepancy(steps, title, plots / "discrepancy.png"))
     if quotas_vary(steps, modalities):
         written.append(plot_quotas(steps, modalities, title, plots / "quotas.png"))

@@ -8,26 +8,29 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import yaml
 
-from mmbalance.report.common import DPI
+from mmbalance.report import common
 
 
 def sweep_report(folder: Path) -> list[Path]:
-    cfg = yaml.safe_load((folder / "sweep.yaml").read_text())
-    metric = cfg.get("metric", "val_acc")
-    results = pd.read_parquet(folder / "results.parquet")
-    out = folder / "plots"
-    out.mkdir(exist_ok=True)
+    cfg_path, results_path = folder / "sweep.yaml", folder / "results.parquet"
+    cfg = common.read_yaml(cfg_path)
+    metric = common.get(cfg, cfg_path, "metric", str, "val_acc")
+    name = str(cfg.get("name", ""))
+    results = common.read_table(results_path, required=True)
+    out = common.plots_folder(folder)
     paths = []
     params = [c for c in results.columns if c.startswith("config/")]
     if params and metric in results:
-        paths.append(plot_metric_vs_params(results, params, metric, cfg.get("name", ""), out))
+        common.require_columns(results, results_path, [metric])
+        paths.append(plot_metric_vs_params(results, params, metric, name, out))
     trials = folder / "trials.parquet"
     if trials.is_file():
-        history = pd.read_parquet(trials)
+        history = common.read_table(trials)
         if metric in history and "training_iteration" in history:
-            paths.append(plot_curves(history, metric, cfg.get("name", ""), out))
+            common.require_columns(history, trials, [metric, "training_iteration"])
+            common.require_columns(history, trials, ["trial"], numeric=False)
+            paths.append(plot_curves(history, metric, name, out))
     return paths
 
 
@@ -51,11 +54,7 @@ def plot_metric_vs_params(results: pd.DataFrame, params: list[str], metric: str,
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     fig.suptitle(f"sweep {name}: {metric} of each trial (last report)")
-    fig.tight_layout()
-    path = out / "sweep_metric_vs_params.png"
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return common.save(fig, out / "sweep_metric_vs_params.png")
 
 
 def plot_curves(history: pd.DataFrame, metric: str, name: str, out: Path) -> Path:
@@ -72,8 +71,4 @@ def plot_curves(history: pd.DataFrame, metric: str, name: str, out: Path) -> Pat
     ax.grid(alpha=0.3)
     if len(trials) <= 10:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "sweep_curves.png"
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return common.save(fig, out / "sweep_curves.png")

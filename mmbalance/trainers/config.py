@@ -17,6 +17,7 @@ from typing import Any
 from mmbalance.errors import ConfigError
 from mmbalance.spec import typed_fields
 from mmbalance.trainers.methods import METHOD_CLASSES, METHODS
+from mmbalance.trainers.quota import check_quota_mode
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -57,6 +58,9 @@ class TrainConfig:
     # learning status (mmbalance/balance.py)
     accumulation: str = "mean"  # mean (the paper's running mean) | ema
     ema_beta: float = 0.05
+    # what a quota sampler's quotas mean (`mmbalance/trainers/quota.py`): share (a fixed
+    # budget of updates, moved between modalities), scaled, batch, extra-steps (adds updates)
+    quota_mode: str = "share"
     # the method's own hyperparameters (its `Options`); None: the method's defaults
     options: Any = field(default=None)
 
@@ -82,6 +86,7 @@ class TrainConfig:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         if not self.lr_gamma > 0:
             raise ConfigError(f"lr_gamma: must be > 0, got {self.lr_gamma}")
+        self.quota_mode = check_quota_mode(self.quota_mode)
         if not 0 < self.ema_beta <= 1:
             raise ConfigError(f"ema_beta: must be in (0, 1], got {self.ema_beta}")
         want = METHOD_CLASSES[self.method].Options

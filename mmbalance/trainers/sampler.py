@@ -25,16 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mmbalance.trainers.quota import QuotaPlan
 from mmbalance.trainers.state import from_saveable, object_state, to_saveable
 
 Batch = dict[str, np.ndarray]
 # A quota sampler's batch may also carry a paired batch of B under this key, for methods
 # that train a fusion loss beside the per-modality losses (joint-uni)
 PAIRED = "__paired__"
-# What a quota n_j means to a method that takes per-modality batches (mla, joint-uni):
-# batch = one mean-reduced step on the n_j samples (a larger quota only lowers gradient
-# noise); scaled = that loss weighted by n_j / B; steps = ceil(n_j / B) optimizer steps
-QUOTA_MODES = ("batch", "scaled", "steps")
 
 
 @dataclass
@@ -64,6 +61,9 @@ class SamplerContext:
     # the training loss's weights (per modality, then fusion) where the method has them:
     # BSS's measurer uses them unless given its own
     loss_weights: tuple[float, ...] | None = None
+    # the run's quota meaning (`TrainConfig.quota_mode`): how many rows a quota sampler
+    # draws per modality for its quotas (`QuotaPlan.rows`)
+    quota_plan: QuotaPlan | None = None
 
 
 class Sampler:
@@ -77,8 +77,6 @@ class Sampler:
     name = "base"
     unimodal_batches = False  # True: yields per-modality batches; needs a method like MLA
     observes = False  # True: wants per-sample (sim, loss) of every trained batch
-    # how a method reads per-modality batch sizes (quota samplers set it; see QUOTA_MODES)
-    quota_mode = "batch"
 
     def __init__(self) -> None:
         pass

@@ -24,8 +24,10 @@ from mmbalance.errors import ConfigError, DivergedError, UserError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
+from mmbalance.trainers.ledger import ComputeLedger
 from mmbalance.trainers.methods import METHOD_CLASSES, MethodContext, StepOutput, read_outputs
 from mmbalance.trainers.metrics import classification_metrics
+from mmbalance.trainers.quota import QuotaPlan
 from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
 
 # what `state_dict` writes; 2: the sampler's and the method's own state_dict (issue 11)
@@ -99,11 +101,13 @@ class Trainer:
             if config.lr_step
             else None
         )
+        self.ledger = ComputeLedger(self.model, self.optimizer, self.modalities)
+        self.quota_plan = QuotaPlan(config.quota_mode, config.batch_size, len(self.modalities))
         resident = {m: a.data if a.resident else a for m, a in self.train_x.items()}
         self.method = method_cls(MethodContext(
             model=self.model, optimizer=self.optimizer, x=resident, y=self.train_y,
             generator=self.generator, batch_size=config.batch_size,
-            quota_mode=self.sampler.quota_mode), config.options)
+            quota_mode=config.quota_mode), config.options)
         self._status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
         self.sampler.bind(
             SamplerContext(
@@ -115,6 +119,7 @@ class Trainer:
                 num_classes=dataset.num_classes,
                 paired_with_quotas=method_cls.wants_paired_with_quotas,
                 loss_weights=self.method.loss_weights(),
+                quota_plan=self.quota_plan,
             )
         )
         self.epoch = 0
@@ -122,7 +127,8 @@ class Trainer:
         self.in_epoch = False
         self._history = History()
         # trained steps whose numbers are still where they were computed (see `_read_steps`)
-        self._pending: list[tuple[StepOutput, int, int, dict | None]] = []
+        self._pending: list[tuple[StepOutput, int, int, dict | None, np.ndarray | None]] = []
+        self._quotas: np.ndarray | None = None
         self._reads_status = self.sampler.reads_status
         self._step_metrics = type(self.sampler).step_metrics is not Sampler.step_metrics
         self.best_val = -math.inf
@@ -180,6 +186,7 @@ class Trainer:
         `step()` is `next_batch` + the method's update + `record_step`; a caller that trains
         several runs in one batched update (the vectorised env) uses the two halves.
         """
+        self.ledger.start()
         while not self.done:
             self._t0 = time.perf_counter()  # sampler and training time; not evaluation
             self._c0 = time.thread_time()
@@ -188,7 +195,9 @@ class Trainer:
                 self.method.ctx.epoch = self.epoch
                 self.sampler.start_epoch(self.epoch, self.training_pass)
                 self.in_epoch = True
+            self.quota_plan.last = None
             batch = self.sampler.next_batch()  # an observing sampler folds its epoch in here
+            self._quotas = self.quota_plan.last  # a quota sampler's decision for this step
             if batch is None:
                 self._read_steps()
                 self.train_seconds += time.perf_counter() - self._t0
@@ -210,14 +219,14 @@ class Trainer:
         if self.sampler.observes and out.logits is not None:
             rows = self._host_batch[self.modalities[0]]
             self.sampler.observe(ForwardPass(rows, out.logits, out.labels))
-        self._pending.append((out, self.global_step, self.epoch, None))
+        self._pending.append((out, self.global_step, self.epoch, None, self._quotas))
         if self._reads_status:
             self._read_steps()
             self.sampler.update(self._status)
         if self._step_metrics:  # after update: a policy's row shows its latest decision
             extra = dict(self.sampler.step_metrics())
             if self._pending:
-                self._pending[-1] = (*self._pending[-1][:3], extra)
+                self._pending[-1] = (*self._pending[-1][:3], extra, self._pending[-1][4])
             else:
                 self._history.steps[-1].update(extra)
         self.last_step = out
@@ -234,26 +243,34 @@ class Trainer:
         values = read_outputs([p[0] for p in pending])
         k = len(self.modalities)
         losses = [out.loss_of(v) for (out, *_), v in zip(pending, values)]
-        bad = next((i for i, (loss, v) in enumerate(zip(losses, values))
-                    if not (math.isfinite(loss) and all(map(math.isfinite, v[k : 2 * k])))),
+        # which modalities trained in each step (a `share` quota can skip one)
+        trained = [[out.sizes.get(m, 1) > 0 for m in self.modalities] for out, *_ in pending]
+        bad = next((i for i, (loss, v, t) in enumerate(zip(losses, values, trained))
+                    if not (math.isfinite(loss)
+                            and all(math.isfinite(c) for c, on in zip(v[k : 2 * k], t) if on))),
                    None)
         good = len(pending) if bad is None else bad
-        status = self._status.fold([(v[:k], v[k : 2 * k]) for v in values[:good]])
+        status = self._status.fold([(v[:k], v[k : 2 * k]) for v in values[:good]],
+                                   trained[:good])
+        # quota_<m>: what the sampler asked for (a quota sampler's quota, else the batch);
+        # rows_<m>: the samples modality m trained on in the step
         keys = ["step", "epoch", "loss", *(f"quota_{m}" for m in self.modalities),
-                *self._status.keys()]
+                *self._status.keys(), *(f"rows_{m}" for m in self.modalities)]
         steps = self._history.steps
-        for (out, step, epoch, extra), loss, row in zip(pending, losses, status):
+        for (out, step, epoch, extra, quotas), loss, row in zip(pending, losses, status):
             sizes = [out.sizes.get(m, 0) for m in self.modalities]
-            steps.append(dict(zip(keys, [step, epoch, loss, *sizes, *row])))
+            asked = sizes if quotas is None else quotas.tolist()
+            steps.append(dict(zip(keys, [step, epoch, loss, *asked, *row, *sizes])))
             if extra:
                 steps[-1].update(extra)
         if bad is not None:
-            out, step, epoch, _ = pending[bad]
-            self._raise_diverged(losses[bad], values[bad][k : 2 * k], step, epoch)
+            out, step, epoch, *_ = pending[bad]
+            self._raise_diverged(losses[bad], values[bad][k : 2 * k], step, epoch, trained[bad])
 
-    def _raise_diverged(self, loss: float, ce: list[float], step: int, epoch: int) -> None:
+    def _raise_diverged(self, loss: float, ce: list[float], step: int, epoch: int,
+                        trained: list[bool]) -> None:
         """Name where the loss stopped being a number, with the usual causes."""
-        bad = [m for m, v in zip(self.modalities, ce) if not math.isfinite(v)]
+        bad = [m for m, v, on in zip(self.modalities, ce, trained) if on and not math.isfinite(v)]
         where = {"step": step, "epoch": epoch, "modality": bad[0] if bad else "multimodal"}
         value = ce[self.modalities.index(bad[0])] if bad else loss
         raise DivergedError(
@@ -316,6 +333,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "method": self.method.state_dict(),
             "sampler": self.sampler.state_dict(),
+            "quota_plan": self.quota_plan.state_dict(),
+            "ledger": self.ledger.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "status": to_saveable(self.status.state_dict()),
@@ -348,6 +367,10 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
         self.sampler.load_state_dict(state["sampler"])
+        if "quota_plan" in state:
+            self.quota_plan.load_state_dict(state["quota_plan"])
+        if "ledger" in state:
+            self.ledger.load_state_dict(state["ledger"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self._pending = []
@@ -429,6 +452,7 @@ class Trainer:
     def final_metrics(self) -> dict:
         """Val and test metrics of the model with the best validation accuracy (test also
         holds each encoder's linear-probe accuracy `probe_acc_<m>` unless `probe` is off)."""
+        ledger = self.ledger.snapshot(self.train_seconds)  # before the final passes
         current = None
         if self.best_state is not None:
             current = self._weights()
@@ -439,6 +463,7 @@ class Trainer:
             "test": self.evaluate("test"),
             "train_seconds": self.train_seconds,
             "steps": self.global_step,
+            "ledger": ledger,
         }
         if self.config.probe:
             out["test"].update({f"probe_acc_{m}": v for m, v in self.probe().items()})

@@ -3,7 +3,8 @@
 Output folder: `learn_config.yaml` (the resolved config), `progress.parquet` (one row per
 iteration: env steps, episode return, the MML metrics), TensorBoard events in `tb/`,
 checkpoints in `checkpoints/iter_NNNN/` (RLlib's `save_to_path`), and the exported policy in
-`policy/` (plain torch + JSON, runnable with `--sampler learned:OUT/policy`).
+`policy/` (plain torch + JSON, runnable with `--sampler learned:OUT/policy`). With `tracking:
+mlflow` each iteration's row also goes to MLflow (`mmbalance/tracking.py`: `LearnRun`).
 
 `mmbalance learn --resume OUT [--iterations N]` continues an interrupted (or finished) run
 from its newest complete checkpoint: RLlib restores the algorithm (policy, optimizer, env
@@ -78,7 +79,7 @@ def latest_checkpoint(out: Path) -> tuple[int, Path] | None:
 # resume after learn_config.yaml was edited (another network shape) is refused by name
 CONFIG_COPY = "mmbalance_learn_config.yaml"
 # what may change between a run and its resume (the budget; the cluster is not the run's)
-RESUMABLE_KEYS = ("iterations", "address")
+RESUMABLE_KEYS = ("iterations", "address", "tracking", "tracking_uri")
 
 
 def _save(algo, out: Path, i: int, cfg: LearnConfig) -> None:
@@ -283,9 +284,16 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
         out = new_run_dir(out)
         (out / "run_id").write_text(new_run_id() + "\n")
     out = Path(out)
-    (out / "learn_config.yaml").write_text(yaml.safe_dump(_stored(cfg), sort_keys=False))
+    stored = _stored(cfg)
+    (out / "learn_config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
     first = start[0] + 1 if start is not None else 1
     algo = None
+    tracked = None
+    if cfg.tracking == "mlflow":
+        from mmbalance.tracking import LearnRun
+
+        tracked = LearnRun(out, cfg.tracking_uri, stored)
+    ok = False
     try:
         algo = build_algorithm_config(cfg).build_algo()
         if start is not None:
@@ -309,6 +317,8 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
             row = summary_row(i, result, time.perf_counter() - t0)
             rows.append(row)
             write_table(out / "progress.parquet", rows)  # nothing lost if interrupted
+            if tracked is not None:
+                tracked.log_row(row)
             if writer is not None:
                 for key, value in _flatten(result).items():
                     if math.isfinite(value):  # e.g. no episode has ended yet: NaN
@@ -327,8 +337,10 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
         env = cfg.env_class()(cfg.env_config)
         # what a quota meant while the policy learned and how quotas share an iteration's
         # budget (the env's defaults unless given): the exported policy replays with both
-        mode = ({"quota_mode": env.cfg.quota_mode, "budget": env.cfg.budget}
-                if hasattr(env.cfg, "quota_mode") else {})
+        quota = hasattr(env.cfg, "budget")
+        mode = ({"train": {**env.cfg.train,
+                           "quota_mode": env.cfg.train_config(0).quota_mode},
+                 "budget": env.cfg.budget} if quota else {})
         if cfg.env == "quota-vector":  # export the single run's policy: a quota policy
             from mmbalance.envs import QuotaEnv
 
@@ -349,9 +361,12 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
             "iterations": last,
         }
         export_policy(algo.get_module(), env, out / "policy", meta, cfg.algorithm, cfg.seed)
+        ok = True
     finally:
         if algo is not None:
             algo.stop()
+        if tracked is not None:
+            tracked.finish(ok)
     return {"out": out, "rows": rows, "config": cfg}
 
 

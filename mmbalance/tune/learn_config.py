@@ -16,6 +16,8 @@ env_runners: {...}        # of .env_runners(), e.g. num_env_runners, num_gpus_pe
 learners: {...}           # of .learners(), e.g. num_learners, num_gpus_per_learner
 reporting: {...}          # of .reporting(), e.g. min_time_s_per_iteration
 fault_tolerance: {...}    # of .fault_tolerance(), e.g. restart_failed_env_runners
+tracking: null            # mlflow: log each iteration to MLflow too (docs/tracking.md)
+tracking_uri: null        # default: the file store OUT/mlruns
 ```
 
 Loaded with a safe YAML loader; `algorithm` and `env` are required (an empty file is an
@@ -87,9 +89,14 @@ class LearnConfig(YamlConfig):
     learners: dict = field(default_factory=dict)
     reporting: dict = field(default_factory=dict)
     fault_tolerance: dict = field(default_factory=dict)
+    tracking: str | None = None  # mlflow: log to MLflow too (mmbalance/tracking.py)
+    tracking_uri: str | None = None  # default: <out>/mlruns
 
     def check(self) -> None:
         cls = algorithm_config_class(self.algorithm)
+        from mmbalance.tracking import check_tracking_key
+
+        check_tracking_key(self.tracking, self.tracking_uri)
         if self.env not in ENVS:
             raise ConfigError(f"env: unknown {self.env!r}; allowed: {list(ENVS)}")
         if self.iterations < 1 or self.checkpoint_every < 0 or self.seed < 0:

@@ -19,13 +19,17 @@ from mmbalance.errors import DataError
 
 N_FFT = 512
 HOP = 353
+MIN_SECONDS = 0.05  # a clip shorter than this is a broken file, not speech or a sound
 
 
 def wav_problem(path: str | Path) -> str | None:
-    """Why a WAV file cannot be read whole, judged from its header alone; None if it can.
+    """Why a WAV file cannot be read whole or holds no usable audio, judged from its header
+    alone; None if it can.
 
     Cheap (a few small reads), so preparation checks every clip before it starts: a file
-    whose body was cut (an interrupted copy or download) announces more audio than it holds.
+    whose body was cut (an interrupted copy or download) announces more audio than it holds;
+    an empty data chunk or one under `MIN_SECONDS` is no clip. `clip_problem` adds the
+    content check (silence).
     """
     path = Path(path)
     size = path.stat().st_size
@@ -37,20 +41,53 @@ def wav_problem(path: str | Path) -> str | None:
         if head[:4] == b"RF64":  # sizes live in a ds64 chunk: left to the reader
             return None
         order = "little" if head[:4] == b"RIFF" else "big"
-        pos = 12
+        pos, byte_rate = 12, 0
         while True:
             f.seek(pos)
             chunk = f.read(8)
             if len(chunk) < 8:
                 return "is truncated: no audio data chunk before the end of the file"
             n = int.from_bytes(chunk[4:], order)
+            if chunk[:4] == b"fmt ":
+                fmt = f.read(12)
+                byte_rate = int.from_bytes(fmt[8:12], order) if len(fmt) == 12 else 0
             if chunk[:4] == b"data":
                 held = size - pos - 8
                 if n > held:
                     return (f"is truncated: its header announces {n} bytes of audio, the file "
                             f"holds {held}")
+                if n == 0:  # a valid header and no audio (one such clip is in CREMA-D)
+                    return "holds no audio samples (an empty clip)"
+                if byte_rate and n / byte_rate < MIN_SECONDS:
+                    return (f"is too short: {n / byte_rate:.3f} s of audio, under the "
+                            f"{MIN_SECONDS} s floor")
                 return None
             pos += 8 + n + (n & 1)
+
+
+def clip_problem(path: str | Path) -> str | None:
+    """`wav_problem`, then the content: a clip whose samples are all one value (silence,
+    or a file of zeros) would become a constant spectrogram that teaches nothing."""
+    problem = wav_problem(path)
+    if problem:
+        return problem
+    try:
+        x, rate = read_wav(path)
+    except DataError as exc:
+        return f"is unreadable: {str(exc).split(': ', 1)[-1]}"
+    return samples_problem(x, rate)
+
+
+def samples_problem(x: np.ndarray, rate: int) -> str | None:
+    """Why decoded samples are no clip: none, fewer than `MIN_SECONDS`, or all one value
+    (silence, or a file of zeros, which would become a constant spectrogram)."""
+    if x.size == 0:
+        return "holds no audio samples (an empty clip)"
+    if rate and x.size / rate < MIN_SECONDS:
+        return f"is too short: {x.size / rate:.3f} s of audio, under the {MIN_SECONDS} s floor"
+    if float(x.max()) == float(x.min()):
+        return f"is silent: every sample is {float(x[0]):g}"
+    return None
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmbalance.data.real import audio, video
+from mmbalance.data.real import audio, images, video
 from mmbalance.data.real.audiovisual import AudioVisualPreparer
 from mmbalance.data.real.preparer import Item, stratified_carve
 from mmbalance.errors import ConfigError, DataError
@@ -107,10 +107,27 @@ class CremadPreparer(AudioVisualPreparer):
     _source = "frames"
     _split_made: dict[str, list[tuple[str, str]]] | None = None
 
+    def _wav_dir(self) -> Path:
+        return self.child(self.root, "AudioWAV")
+
+    def _wavs(self) -> dict[str, Path]:
+        """{clip: file} of AudioWAV/'s clips: `.wav` in any case, hidden files left out."""
+        return {p.stem: p for p in self.listing(self._wav_dir()).values()
+                if p.suffix.lower() == ".wav"}
+
+    def _check_root(self) -> None:
+        """A folder that holds neither layout: say what was found, and when --root is one
+        of the download's own folders (AudioWAV/ itself), which folder to pass."""
+        if self.child(self.root, "annotations").is_dir() or self._wav_dir().is_dir():
+            return
+        raise self.layout_error(
+            "AudioWAV/ and VideoFlash/ (the official download), or annotations/ and "
+            "Image-01-FPS/ (the authors' layout)")
+
     def _labelled_clips(self) -> list[tuple[str, str, str, str]]:
         """(split, clip, emotion, where) from annotations/, else from AudioWAV's names."""
-        ann = self.root / "annotations"
-        files = {s: ann / f"{s}.csv" for s in ("train", "test")}
+        ann = self.child(self.root, "annotations")
+        files = {s: self.child(ann, f"{s}.csv") for s in ("train", "test")}
         present = [s for s, p in files.items() if p.is_file()]
         if present:
             if len(present) == 1:
@@ -120,11 +137,8 @@ class CremadPreparer(AudioVisualPreparer):
             self._split_made = None
             return [(s, clip, emo, f"{files[s]}: line {n}")
                     for s in ("train", "test") for n, clip, emo in read_annotations(files[s])]
-        wav_dir = self.root / "AudioWAV"
-        if not wav_dir.is_dir():
-            raise DataError(f"{self.root}: neither annotations/train.csv + test.csv nor the "
-                            "official AudioWAV/ folder found")
-        wavs = sorted(wav_dir.glob("*.wav"), key=lambda p: p.name)
+        wav_dir = self._wav_dir()
+        wavs = sorted(self._wavs().values(), key=lambda p: p.name)
         if not wavs:
             raise DataError(f"{wav_dir}: holds no .wav files")
         emos = [emotion_of(w) for w in wavs]
@@ -136,40 +150,53 @@ class CremadPreparer(AudioVisualPreparer):
                             for sp in ("train", "test")}
         return out
 
+    def _video_dirs(self) -> list[tuple[Path, str]]:
+        return [(self.child(self.root, d), suffix) for d, suffix in VIDEO_DIRS
+                if self.child(self.root, d).is_dir()]
+
     def _visual_source(self) -> tuple[str, Path]:
         """("frames", Image-<fps>-FPS folder) or ("video", the official video folder)."""
         s = self.settings
-        frames_dir = self.root / f"Image-{s.fps:02d}-FPS"
+        frames_dir = self.child(self.root, f"Image-{s.fps:02d}-FPS")
         if frames_dir.is_dir():
             return "frames", frames_dir
-        videos = [self.root / d for d, _ in VIDEO_DIRS if (self.root / d).is_dir()]
+        videos = self._video_dirs()
         if videos:
-            return "video", videos[0]
-        others = sorted(p.name for p in self.root.glob("Image-*-FPS") if p.is_dir())
-        found = f"; found {', '.join(others)} (another --set fps)" if others else ""
-        raise DataError(f"{frames_dir}: the frame folder for fps={s.fps} is missing (nor is "
-                        f"there a VideoFlash/ folder of videos to extract frames from){found}")
+            return "video", videos[0][0]
+        others = sorted(p.name for p in self.listing(self.root).values()
+                        if p.is_dir() and p.name.lower().startswith("image-")
+                        and p.name.lower().endswith("-fps"))
+        if others:
+            raise DataError(f"{frames_dir}: the frame folder for fps={s.fps} is missing (nor "
+                            "is there a VideoFlash/ folder of videos to extract frames from); "
+                            f"found {', '.join(others)} (another --set fps)")
+        raise self.layout_error(f"VideoFlash/ (the official videos) or Image-{s.fps:02d}-FPS/ "
+                                "(frames) beside AudioWAV/")
 
     def _video_of(self, clip: str) -> Path:
-        for folder, suffix in VIDEO_DIRS:
-            path = self.root / folder / f"{clip}{suffix}"
-            if path.exists():
+        for folder, suffix in self._video_dirs():
+            path = self.listing(folder).get(f"{clip}{suffix}".lower())
+            if path is not None:
                 return path
         return self.root / VIDEO_DIRS[0][0] / f"{clip}{VIDEO_DIRS[0][1]}"
 
     def items(self) -> tuple[list[Item], list[str]]:
+        self._check_root()
         kind, frames_dir = self._visual_source()
         self._source = kind
+        wavs = self._wavs()
+        frames = self.settings.frames
         out = []
         for split, clip, emo, where in self._labelled_clips():
             if emo not in CLASSES:
                 raise DataError(f"{where}: emotion {emo!r} not in {list(CLASSES)}")
-            wav = self.root / "AudioWAV" / f"{clip}.wav"
+            wav = wavs.get(clip, self._wav_dir() / f"{clip}.wav")
             if kind == "frames":
-                visual, what, check = frames_dir / clip, "frame folder", None
+                visual, what = self.child(frames_dir, clip), "frame folder"
+                check = lambda p: images.frames_problem(p, frames)
             else:
                 visual, what, check = self._video_of(clip), "video", video.stream_problem
-            if (self.require(wav, "audio file", clip, audio.wav_problem)
+            if (self.require(wav, "audio file", clip, audio.clip_problem)
                     and self.require(visual, what, clip, check)):
                 out.append(Item(clip, CLASSES.index(emo), split,
                                 {"wav": str(wav.relative_to(self.root)),

@@ -57,6 +57,50 @@ def read_image(path: str | Path, size: int | tuple[int, int], resample: str = "b
         raise DataError(f"{path}: unreadable image: {exc}") from exc
 
 
+def image_problem(path: str | Path) -> str | None:
+    """Why an image file cannot be decoded completely (a truncated JPEG from a broken copy
+    or download), None if it can: a full decode, never padded with grey, since Pillow
+    opens such a file and fails, or with `LOAD_TRUNCATED_IMAGES` pads it, only when the
+    pixels are read."""
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # set by some other library: would hide the damage
+        return "cannot be checked: PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set in this process"
+    try:
+        img = Image.open(path)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return f"is unreadable: {exc}"
+    try:
+        with img:
+            img.load()
+    except (OSError, ValueError, SyntaxError) as exc:
+        return f"cannot be decoded completely: {exc}"
+    return None
+
+
+def frames_problem(folder: str | Path, count: int = 1, minimum: int = 1) -> str | None:
+    """Why a frame folder cannot give its `count` frames: no images, fewer than `minimum`,
+    or one of the frames that would be read (`evenly_spaced`) does not decode completely."""
+    if not Path(folder).is_dir():
+        return "is not a folder"
+    files = list_frames(folder)
+    if not files:
+        return f"holds no images ({', '.join(IMAGE_SUFFIXES)})"
+    if len(files) < minimum:
+        return f"holds fewer than {minimum} frames ({len(files)})"
+    from mmbalance.data.real.preparer import file_problem
+
+    for f in files:  # a FIFO among them would block a later read: found by stat alone
+        problem = file_problem(f)
+        if problem:
+            return f"has a frame that {problem}: {f.name}"
+    for i in dict.fromkeys(evenly_spaced(len(files), count)):
+        problem = image_problem(files[i])
+        if problem:
+            return f"has a frame that {problem}: {files[i].name}"
+    return None
+
+
 def natural_key(name: str) -> list:
     """Sort key that orders the numbers inside names by value: frame_2 before frame_10."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
@@ -67,7 +111,8 @@ def list_frames(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: frame folder not found")
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith(".")),  # macOS's ._* files are not frames
                   key=lambda p: natural_key(p.name))
 
 

@@ -46,7 +46,10 @@ class ImageTextPreparer(Preparer):
         s = self.settings
         return {"image": images.read_image(self.root / item.src["image"], s.image_size,
                                            self.resample),
-                "text": self.tokenizer.encode(item.text or "", s.text_length)}
+                "text": (self.tokenizer.encode(item.text or "", s.text_length)
+                         if item.target is None else
+                         self.tokenizer.encode_pair(item.text or "", item.target,
+                                                    s.text_length))}
 
     def encoders(self) -> dict[str, dict]:
         img = {"name": "resnet50", "scale": 1 / 255}

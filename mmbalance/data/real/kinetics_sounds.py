@@ -26,7 +26,10 @@ A split's frame folder wins over its video folder. From a video, the frames are 
 1 fps (the middle frame of each second, as the authors' extraction does) and the audio is
 its sound track, decoded with PyAV. `classes` names a text file of the class names to keep
 (one per line, e.g. the 31 of the BSS code; rows of other classes are left out), so
-Kinetics' own CSVs need no editing; "" keeps every label of train.csv.
+Kinetics' own CSVs need no editing; "" keeps every label of train.csv. Listed names are
+matched to the CSV's by identity (case, spaces and underscores aside, `class_key`); one
+that matches none is an error naming it and the CSV's nearest spellings, never a class
+silently dropped.
 
 Classes are the kept label strings of train.csv in sorted order (test labels must be among
 them). Prepared (`OUT`, see `writer.py`): `audio` (1, 257, T) float32 log spectrogram (the
@@ -74,6 +77,41 @@ def read_classes(path: Path) -> list[str]:
     return names
 
 
+def class_key(name: str) -> str:
+    """A class name as matched: case, runs of spaces and underscores do not count
+    (`Playing_Bagpipes` is `playing bagpipes`)."""
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def match_classes(listed: list[str], csv_names: set[str], path: str) -> set[str]:
+    """The CSV's spellings of the listed classes, matched by `class_key`. A listed class
+    that matches none is an error naming it and the CSV's nearest spellings: dropping it
+    would shrink the task without a word (one class left gives a perfect test accuracy)."""
+    import difflib
+
+    by_key: dict[str, str] = {}
+    for name in sorted(csv_names):
+        by_key.setdefault(class_key(name), name)
+    kept, unmatched = set(), []
+    for name in listed:
+        found = by_key.get(class_key(name))
+        if found is None:
+            unmatched.append(name)
+        else:
+            kept.add(found)
+    if unmatched:
+        keys = list(by_key)
+        parts = []
+        for name in unmatched:
+            near = difflib.get_close_matches(class_key(name), keys, n=3, cutoff=0.6)
+            hint = (f"nearest in train.csv: {', '.join(repr(by_key[k]) for k in near)}"
+                    if near else "no similar name in train.csv")
+            parts.append(f"{name!r} ({hint})")
+        raise DataError(f"{path}: {len(unmatched)} listed class(es) not in train.csv (case, "
+                        f"spaces and underscores aside): {'; '.join(parts)}")
+    return kept
+
+
 def youtube_key(path: Path) -> str:
     """`<id>` of a Kinetics video file named `<id>_<start>_<end>` (YouTube ids have 11
     characters) or `<id>`."""
@@ -82,18 +120,34 @@ def youtube_key(path: Path) -> str:
 
 
 def _with_sound(path: Path) -> str | None:
-    from mmbalance.data.real.video import stream_problem
+    """A video with a decodable picture and a sound track that is a clip (`samples_problem`:
+    not empty, not shorter than the floor, not silent), as a WAV must be."""
+    from mmbalance.data.real.video import stream_problem, video_audio
 
-    return stream_problem(path, ("video", "audio"))
+    problem = stream_problem(path, ("video", "audio"))
+    if problem:
+        return problem
+    try:
+        x, rate = video_audio(path)
+    except DataError as exc:
+        return f"has an unreadable sound track: {str(exc).split(': ', 1)[-1]}"
+    problem = audio.samples_problem(x, rate)
+    return f"sound track {problem}" if problem else None
 
 
-def index_videos(folder: Path) -> dict[str, Path]:
-    """{youtube id: video file} of every video under `folder` (two files of one id: error)."""
+def index_videos(folder: Path, hidden: set[str] | None = None) -> dict[str, Path]:
+    """{youtube id: video file} of every video under `folder` (two files of one id: error).
+    Hidden files (macOS's `._*`) are left out, and added to `hidden`. FIFOs and other
+    special files named like videos are kept: preparation names them, never opens them."""
     from mmbalance.data.real.video import VIDEO_SUFFIXES
 
     found: dict[str, Path] = {}
     for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file():
+        if any(part.startswith(".") for part in p.relative_to(folder).parts):
+            if hidden is not None:
+                hidden.add(str(p))
+            continue
+        if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir():
             key = youtube_key(p)
             if key in found:
                 raise DataError(f"{p}: a second video of {key!r} (the first is {found[key]})")
@@ -125,26 +179,34 @@ class KineticsSoundsPreparer(AudioVisualPreparer):
 
     def _split_source(self, split: str) -> tuple[str, dict[str, Path] | None]:
         """("frames", None) for the BSS layout, ("video", {id: file}) for Kinetics videos."""
-        frames = self.root / f"{split}_img" / "Image-01-FPS"
+        frames = self._frames_dir(split)
         if frames.is_dir():
             return "frames", None
-        videos = self.root / f"{split}_video"
+        videos = self.child(self.root, f"{split}_video")
         if videos.is_dir():
-            return "video", index_videos(videos)
-        raise DataError(f"{self.root}: split '{split}' has neither {frames.relative_to(self.root)}"
-                        f"/ (frames) nor {videos.relative_to(self.root)}/ (videos)")
+            return "video", index_videos(videos, self.hidden)
+        raise self.layout_error(f"{split}_img/Image-01-FPS/ (frames) or {split}_video/ "
+                                "(videos)", f" for split '{split}'")
+
+    def _frames_dir(self, split: str) -> Path:
+        return self.child(self.child(self.root, f"{split}_img"), "Image-01-FPS")
 
     def items(self) -> tuple[list[Item], list[str]]:
-        rows = {s: read_table(self.root / "annotations" / f"{s}.csv", ("youtube_id", "label"))
+        ann = self.child(self.root, "annotations")
+        if not ann.is_dir():
+            raise self.layout_error("annotations/ (train.csv, test.csv) and train_video/, "
+                                    "test_video/ (or train_img/, train_wav/, ...)")
+        rows = {s: read_table(self.child(ann, f"{s}.csv"), ("youtube_id", "label"))
                 for s in ("train", "test")}
-        keep = set(read_classes(Path(self.settings.classes))) if self.settings.classes else None
+        keep = None
+        if self.settings.classes:
+            keep = match_classes(read_classes(Path(self.settings.classes)),
+                                 {r["label"] for r in rows["train"]}, self.settings.classes)
         classes = sorted({r["label"] for r in rows["train"] if keep is None or r["label"] in keep})
-        if keep is not None and not classes:
-            raise DataError(f"{self.settings.classes}: none of its classes occurs in train.csv")
         self._sources = {}
         out = []
         for split, table in rows.items():
-            path = self.root / "annotations" / f"{split}.csv"
+            path = self.child(ann, f"{split}.csv")
             kind, videos = self._split_source(split)
             self._sources[split] = kind
             for n, row in enumerate(table, start=2):
@@ -160,17 +222,13 @@ class KineticsSoundsPreparer(AudioVisualPreparer):
                         out.append(Item(vid, classes.index(label), split,
                                         {"video": str(video.relative_to(self.root))}))
                     continue
-                folder = self.root / f"{split}_img" / "Image-01-FPS" / vid
-                wav = self.root / f"{split}_wav" / f"{vid}.wav"
-                if not (self.require(folder, "frame folder", vid)
-                        and self.require(wav, "audio file", vid, audio.wav_problem)):
+                folder = self.child(self._frames_dir(split), vid)
+                wav = self.child(self.child(self.root, f"{split}_wav"), f"{vid}.wav")
+                n = self.settings.frames  # the authors' loader drops clips with too few
+                if not (self.require(folder, "frame folder", vid,
+                                     lambda p: images.frames_problem(p, n, n))  # noqa: B023
+                        and self.require(wav, "audio file", vid, audio.clip_problem)):
                     continue
-                if len(images.list_frames(folder)) < self.settings.frames:
-                    if self.skip_missing:
-                        self.skipped.append(f"{vid}: fewer than {self.settings.frames} frames")
-                        continue
-                    raise DataError(f"{folder}: fewer than {self.settings.frames} frames "
-                                    f"(item {vid!r}; --skip-missing leaves such clips out)")
                 out.append(Item(vid, classes.index(label), split,
                                 {"wav": str(wav.relative_to(self.root)),
                                  "frames": str(folder.relative_to(self.root))}))

@@ -97,12 +97,39 @@ def parse_list(path: Path) -> list[dict]:
     return out
 
 
+def npy_problem(path: Path) -> str | None:
+    """Why a `.npy` array cannot be read or holds nothing; None if it can (header only, the
+    array is mapped, not read)."""
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        return f"is unreadable: {exc}"
+    if not isinstance(arr, np.ndarray) or arr.size == 0:
+        return "holds no values"
+    return None
+
+
+def sensor_problem(path: Path) -> str | None:
+    """A sensor's frames as they come: a video with no decodable frame, a frame folder
+    whose first frame does not decode, or an empty or unreadable `.npy`."""
+    if path.is_dir():
+        return images.frames_problem(path)
+    if path.suffix.lower() == ".npy":
+        return npy_problem(path)
+    from mmbalance.data.real.video import stream_problem
+
+    return stream_problem(path)
+
+
 class NVGesturePreparer(Preparer):
     name = "nvgesture"
     modalities = ("rgb", "depth", "flow")
     settings_cls = Settings
 
     def items(self) -> tuple[list[Item], list[str]]:
+        if not any((self.root / n).is_file() for names in LISTS.values() for n in names):
+            raise self.layout_error(f"{LISTS['train'][0]} (or {LISTS['train'][1]}), the test "
+                                    "list and Video_data/")
         out = []
         for split, names in LISTS.items():
             lst = next((self.root / n for n in names if (self.root / n).is_file()),
@@ -118,11 +145,11 @@ class NVGesturePreparer(Preparer):
                     found = next((p for p in (base.with_name(name + ".avi"), base,
                                               base.with_name(name + ".npy")) if p.exists()),
                                  base.with_name(name + ".avi"))
-                    ok = ok and self.require(found, f"{sensor} video", item_id)
+                    ok = ok and self.require(found, f"{sensor} video", item_id, sensor_problem)
                     src[sensor] = [str(base.relative_to(self.root)), start, end]
                 if self.settings.flow_source == "files":
                     flow = self.root / "Video_data" / "flow_data" / split / f"{idx}.npy"
-                    ok = ok and self.require(flow, "optical flow", item_id)
+                    ok = ok and self.require(flow, "optical flow", item_id, npy_problem)
                     src["flow"] = str(flow.relative_to(self.root))
                 if ok:
                     out.append(Item(item_id, entry["label"], split, src))

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from mmbalance.data.dataset import SPLITS, MultimodalDataset, Split
+from mmbalance.data.dataset import SPLITS, MultimodalDataset, Split, check_modality_names
 from mmbalance.errors import ConfigError, DataError
+from mmbalance.limits import check_path
 
 
 class NpyMemmap(np.memmap):
@@ -67,7 +68,7 @@ def load_prepared(path: str | Path, name: str | None = None,
     `encoders` overrides backbones per modality (a name keeps the prepared input options,
     e.g. normalisation); `pretrained` gives local checkpoint paths per modality.
     """
-    path = Path(path)
+    path = check_path(path, f"data: {name or 'prepared'}")  # a name over the OS limits
     meta_path = path / "meta.json"
     if not meta_path.is_file():
         hint = f"mmbalance prepare {name or 'DATASET'} --root RAW_DIR --out {path}"
@@ -79,7 +80,8 @@ def load_prepared(path: str | Path, name: str | None = None,
         raise DataError(f"{meta_path}: unreadable: {exc}") from exc
     if name is not None and meta.get("dataset") != name:
         raise DataError(f"{path}: holds a prepared {meta.get('dataset')!r} dataset, not {name!r}")
-    modalities = list(meta["modalities"])
+    # checked before any name becomes a file name (`<split>/<m>.npy`: `../x` would leave)
+    modalities = check_modality_names(meta.get("modalities"), str(meta_path))
     splits = {}
     for s in SPLITS:
         y_path = path / s / "labels.npy"
@@ -108,8 +110,9 @@ def load_prepared(path: str | Path, name: str | None = None,
             raise ConfigError(f"encoder_{m}: no modality {m!r}; the data has {modalities}")
         if isinstance(choice, dict):
             enc[m] = dict(choice)
-        elif choice in ("mlp", "cnn"):
-            enc[m] = {"name": choice}
+        elif choice in ("mlp", "cnn"):  # the input step the arrays need, not the backbone's
+            keep = ("scale", "mean", "std", "vocab_size", "pad_id")
+            enc[m] = {"name": choice, **{k: v for k, v in enc.get(m, {}).items() if k in keep}}
         else:  # another backbone: keep the input options the data needs (norm, vocab)
             enc[m] = {**enc.get(m, {}), "name": choice}
     for m, p in (pretrained or {}).items():

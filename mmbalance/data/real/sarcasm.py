@@ -127,7 +127,7 @@ class SarcasmPreparer(ImageTextPreparer):
     mean, std = images.CLIP_MEAN, images.CLIP_STD
 
     def _annotations(self) -> dict[str, list[tuple[str, int, str, str]]]:
-        ann, text = self.root / "annotations", self.root / "text"
+        ann, text = self.child(self.root, "annotations"), self.child(self.root, "text")
         if ann.is_dir():
             files = {"train": ann / "train_data.json", "test": ann / "test_data.json"}
             for name in ("valid_data.json", "val_data.json"):
@@ -138,19 +138,20 @@ class SarcasmPreparer(ImageTextPreparer):
         if text.is_dir():
             return {split: read_original(text / name, self.settings.drop_cue_words)
                     for split, name in ORIGINAL_FILES.items()}
-        raise DataError(f"{self.root}: neither annotations/ (the BSS code's JSON files) nor "
-                        "text/ (the original release's train.txt, valid2.txt, test2.txt) found")
+        raise self.layout_error("text/ (the original release's train.txt, valid2.txt, "
+                                "test2.txt) and dataset_image/, or annotations/ (the BSS "
+                                "code's JSON files) and images/")
 
     def items(self) -> tuple[list[Item], list[str]]:
         s = self.settings
-        image_dir = next((self.root / d for d in ("images", "dataset_image")
-                          if (self.root / d).is_dir()), self.root / "images")
+        image_dir = next((self.child(self.root, d) for d in ("images", "dataset_image")
+                          if self.child(self.root, d).is_dir()), self.root / "images")
         out = []
         for split, rows in self._annotations().items():
             for where, y, text, image_name in rows:
                 item_id = f"{split}:{where}:{image_name}"
-                image = image_dir / image_name
-                if self.require(image, "image", item_id):
+                image = self.child(image_dir, image_name)
+                if self.require(image, "image", item_id, images.image_problem):
                     out.append(Item(item_id, y, split,
                                     {"image": str(image.relative_to(self.root))},
                                     pre_caption(text, s.max_words)))

@@ -140,12 +140,19 @@ class WordPieceTokenizer:
             start = end
         return ids
 
+    def token_ids(self, text: str) -> list[int]:
+        return [i for w in basic_tokens(text, self.lowercase) for i in self.wordpieces(w)]
+
     def encode(self, text: str, length: int) -> np.ndarray:
-        body = [i for w in basic_tokens(text, self.lowercase) for i in self.wordpieces(w)]
+        body = self.token_ids(text)
         ids = [self.cls_id, *body[: max(0, length - 2)], self.sep_id][:length]
         out = np.full(length, self.pad_id, np.int64)
         out[: len(ids)] = ids
         return out
+
+    def encode_pair(self, text: str, second: str, length: int) -> np.ndarray:
+        """`[CLS] text [SEP] second [SEP]` (BERT's sentence pair), see `pair_ids`."""
+        return pair_ids(self, self.token_ids(text), self.token_ids(second), length)
 
 
 class HashingTokenizer:
@@ -163,12 +170,33 @@ class HashingTokenizer:
         digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
         return 4 + int.from_bytes(digest, "little") % (self.vocab_size - 4)
 
+    def token_ids(self, text: str) -> list[int]:
+        return [self.word_id(w) for w in basic_tokens(text)]
+
     def encode(self, text: str, length: int) -> np.ndarray:
-        body = [self.word_id(w) for w in basic_tokens(text)]
+        body = self.token_ids(text)
         ids = [self.cls_id, *body[: max(0, length - 2)], self.sep_id][:length]
         out = np.zeros(length, np.int64)
         out[: len(ids)] = ids
         return out
+
+    def encode_pair(self, text: str, second: str, length: int) -> np.ndarray:
+        """`[CLS] text [SEP] second [SEP]` (BERT's sentence pair), see `pair_ids`."""
+        return pair_ids(self, self.token_ids(text), self.token_ids(second), length)
+
+
+def pair_ids(tok: WordPieceTokenizer | HashingTokenizer, first: list[int], second: list[int],
+             length: int) -> np.ndarray:
+    """`[CLS] first [SEP] second [SEP]`, padded to `length`. Too long: the first segment is
+    cut first: the second (the target of a target-oriented task, TomBERT's segment B) keeps
+    up to half of the room, so a long tweet never pushes its target out."""
+    room = max(0, length - 3)
+    keep_second = second[: max(1, room // 2) if first else room][:room]
+    keep_first = first[: room - len(keep_second)]
+    ids = [tok.cls_id, *keep_first, tok.sep_id, *keep_second, tok.sep_id][:length]
+    out = np.full(length, tok.pad_id, np.int64)
+    out[: len(ids)] = ids
+    return out
 
 
 def load_tokenizer(path: str | None, hash_vocab_size: int = 30522

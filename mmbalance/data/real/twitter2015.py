@@ -11,8 +11,13 @@ RAW/twitter2015_images/<ImageID>
 
 The original TomBERT files (github.com/jefferyYu/TomBERT, absa_data/twitter2015/: `#1
 Label`, `#2 ImageID`, `#3 String` with the target masked as `$T$`, then the target in a
-second `#3 String` column) are read too: the target is put back. The files are read one
-record per line with quoting off, as they were written (`read_tsv`).
+second `#3 String` column) are read too, as the task is: target-oriented sentiment, so the
+input carries its target. The sentence (target put back) is BERT's first segment and the
+target its second, `[CLS] sentence [SEP] target [SEP]`, as TomBERT feeds them (`index.parquet`
+has a `target` column): two targets of one tweet are two distinct inputs. The BSS files have
+no target column (the BSS code classifies the tweet as a whole); they are read as they are.
+The files are read one record per line with quoting off, as they were written
+(`read_records`).
 
 Prepared (`OUT`, see `writer.py`): `image` (3, 384, 384) uint8 (the BSS code resizes to 384
 and only scales to [0, 1]) and `text` (30,) int64 token ids of the cleaned tweet (English
@@ -26,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmbalance.data.real import images
 from mmbalance.data.real.imagetext import ImageTextPreparer, check_image_text_settings
 from mmbalance.data.real.preparer import Item
 from mmbalance.data.real.text import english_words, pre_caption
@@ -83,7 +89,17 @@ def _columns(path: Path, header: list[str]) -> tuple[int, int, list[int]]:
 
 
 def read_tsv(path: Path) -> list[tuple[int, int, str, str]]:
-    """(line, label, text, image id) of every record of a Twitter2015 TSV.
+    """(line, label, text, image id) of every record of a Twitter2015 TSV; in TomBERT's
+    files the text is the sentence with its target put back (`read_records` keeps the
+    target apart, as preparation does)."""
+    return [(n, y, text if target is None else text.replace("$T$", target), image)
+            for n, y, text, target, image in read_records(path)]
+
+
+def read_records(path: Path) -> list[tuple[int, int, str, str | None, str]]:
+    """(line, label, text, target, image id) of every record of a Twitter2015 TSV; the
+    target is None in the BSS files (no target column), else TomBERT's target, and the
+    text its sentence with the target masked as `$T$`.
 
     Every line must have the header's number of fields. One exception is exact: where the
     tweet is the only free-text column (the BSS files), a line with more fields has tabs
@@ -115,11 +131,20 @@ def read_tsv(path: Path) -> list[tuple[int, int, str, str]]:
         image = fields[i_image].strip()
         if not image:
             raise DataError(f"{path}: line {n}: empty image id")
-        text = fields[i_texts[0]]
+        text, target = fields[i_texts[0]], None
         if len(i_texts) == 2:  # TomBERT: the target, masked as $T$ in the sentence
-            text = text.replace("$T$", fields[i_texts[1]])
-        rows.append((n, y, text, image))
+            target = fields[i_texts[1]].strip()
+            if not target:
+                raise DataError(f"{path}: line {n}: empty target (second #3 String)")
+        rows.append((n, y, text, target, image))
     return rows
+
+
+def clean_target(target: str, max_words: int) -> str:
+    """A target as the tweet's words are cleaned; one that is no English word (a name in
+    another script) keeps its own characters, lowercased: a target is never lost."""
+    return (pre_caption(english_words(target), max_words)
+            or pre_caption(target, max_words) or target.lower())
 
 
 class Twitter2015Preparer(ImageTextPreparer):
@@ -127,16 +152,36 @@ class Twitter2015Preparer(ImageTextPreparer):
     settings_cls = Settings
     has_val = True
 
+    _masked = 0  # BSS-file tweets that hold a `$T$` mask and no target column
+
     def items(self) -> tuple[list[Item], list[str]]:
         s = self.settings
+        ann = self.child(self.root, "annotations")
+        if not ann.is_dir():
+            raise self.layout_error("annotations/ (train.tsv, dev.tsv, test.tsv) and "
+                                    f"{s.image_dir}/")
         out = []
+        self._masked = 0
         for split, fname in SPLIT_FILES.items():
-            path = self.root / "annotations" / fname
-            for n, y, text, image_id in read_tsv(path):
+            path = self.child(ann, fname)
+            for n, y, text, target, image_id in read_records(path):
+                self._masked += target is None and "$T$" in text
                 item_id = f"{split}:{n}:{image_id}"
-                image = self.root / s.image_dir / image_id
-                if self.require(image, "image", item_id):
-                    clean = pre_caption(english_words(text), s.max_words)
-                    out.append(Item(item_id, y, split,
-                                    {"image": str(image.relative_to(self.root))}, clean))
+                image = self.child(self.child(self.root, s.image_dir), image_id)
+                if not self.require(image, "image", item_id, images.image_problem):
+                    continue
+                if target is not None:  # the sentence whole; the target its own segment
+                    text = text.replace("$T$", target)
+                    target = clean_target(target, s.max_words)
+                clean = pre_caption(english_words(text), s.max_words)
+                out.append(Item(item_id, y, split, {"image": str(image.relative_to(self.root))},
+                                clean, target))
         return out, list(CLASSES)
+
+    def notes(self) -> list[str]:
+        if not self._masked:
+            return super().notes()
+        return [*super().notes(),
+                (f"text: {self._masked} tweets hold a $T$ mask but these files have no target "
+                "column, so which entity each label is about is not in the data; TomBERT's "
+                "files (#3 String twice) carry it")]

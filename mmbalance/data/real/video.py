@@ -37,8 +37,9 @@ def _av(path: Path) -> Any:
 
 
 def stream_problem(path: Path, kinds: tuple[str, ...] = ("video",)) -> str | None:
-    """Why `path` cannot give its `kinds` streams ("video", "audio"), from the container's
-    header alone; None if it can. Cheap, so preparation checks every file before it starts
+    """Why `path` cannot give its `kinds` streams ("video", "audio"): from the container's
+    header, then the first frame of each (a video with no decodable frame is left out like a
+    missing one); None if it can. Cheap, so preparation checks every file before it starts
     (a Kinetics video without sound is then left out with --skip-missing, like a missing
     WAV, rather than stopping the run midway)."""
     av = _av(path)
@@ -49,6 +50,14 @@ def stream_problem(path: Path, kinds: tuple[str, ...] = ("video",)) -> str | Non
                     return f"has no {kind} stream"
     except (av.FFmpegError, OSError, ValueError) as exc:  # the container cannot be opened
         return f"is unreadable: {exc}"
+    for kind in kinds:  # a header is not content: one frame of each stream must decode
+        try:
+            with av.open(str(path)) as container:
+                stream = getattr(container.streams, kind)[0]
+                if next(iter(container.decode(stream)), None) is None:
+                    return f"has no decodable {kind} frame"
+        except Exception as exc:  # noqa: BLE001 - decoders raise many types: all the same
+            return f"has no decodable {kind} frame ({exc})"
     return None
 
 

@@ -13,8 +13,14 @@ OUT/<split>/labels.npy   int64 labels (split = train, val, test)
 OUT/<split>/<m>.npy      one .npy per modality, (n, *shape), written in place through
                          np.lib.format.open_memmap and read back with mmap_mode="r"
 OUT/index.parquet        one row per sample: split, row, id, label, class, text (if any)
-OUT/meta.json            written last: modalities, classes, shapes, encoders, settings
+OUT/meta.json            written last: modalities, classes, shapes, encoders, settings,
+                         the items left out with their reasons (--skip-missing) and the
+                         number of hidden files ignored
 ```
+
+Before anything is written, the preparer lists every item and checks its files (content
+included: `Preparer.require`); every problem found is raised at once (`raise_problems`),
+and a split of fewer than 2 classes is an error.
 
 Preparation writes each sample's arrays into its row and records finished rows in the
 manifest after flushing the arrays, so an interrupted run (an error, Ctrl-C, a killed job)
@@ -58,11 +64,24 @@ def _split_items(prep: Preparer, items: list[Item]) -> dict[str, list[Item]]:
     for s in SPLITS:
         if not by[s]:
             raise DataError(f"{prep.root}: {prep.name} split '{s}' has no items")
+    for s in SPLITS:  # one class makes any accuracy perfect: never a silent result
+        present = sorted({it.label for it in by[s]})
+        if len(present) < 2:
+            raise DataError(f"{prep.root}: {prep.name} split '{s}' would hold {len(present)} "
+                            f"class (label {present[0]}, {len(by[s])} items); a classification "
+                            "task needs at least 2: check the class list and the annotations")
     return by
+
+
+def class_counts(by: dict[str, list[Item]], num_classes: int) -> str:
+    """`classes per split: train 6, val 6, test 6 (of 6)`: said before a preparation."""
+    shown = ", ".join(f"{s} {len({it.label for it in by[s]})}" for s in SPLITS)
+    return f"classes per split: {shown} (of {num_classes})"
 
 
 def _plan(prep: Preparer) -> tuple[dict, dict[str, list[Item]]]:
     items, class_names = prep.items()
+    prep.raise_problems()  # every broken file found while listing, named at once
     by = _split_items(prep, items)
     for s, its in by.items():
         ids = [it.id for it in its]
@@ -214,6 +233,7 @@ def prepare(prep: Preparer, out: str | Path, progress: bool = True, workers: int
     done = _read_manifest(manifest)
     todo = [(s, r, it) for s in SPLITS for r, it in enumerate(by[s]) if (s, r) not in done]
     total = sum(len(by[s]) for s in SPLITS)
+    report(class_counts(by, len(plan["class_names"])))
     for line in prep.notes():
         report(line)
     if len(todo) < total:
@@ -272,8 +292,11 @@ def _finish(prep: Preparer, out: Path, plan: dict, by: dict[str, list[Item]]) ->
     names = plan["class_names"]
     cols: dict[str, list] = {"split": [], "row": [], "id": [], "label": [], "class": []}
     texts = any(it.text is not None for s in SPLITS for it in by[s])
+    targets = any(it.target is not None for s in SPLITS for it in by[s])
     if texts:
         cols["text"] = []
+    if targets:
+        cols["target"] = []
     for s in SPLITS:
         for r, it in enumerate(by[s]):
             cols["split"].append(s)
@@ -283,6 +306,8 @@ def _finish(prep: Preparer, out: Path, plan: dict, by: dict[str, list[Item]]) ->
             cols["class"].append(names[it.label])
             if texts:
                 cols["text"].append(it.text)
+            if targets:
+                cols["target"].append(it.target)
     pq.write_table(pa.table(cols), out / "index.parquet")
     meta = {
         "format": FORMAT,
@@ -295,6 +320,8 @@ def _finish(prep: Preparer, out: Path, plan: dict, by: dict[str, list[Item]]) ->
         "encoders": prep.encoders(),
         "settings": plan["settings"],
         "skipped": prep.skipped,
+        "skipped_counts": prep.skip_counts,
+        "hidden_files_ignored": len(prep.hidden),
         "raw_root": str(prep.root.resolve()),
         **prep.describe(),
     }

@@ -1,6 +1,6 @@
 """DUS-RL's options: the selector (`dus-rl:k=5,lr=0.01,init=PATH`), the defaults an initial
 exported policy brings (its env config's decision interval, action mode, quota grid, reward
-and quota mode), and their checks, each failure one line naming the option."""
+and budget rule), and their checks, each failure one line naming the option."""
 
 from __future__ import annotations
 
@@ -11,16 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmbalance.errors import ConfigError, UserError
+from mmbalance.limits import TRAIN_MAXIMA
 from mmbalance.policies.learned import ExportedPolicy, load_policy
 from mmbalance.policies.quota_actions import DEFAULT_GRID
 from mmbalance.spec import parse_spec, typed_fields
 from mmbalance.trainers.signals import RewardConfig
 
 MODES = ("discrete", "flat", "continuous")
+MAX_HIDDEN_LAYERS = 16
 SPACE_MODE = {"MultiDiscrete": "discrete", "Discrete": "flat", "Box": "continuous"}
 # every option but init=PATH, whose value may hold commas (see `parse_selector`)
 OPTIONS = ("k", "lr", "entropy", "baseline_beta", "hidden", "mode", "grid", "w_discrepancy",
-           "w_weak", "w_val", "scale", "log_std", "learn_std", "quota_mode", "budget")
+           "w_weak", "w_val", "scale", "log_std", "learn_std", "budget")
 
 
 def _number(name: str, value) -> float:
@@ -46,7 +48,6 @@ class DUSRLOptions:
     learn_std: bool
     init: str | None  # an exported RLlib quota policy to start from
     policy_file: ExportedPolicy | None
-    quota_mode: str
     budget: str  # fixed: quotas rescaled to M·B per iteration (policies/quota_actions.py)
 
     def config(self) -> dict:
@@ -71,7 +72,6 @@ def dus_rl_options(
     log_std: float = -1.0,
     learn_std: bool = True,
     init: str | None = None,
-    quota_mode: str | None = None,
     budget: str | None = None,
 ) -> DUSRLOptions:
     """The options as given, over an initial policy's env config (where `init` names one),
@@ -96,10 +96,9 @@ def dus_rl_options(
              "val_acc": ("w_val", w_val), "scale": ("scale", scale)}
     reward = RewardConfig.from_dict({**base.to_dict(), **{
         key: _number(name, v) for key, (name, v) in given.items() if v is not None}})
-    # an initial policy's quotas mean what they meant when it was learned (`batch` for
-    # policies exported before quota modes existed)
-    default_quota_mode = env_cfg.get("quota_mode", "batch") if policy else "steps"
-    budget = budget or (env_cfg.get("budget", "free") if policy else "fixed")  # likewise
+    # an initial policy's quotas follow the budget rule it was learned with (`free` for
+    # policies exported before budgets existed)
+    budget = budget or (env_cfg.get("budget", "free") if policy else "fixed")
     opts = DUSRLOptions(
         k=int(k_given), lr=_number("lr", lr), entropy=_number("entropy", entropy),
         baseline_beta=_number("baseline_beta", baseline_beta),
@@ -107,8 +106,7 @@ def dus_rl_options(
         mode=mode or env_cfg.get("action_mode", "discrete"),
         grid=tuple(float(g) for g in (grid or env_cfg.get("quota_grid", DEFAULT_GRID))),
         reward=reward, log_std=_number("log_std", log_std), learn_std=bool(learn_std),
-        init=init, policy_file=policy, quota_mode=quota_mode or default_quota_mode,
-        budget=budget)
+        init=init, policy_file=policy, budget=budget)
     _check(opts, k_given)
     return opts
 
@@ -130,6 +128,10 @@ def _check(opts: DUSRLOptions, k_given: float) -> None:
     if not opts.hidden or min(opts.hidden) < 1:
         raise ConfigError(f"dus-rl: 'hidden' needs sizes >= 1 (e.g. 32 or 64/64), got "
                           f"{opts.hidden}")
+    # bounded as the model's `hidden` is: hidden=2000000000 would allocate 96 GB at bind
+    if max(opts.hidden) > TRAIN_MAXIMA["hidden"] or len(opts.hidden) > MAX_HIDDEN_LAYERS:
+        raise ConfigError(f"dus-rl: 'hidden' takes at most {MAX_HIDDEN_LAYERS} sizes of at "
+                          f"most {TRAIN_MAXIMA['hidden']:,} each, got {opts.hidden}")
 
 
 def parse_selector(rest: str) -> dict:
@@ -143,6 +145,9 @@ def parse_selector(rest: str) -> dict:
     path, after = (tail[: later.start()], tail[later.start() + 1 :]) if later else (tail, "")
     _, options = parse_spec("dus-rl:" + ",".join(p for p in (head.rstrip(","), after) if p),
                             "sampler")
+    if "quota_mode" in options:  # a sampler option before it became a training option
+        raise ConfigError(f"sampler 'dus-rl': quota_mode is a training option now: --set "
+                          f"quota_mode={options['quota_mode']}")
     options = typed_fields("sampler 'dus-rl'", options, dus_rl_options, noun="option")
     if sep:
         if not path.strip():

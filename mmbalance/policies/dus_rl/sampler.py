@@ -12,6 +12,7 @@ from mmbalance.policies.dus import QuotaSampler
 from mmbalance.policies.dus_rl.network import QuotaPolicyNetwork, one_thread
 from mmbalance.policies.dus_rl.options import DUSRLOptions, dus_rl_options, parse_selector
 from mmbalance.policies.dus_rl.reinforce import Reinforce
+from mmbalance.policies.learned import check_policy_quota_mode
 from mmbalance.policies.quota_actions import QuotaActionMap
 from mmbalance.trainers.sampler import SamplerContext, Scorer
 from mmbalance.trainers.signals import Snapshot, quota_observation, reward
@@ -25,7 +26,7 @@ class DUSRLSampler(QuotaSampler):
 
     def __init__(self, **options) -> None:
         self.options: DUSRLOptions = dus_rl_options(**options)
-        super().__init__(quota_mode=self.options.quota_mode)
+        super().__init__()
 
     # the options a caller reads, under their selector names
     k = property(lambda self: self.options.k)
@@ -43,6 +44,8 @@ class DUSRLSampler(QuotaSampler):
                                       self.options.budget)
         self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
         super().bind(ctx)
+        if self.policy_file is not None and ctx.quota_plan is not None:
+            check_policy_quota_mode(self.policy_file.spec, self.plan.mode, self.init)
         num_classes = ctx.num_classes
         if num_classes is None and self.policy_file is not None:
             num_classes = self.policy_file.spec.get("num_classes")

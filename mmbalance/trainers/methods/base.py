@@ -6,15 +6,12 @@ quota mode and the batch size (`MethodContext`), never the trainer. Each method 
 its own hyperparameter dataclass (`Method.Options`), whose field names are the flat keys a
 user writes (`--set ogm_alpha=0.5`, `train: {mla_fusion: equal}` in YAML).
 
-Methods that take per-modality batches read a DUS quota n_j by the sampler's `quota_mode`
-(`quota_chunks`): `batch` (one mean-reduced step on the n_j samples: a larger quota only
-lowers gradient noise), `scaled` (that loss weighted by n_j / B, so twice the samples give
-twice the step) or `steps` (ceil(n_j / B) optimizer steps on the n_j samples).
+Methods that take per-modality batches read a modality's rows by the run's quota meaning
+(`TrainConfig.quota_mode`, `mmbalance/trainers/quota.py`: `quota_chunks`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +22,10 @@ from mmbalance.errors import ConfigError
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.methods.output import Pending, StepOutput
+from mmbalance.trainers.quota import quota_chunks
 from mmbalance.trainers.state import from_saveable, object_state
+
+__all__ = ["Method", "MethodContext", "NoOptions", "StepOutput", "batch_output", "quota_chunks"]
 
 
 @dataclass
@@ -38,7 +38,7 @@ class MethodContext:
     y: torch.Tensor  # the training split's labels, on the device
     generator: torch.Generator  # the run's own stream for training-time noise
     batch_size: int
-    quota_mode: str  # what the sampler's per-modality batch sizes mean
+    quota_mode: str  # what per-modality batch sizes mean (TrainConfig.quota_mode)
     epoch: int = 0
 
     @property
@@ -52,20 +52,6 @@ class NoOptions:
 
     def check(self) -> None:
         pass
-
-
-def quota_chunks(idx: torch.Tensor, batch_size: int, mode: str) -> list[tuple[torch.Tensor, float]]:
-    """How a modality's quota of n samples is trained: (index chunk, loss weight) per
-    optimizer step. `batch`: one step, weight 1; `scaled`: one step, weight n / B; `steps`:
-    ceil(n / B) steps on near-equal chunks, weight 1 each."""
-    n = int(idx.shape[0])
-    if mode == "batch":
-        return [(idx, 1.0)]
-    if mode == "scaled":
-        return [(idx, n / batch_size)]
-    if mode == "steps":
-        return [(c, 1.0) for c in torch.tensor_split(idx, max(1, math.ceil(n / batch_size)))]
-    raise ValueError(f"quota_mode must be batch, scaled or steps, got {mode!r}")
 
 
 class Method:
@@ -138,24 +124,31 @@ class Method:
 
 def batch_output(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor],
                  ce: dict[str, torch.Tensor | None], sizes: dict[str, int],
-                 same_rows: bool, total) -> StepOutput:
+                 same_rows: bool, total, modalities: list[str] | None = None) -> StepOutput:
     """The output of a step on per-modality batches: per-modality batch score, then unimodal
     CE (over every sample a modality was trained on this iteration).
 
     `ce[m]`, where given, is modality m's training loss on exactly these samples (one
     chunk): the same number `F.cross_entropy` would compute again. With `same_rows` (a
     paired batch: every modality trained on the same samples) and every CE given, the
-    scores come later in bulk (see `output.py`); otherwise they are computed now."""
-    names = list(uni)
-    if same_rows and all(ce.get(m) is not None for m in names):
+    scores come later in bulk (see `output.py`); otherwise they are computed now. A
+    modality of `modalities` that is missing from `uni` trained nothing this iteration
+    (a `share` quota can skip one): its numbers are NaN and its size 0, and the learning
+    status leaves it as it was."""
+    names = list(modalities) if modalities is not None else list(uni)
+    if same_rows and len(uni) == len(names) and all(ce.get(m) is not None for m in names):
         pending = Pending("prob", [_detached(uni[m]) for m in names], ys[names[0]],
                           [_detached(ce[m]) for m in names])
         return StepOutput(None, names, sizes, total=total, pending=pending)
     with torch.no_grad():
-        s = torch.stack([true_class_score(uni[m], ys[m]).mean() for m in names])
-        losses = [ce[m].detach() if ce.get(m) is not None
+        some = next(iter(uni.values()))
+        nan = torch.full((), float("nan"), device=some.device, dtype=some.dtype)
+        s = torch.stack([true_class_score(uni[m], ys[m]).mean() if m in uni else nan
+                         for m in names])
+        losses = [nan if m not in uni else ce[m].detach() if ce.get(m) is not None
                   else F.cross_entropy(uni[m].detach(), ys[m]) for m in names]
-        return StepOutput(torch.cat([s, torch.stack(losses)]), names, sizes, total=total)
+        return StepOutput(torch.cat([s, torch.stack(losses)]), names,
+                          {m: sizes.get(m, 0) for m in names}, total=total)
 
 
 def _detached(t: torch.Tensor) -> torch.Tensor:

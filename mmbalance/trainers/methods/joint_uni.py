@@ -1,7 +1,8 @@
 """`joint-uni`: the papers' baseline, `w_mm CE(fusion) + sum_j w_j CE(head_j)` with a separate
-linear head per modality (the BSS code: CREMA-D `0.1 CE_mm + 0.9 (CE_a + CE_v)`); with DUS
-quotas, each unimodal loss on its own quota of samples and the fusion loss on a paired batch
-of B."""
+linear head per modality (the BSS code: CREMA-D `0.1 CE_mm + 0.9 (CE_a + CE_v)`). With DUS
+quotas under `share` (the default), the quotas move the uniform step's encoder updates
+between modalities at equal compute (`_share_step`); under the other quota meanings, each
+unimodal loss on its own quota of samples and the fusion loss on a paired batch of B."""
 
 from __future__ import annotations
 
@@ -97,10 +98,79 @@ class JointUniMethod(Method):
             fusion, uni = ctx.model.parts(x)
             loss = self.w_mm * F.cross_entropy(fusion, y)
             for m in ctx.modalities:
+                if self.w_uni[m] == 0:  # no zero-gradient "update" of an unused head
+                    continue
                 loss = loss + self.w_uni[m] * F.cross_entropy(uni[m], y)
             self._backward_step(loss)
             return self.paired_output(uni, fusion, y, loss, want_logits)
+        if ctx.quota_mode == "share":
+            return self._share_step(batch)
         return self._quota_step(batch)
+
+    def _share_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
+        """One iteration under `share`: modality j trains k_j updates of B (its rows are k_j B,
+        the first B of them the paired batch), sum k_j = M, as in a uniform step. The first
+        optimizer step is the uniform step's: the fusion loss and each unimodal loss on the
+        paired batch, through every encoder that updates this iteration; a modality with
+        k_j = 0 gives the fusion layer its features without gradient (no update, counted as
+        no-grad samples). Further steps train the modalities with k_j > 1 on their own rows
+        with their unimodal losses."""
+        ctx, model = self.ctx, self.ctx.model
+        b, names = ctx.batch_size, ctx.modalities
+        paired = batch[PAIRED]
+        chunks = {m: quota_chunks(batch[m], b, "share") for m in names}
+        y = ctx.y[paired]
+        zs: dict[str, list] = {m: [] for m in names}
+        yy: dict[str, list] = {m: [] for m in names}
+        ces: dict[str, list] = {m: [] for m in names}
+        feats = {}
+        for m in names:
+            if chunks[m]:
+                feats[m] = model.encoders[m](ctx.x[m][paired])
+            elif self.w_mm > 0:
+                with torch.no_grad():
+                    feats[m] = model.encoders[m](ctx.x[m][paired])
+        fusion_loss = None
+        loss = None
+        if self.w_mm > 0:
+            fusion_loss = F.cross_entropy(model.head.fusion(feats), y)
+            loss = self.w_mm * fusion_loss
+        for m in names:
+            if not chunks[m]:
+                continue
+            z = model.head.unimodal(m, feats[m])
+            ce = F.cross_entropy(z, y)
+            term = self.w_uni[m] * ce
+            loss = term if loss is None else loss + term
+            zs[m].append(z.detach())
+            yy[m].append(y)
+            ces[m].append(ce)
+        self._backward_step(loss)
+        for s in range(1, max(len(c) for c in chunks.values())):
+            loss = None
+            for m in names:
+                if s >= len(chunks[m]):
+                    continue
+                idx = chunks[m][s][0]
+                z = model.head.unimodal(m, model.encoders[m](ctx.x[m][idx]))
+                ce = F.cross_entropy(z, ctx.y[idx])
+                term = self.w_uni[m] * ce
+                loss = term if loss is None else loss + term
+                zs[m].append(z.detach())
+                yy[m].append(ctx.y[idx])
+                ces[m].append(ce)
+            self._backward_step(loss)
+        trained = [m for m in names if zs[m]]
+        out = batch_output({m: torch.cat(zs[m]) for m in trained},
+                           {m: torch.cat(yy[m]) for m in trained},
+                           {m: ces[m][0] if len(ces[m]) == 1 else None for m in trained},
+                           {m: len(batch[m]) for m in names}, same_rows=False,
+                           total=([self.w_uni[m] for m in names],
+                                  self.w_mm if fusion_loss is not None else None),
+                           modalities=names)
+        if fusion_loss is not None:
+            out.stats = torch.cat([out.stats, fusion_loss.detach().reshape(1)])
+        return out
 
     def _quota_step(self, batch: dict[str, torch.Tensor]) -> StepOutput:
         ctx, model = self.ctx, self.ctx.model

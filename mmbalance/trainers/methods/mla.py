@@ -84,11 +84,14 @@ class MLAMethod(Method):
         ce: dict[str, torch.Tensor | None] = {}
         prev_features = None
         for m in ctx.modalities:
+            chunks = quota_chunks(batch[m], ctx.batch_size, ctx.quota_mode)
+            if not chunks:  # a `share` quota: this modality sits this iteration out
+                continue
             if opt.mla_projection and prev_features is not None:
                 # once per modality switch: damp what the previous modality's features span
                 self.update_projector(prev_features)
             feats, zs, yy, losses = [], [], [], []
-            for idx, weight in quota_chunks(batch[m], ctx.batch_size, ctx.quota_mode):
+            for idx, weight in chunks:
                 y = ctx.y[idx]
                 feat = ctx.model.encoders[m](ctx.x[m][idx])
                 z = head.unimodal(feat)
@@ -113,4 +116,5 @@ class MLAMethod(Method):
         sizes = {m: len(batch[m]) for m in ctx.modalities}
         first = batch[ctx.modalities[0]]
         paired = all(batch[m] is first for m in ctx.modalities)
-        return batch_output(uni, ys, ce, sizes, same_rows=paired, total="sum")
+        return batch_output(uni, ys, ce, sizes, same_rows=paired, total="sum",
+                            modalities=ctx.modalities)

@@ -65,10 +65,10 @@ def check_batchable(trainer) -> None:
         raise ConfigError(
             f"vectorised training: optimizer {cfg.optimizer!r} is not supported, only 'sgd'"
         )
-    if trainer.sampler.quota_mode == "steps":
+    if cfg.quota_mode not in ("batch", "scaled"):
         raise ConfigError(
-            "vectorised training: quota_mode 'steps' is not supported (runs would take "
-            "different numbers of optimizer steps); use 'batch' or 'scaled'"
+            f"vectorised training: quota_mode {cfg.quota_mode!r} is not supported (runs would "
+            "take different numbers of optimizer steps); use 'scaled' or 'batch'"
         )
     if trainer.sampler.observes:
         raise ConfigError(
@@ -101,12 +101,12 @@ class StackedMLA:
         t0 = trainers[0]
         self.cfg = t0.config
         self.options = t0.method.options
-        self.quota_mode = t0.sampler.quota_mode
+        self.quota_mode = t0.config.quota_mode
         for t in trainers[1:]:
             self._check_same(t)
-            if t.sampler.quota_mode != self.quota_mode:
+            if t.config.quota_mode != self.quota_mode:
                 raise ConfigError("vectorised training: every run needs the same quota_mode, "
-                                  f"got {self.quota_mode!r} and {t.sampler.quota_mode!r}")
+                                  f"got {self.quota_mode!r} and {t.config.quota_mode!r}")
         self.modalities = list(t0.modalities)
         self.names = [n for n, _ in t0.model.named_parameters()]
         if not set(HEAD) <= set(self.names):

@@ -63,11 +63,13 @@ class StepOutput:
         k = len(self.modalities)
         if self.total is None:
             return values[2 * k]
+        # a modality that trained no rows this iteration (`share`) adds nothing
+        trained = [self.sizes.get(m, 1) > 0 for m in self.modalities]
         ce = values[k : 2 * k]
         if self.total == "sum":
-            return sum(ce)
+            return sum(c for c, t in zip(ce, trained) if t)
         weights, w_fusion = self.total
-        loss = sum(w * c for w, c in zip(weights, ce))
+        loss = sum(w * c for w, c, t in zip(weights, ce, trained) if t)
         if w_fusion is not None:
             loss += w_fusion * values[2 * k]
         return loss

@@ -23,12 +23,15 @@ storage: null               # a folder or a URI pyarrow opens (s3://...); defaul
                             # on several machines: shared (NFS, s3://...), else refused
 max_failures: 1             # retries of a crashed trial, from its last checkpoint
 keep_checkpoints: null      # checkpoints kept per trial; null = all (see below)
+tracking: null              # mlflow: one MLflow run per trial (Tune's MLflowLoggerCallback;
+tracking_uri: null          #   pip install 'mmbalance[tracking]'); default store <out>/mlruns
 ```
 
 Everything is validated before Ray starts. The output folder gets `sweep.yaml`,
 `results.parquet` (one row per trial: config and last metrics), `trials.parquet` (every
 reported row of every trial), `summary.md` (best trial first) and Tune's experiment folder
-(`<storage>/<name>`), from which `--resume` continues an interrupted sweep.
+(`<storage>/<name>`, with each trial's TensorBoard events: Tune's TBXLoggerCallback), from
+which `--resume` continues an interrupted sweep (docs/tracking.md).
 
 A sweep stays in its place: `name` is a plain name (no '/' or '..'), and a storage location
 that already holds an experiment of that name is refused, unless it is this sweep's own

@@ -46,6 +46,8 @@ class SweepConfig(YamlConfig):
     storage: str | None = None
     max_failures: int = 1
     keep_checkpoints: int | None = None
+    tracking: str | None = None  # mlflow: Tune's MLflowLoggerCallback (mmbalance/tracking.py)
+    tracking_uri: str | None = None  # default: <out>/mlruns
     # the watchdog: trials waiting and none running this long ends the sweep (one line)
     max_wait_s: float = 600.0
 
@@ -94,6 +96,9 @@ class SweepConfig(YamlConfig):
         if kind == "pbt" and any("grid" in spec for spec in self.search_space.values()):
             raise ConfigError("scheduler pbt: mutations cannot be 'grid' entries; use choice")
         self.check_resources()
+        from mmbalance.tracking import check_tracking_key
+
+        check_tracking_key(self.tracking, self.tracking_uri)
         for key, value in self.stop.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"stop.{key}: must be a number (stop when the metric reaches "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mmbalance.errors import ConfigError
 from mmbalance.manifest import read_run_id
+from mmbalance.tracking import tune_callbacks
 from mmbalance.tune import search_space as dsl
 from mmbalance.tune.sweep.config import SweepConfig
 from mmbalance.tune.sweep.guard import SweepGuard, restore_signed_state, signed_state
@@ -273,7 +274,10 @@ def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool, trust_unsign
                     checkpoint_frequency=1 if cfg.trainable == "learn" else 0,
                     checkpoint_at_end=cfg.trainable == "learn"),
                 verbose=1 if progress else 0,
-                callbacks=[guard],
+                # TensorBoard per trial, and MLflow when asked: Tune's own logger callbacks;
+                # the guard signs Tune's state and watches for trials that cannot start
+                callbacks=[*tune_callbacks(cfg.tracking, cfg.tracking_uri, out, cfg.name),
+                           guard],
             ),
         )
     results = tuner.fit()

@@ -1,0 +1,100 @@
+"""The compute ledger of one run: what a comparison must hold equal before it credits a gain.
+
+Counted as the run trains, by hooks on the model and the optimizer, so no method has to
+remember to report anything:
+
+- `optimizer_steps`;
+- per encoder m: `updates_<m>` (optimizer steps in which m's parameters had a gradient, i.e.
+  changed), `grad_samples_<m>` (samples m encoded with autograd on, in training mode) and
+  `nograd_samples_<m>` (samples m encoded without gradient: scoring passes, validation,
+  features of a modality that sits out a `share` iteration);
+- per head part (`head` for the fusion or shared layer, `head_<m>` for a unimodal head):
+  `updates_<part>`;
+- `train_seconds` and `wall_seconds`.
+
+What happens after training (the final evaluation and the linear probes, the same for every
+run) is not counted: `snapshot()` is read before it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+# the keys of a ledger, for M modalities and the head parts of the model
+PER_ENCODER = ("updates", "grad_samples", "nograd_samples")
+
+
+class ComputeLedger:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 modalities: list[str]) -> None:
+        self.modalities = list(modalities)
+        self.counts: dict[str, float] = {"optimizer_steps": 0}
+        # parameter groups whose updates are counted: each encoder and each head part
+        self._groups: dict[str, list[nn.Parameter]] = {
+            m: [p for p in model.encoders[m].parameters() if p.requires_grad]
+            for m in self.modalities}
+        for name, param in model.head.named_parameters():
+            part = name.rsplit(".", 1)[0]  # fc.weight -> fc; heads.audio.weight -> heads.audio
+            key = "head_" + part.split(".", 1)[1] if part.startswith("heads.") else "head"
+            self._groups.setdefault(key, []).append(param)
+        for key in self._groups:
+            self.counts[f"updates_{key}"] = 0
+        for m in self.modalities:
+            self.counts[f"grad_samples_{m}"] = 0
+            self.counts[f"nograd_samples_{m}"] = 0
+            model.encoders[m].register_forward_hook(self._encoder_hook(m))
+        optimizer.register_step_pre_hook(self._before_step)
+        # one representative parameter per group: a group's parameters get gradients together
+        self._probe = {k: v[0] for k, v in self._groups.items() if v}
+        self.wall_start: float | None = None
+        self.wall_before = 0.0  # wall seconds of the run before a checkpoint it resumed from
+
+    def _encoder_hook(self, m: str):
+        grad_key, nograd_key = f"grad_samples_{m}", f"nograd_samples_{m}"
+
+        def hook(module: nn.Module, inputs, output) -> None:
+            n = output.shape[0] if isinstance(output, torch.Tensor) else 0
+            if torch.is_grad_enabled() and module.training:
+                self.counts[grad_key] += n
+            else:
+                self.counts[nograd_key] += n
+
+        return hook
+
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        self.counts["optimizer_steps"] += 1
+        for key, param in self._probe.items():
+            if param.grad is not None:
+                self.counts[f"updates_{key}"] += 1
+
+    def start(self) -> None:
+        """Called when training starts: the wall clock runs from here."""
+        if self.wall_start is None:
+            self.wall_start = time.perf_counter()
+
+    @property
+    def wall_seconds(self) -> float:
+        now = time.perf_counter() - self.wall_start if self.wall_start is not None else 0.0
+        return self.wall_before + now
+
+    def snapshot(self, train_seconds: float) -> dict[str, float]:
+        """The counts so far, with the run's training and wall seconds."""
+        return {**self.counts, "train_seconds": train_seconds, "wall_seconds": self.wall_seconds}
+
+    def state_dict(self) -> dict:
+        return {**self.counts, "wall_seconds": self.wall_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counts.update({k: v for k, v in state.items() if k in self.counts})
+        self.wall_before = float(state.get("wall_seconds", 0.0))
+        self.wall_start = time.perf_counter()
+
+
+def encoder_totals(ledger: dict, modalities: list[str]) -> dict[str, float]:
+    """The three totals a comparison holds equal: encoder updates, gradient samples and
+    no-grad forward samples, summed over the modalities."""
+    return {kind: float(sum(ledger.get(f"{kind}_{m}", 0) for m in modalities))
+            for kind in PER_ENCODER}

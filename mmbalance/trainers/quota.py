@@ -1,0 +1,108 @@
+"""What a DUS quota means: one training option (`TrainConfig.quota_mode`), read here only.
+
+A quota sampler decides per-modality quotas n_j every iteration; the run's quota meaning
+turns them into what each modality trains on:
+
+- `share` (the default): the quotas are *shares* of a fixed budget. Each iteration trains
+  M encoder updates of B samples each, as uniform training does, and gives them out in
+  proportion to n_j / sum(n) by deterministic credit rounding (`QuotaPlan.allocate`): each
+  modality's credit grows by M n_j / sum(n), and the M updates go one at a time to the
+  modality with the most credit, which pays 1 for each. A modality may skip an iteration
+  and take two in the next; every modality's update count stays within one of its
+  cumulative share, and the totals equal uniform's exactly. So a quota moves compute
+  between modalities and never adds any (the compute ledger checks it).
+- `scaled`: one step per modality on its n_j samples, the loss weighted by n_j / B.
+- `batch`: one mean-reduced step per modality on its n_j samples (a larger quota only lowers
+  gradient noise: little leverage).
+- `extra-steps`: ceil(n_j / B) optimizer steps on the n_j samples. It **adds** updates (a
+  quota one sample above B doubles that encoder's updates) and is kept for ablation only;
+  the ledger flags every run that uses it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mmbalance.errors import ConfigError
+
+QUOTA_MODES = ("share", "scaled", "batch", "extra-steps")
+# quota meanings whose compute depends on the quotas beyond a fixed budget
+ADDS_COMPUTE = ("extra-steps",)
+# names of the meanings before `share` existed, read from older configs and exported policies
+LEGACY_NAMES = {"steps": "extra-steps"}
+
+
+def check_quota_mode(mode: str) -> str:
+    """The quota meaning `mode` (a legacy name mapped to today's), or a ConfigError."""
+    mode = LEGACY_NAMES.get(mode, mode)
+    if mode not in QUOTA_MODES:
+        raise ConfigError(f"quota_mode: got {mode!r}, allowed {list(QUOTA_MODES)}")
+    return mode
+
+
+def quota_chunks(idx: torch.Tensor, batch_size: int, mode: str) -> list[tuple[torch.Tensor, float]]:
+    """How a modality's rows of one iteration are trained: (index chunk, loss weight) per
+    optimizer step. `batch`: one step, weight 1; `scaled`: one step, weight n / B;
+    `extra-steps`: ceil(n / B) steps on near-equal chunks; `share`: the rows are k B of
+    them (`QuotaPlan`), k steps of B. No rows: no step."""
+    n = int(idx.shape[0])
+    if n == 0:
+        return []
+    if mode == "batch":
+        return [(idx, 1.0)]
+    if mode == "scaled":
+        return [(idx, n / batch_size)]
+    if mode in ("extra-steps", "share"):
+        return [(c, 1.0) for c in torch.tensor_split(idx, max(1, math.ceil(n / batch_size)))]
+    raise ValueError(f"quota_mode must be one of {list(QUOTA_MODES)}, got {mode!r}")
+
+
+class QuotaPlan:
+    """The run's quota meaning and, for `share`, the credits that spread its fixed budget.
+
+    `rows(quotas)` is how many rows a quota sampler draws per modality this iteration.
+    Under `share` that is k_j B with sum k_j = M (`allocate`); the credits are part of the
+    run's state (checkpoints carry them).
+    """
+
+    def __init__(self, mode: str, batch_size: int, num_modalities: int) -> None:
+        self.mode = check_quota_mode(mode)
+        self.batch_size = batch_size
+        self.num_modalities = num_modalities
+        self.credit = np.zeros(num_modalities)
+        self.last: np.ndarray | None = None  # the quotas of the latest draw (the step table's)
+
+    def allocate(self, quotas) -> np.ndarray:
+        """The number of B-sample updates each modality trains this iteration (sum M)."""
+        q = np.asarray(quotas, dtype=np.float64)
+        if q.shape != (self.num_modalities,) or not np.all(np.isfinite(q)) or q.min() < 0 \
+                or q.sum() <= 0:
+            raise ValueError(f"quotas need {self.num_modalities} finite values >= 0 with a "
+                             f"positive sum, got {q.tolist()}")
+        self.last = np.asarray(quotas, dtype=np.int64)
+        m = self.num_modalities
+        credit = self.credit + m * q / q.sum()
+        k = np.zeros(m, dtype=np.int64)
+        for _ in range(m):
+            j = int(np.argmax(credit))  # ties: the first modality
+            k[j] += 1
+            credit[j] -= 1.0
+        # the credits sum to 0 up to rounding; keep them from drifting over a long run
+        self.credit = credit - credit.mean()
+        return k
+
+    def rows(self, quotas) -> np.ndarray:
+        """Rows to draw per modality this iteration."""
+        if self.mode == "share":
+            return self.allocate(quotas) * self.batch_size
+        self.last = np.asarray(quotas, dtype=np.int64)
+        return self.last
+
+    def state_dict(self) -> dict:
+        return {"mode": self.mode, "credit": self.credit.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.credit = np.asarray(state["credit"], dtype=np.float64)
