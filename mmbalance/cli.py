@@ -290,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a YAML key, dotted, e.g. --set base.train.epochs=5")
     sw.add_argument("--trust-unsigned", action="store_true",
-                    help="with --resume: restore trial checkpoints without a valid signed "
-                    "manifest")
+                    help="with --resume: restore Tune's state and plain-trial checkpoints "
+                    "without a valid signed manifest")
     sw.add_argument("--no-progress", action="store_true")
     _add_tracking_options(sw, yaml=True)
 
