@@ -104,14 +104,18 @@ def test_a_sweep_asking_for_a_gpu_the_machine_lacks_is_refused(tmp_path):
 
 
 @no_gpu
-def test_a_learn_sweep_whose_learners_want_a_gpu_is_refused(refused, tmp_path):
+@pytest.mark.parametrize("section, value, needle", [
+    ("learners", {"num_learners": 1, "num_gpus_per_learner": 1}, "asks for 1 GPU(s) per trial"),
+    ("env_config", {"train": {"device": "cuda"}}, "asks Ray for no GPU"),
+])
+def test_a_learn_sweep_whose_trials_want_a_gpu_is_refused(section, value, needle, refused,
+                                                          tmp_path):
     base = yaml.safe_load((ROOT / "tune_configs" / "dus_ppo.yaml").read_text())
-    base["learners"] = {"num_learners": 1, "num_gpus_per_learner": 1}
+    base[section] = {**base.get(section, {}), **value}
     path = sweep_yaml(tmp_path, trainable="learn", base=base,
                       search_space={"training.lr": {"grid": [0.001]}},
                       metric="env_runners/episode_return_mean")
-    refused(["sweep", path, "--out", tmp_path / "o"], "asks for 1 GPU(s) per trial",
-            tmp_path / "o")
+    refused(["sweep", path, "--out", tmp_path / "o"], needle, tmp_path / "o")
 
 
 @no_gpu

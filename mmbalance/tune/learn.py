@@ -263,6 +263,18 @@ def check_learn_resources(cfg: LearnConfig, have: dict | None = None,
     from mmbalance.ray_session import require_resources
 
     _, bundles = algorithm_request(cfg)
+    if in_trial and cfg.env_config.get("train", {}).get("device") == "cuda":
+        from mmbalance.errors import ConfigError
+
+        runners = int(cfg.env_runners.get("num_env_runners", 0) or 0)
+        if runners == 0 and not bundles[0].get("GPU"):  # the env trains in the trial
+            raise ConfigError("env_config.train.device: 'cuda', but the env trains in the "
+                              "trial (num_env_runners 0), which asks Ray for no GPU (Ray hides "
+                              "them); give learners.num_gpus_per_learner, or use auto or cpu")
+        if runners and not cfg.env_runners.get("num_gpus_per_env_runner"):
+            raise ConfigError("env_config.train.device: 'cuda' needs "
+                              "env_runners.num_gpus_per_env_runner > 0 (Ray hides the GPUs "
+                              "from an env runner that asks for none)")
     remote = bundles if in_trial else bundles[1:]
     what = ("learners / env_runners" if not in_trial else "a learn trial (its learners and env "
             "runners)")
