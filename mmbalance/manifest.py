@@ -41,9 +41,13 @@ def key_path() -> Path:
 # files that mark a folder as a run, compare, learn, sweep or checkpoint folder: a key kept
 # in one (or below one) sits beside what it signs, and whoever can rewrite a checkpoint
 # there could re-sign it
-RUN_MARKERS = ("MANIFEST.json", "learn_config.yaml", "compare.json", "sweep.yaml", "sweep_id",
-               "run_id")
-RUN_CONFIG_MARKERS = ("steps.parquet", "epochs.parquet", "metrics.json", "model.pt")
+# (a config file alone, e.g. a sweep.yaml kept in the home folder, does not make one)
+RUN_MARKERS = ("MANIFEST.json", "compare.json", "sweep_id", "run_id")
+PAIRED_MARKERS = {  # a file that marks an output folder together with one of the others
+    "config.json": ("steps.parquet", "epochs.parquet", "metrics.json", "model.pt"),
+    "learn_config.yaml": ("checkpoints", "progress.parquet", "policy"),
+    "sweep.yaml": ("results.parquet", "tune_state", "summary.md"),
+}
 
 
 def _run_folder_above(path: Path) -> Path | None:
@@ -51,9 +55,9 @@ def _run_folder_above(path: Path) -> Path | None:
     for folder in path.absolute().resolve().parents:
         if any((folder / m).exists() for m in RUN_MARKERS):
             return folder
-        if (folder / "config.json").exists() and any(
-                (folder / m).exists() for m in RUN_CONFIG_MARKERS):
-            return folder
+        for marker, partners in PAIRED_MARKERS.items():
+            if (folder / marker).exists() and any((folder / p).exists() for p in partners):
+                return folder
     return None
 
 

@@ -300,6 +300,7 @@ def test_the_signing_key_may_not_live_in_an_output_folder(tmp_path, monkeypatch)
     with pytest.raises(UserError, match="may not live in a run, learn, sweep or compare"):
         signing_key()
     assert not (run / "checkpoints" / "cfg").exists()
+    (tmp_path / "sweep.yaml").write_text("name: x\n")  # a config kept here is no run folder
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     assert len(signing_key()) >= 16  # outside every output folder: made as before
 
