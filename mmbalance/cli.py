@@ -112,12 +112,40 @@ def _add_dataset_defaults_flag(p: argparse.ArgumentParser) -> None:
                    "from the papers' settings in tune_configs/datasets/<name>.yaml")
 
 
+# keys of --set that have their own flag, per command: a --set of one was ignored (seed,
+# method) or raced the flag, so it is refused with the flag to use
+_FLAG_KEYS = {
+    "train": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+              "device": "--device", "seed": "--seed", "method": "--method"},
+    "compare": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+                "device": "--device", "seed": "--seeds/--first-seed", "method": "--grid"},
+    "evaluate": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+                 "device": "--device", "seed": "--seeds/--first-seed",
+                 "method": "the policy's own (it is evaluated with the method it learned on)"},
+    "learn": {"iterations": "--iterations", "address": "--address"},
+    "sweep": {"num_samples": "--num-samples", "max_concurrent": "--max-concurrent"},
+    "prepare": {"tokenizer": "--tokenizer"},
+}
+
+
+def _refuse_flag_keys(command: str, sets: list[str]) -> None:
+    """One line for `--set KEY=...` where KEY has a flag of its own on `command`."""
+    flags = _FLAG_KEYS.get(command, {})
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        if key in flags:
+            flag = flags[key]
+            use = flag if flag.startswith("the ") else f"use {flag}"
+            raise UserError(f"--set {item!r}: {key!r} has its own option, not --set: {use}")
+
+
 def _train_overrides(args: argparse.Namespace) -> dict:
     """Flags and --set values, each parsed as its TrainConfig field's type and checked now,
     so unknown keys and bad values exit before anything runs."""
     from mmbalance.trainers.config import TrainConfig
 
     out = {k: getattr(args, k) for k in TRAIN_KEYS if getattr(args, k, None) is not None}
+    _refuse_flag_keys(args.command, args.set)
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
@@ -270,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a YAML key, dotted, e.g. --set base.train.epochs=5")
     sw.add_argument("--trust-unsigned", action="store_true",
-                    help="with --resume: restore trial checkpoints without a valid signed "
-                    "manifest")
+                    help="with --resume: restore Tune's state and plain-trial checkpoints "
+                    "without a valid signed manifest")
     sw.add_argument("--no-progress", action="store_true")
     _add_tracking_options(sw, yaml=True)
 
@@ -406,7 +434,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_learn(args: argparse.Namespace) -> int:
     from mmbalance.ray_session import ray_session_if
     from mmbalance.runs import check_new_run_dir
-    from mmbalance.tune.learn import plan_resume, run_learn
+    from mmbalance.tune.learn import check_learn, plan_resume, run_learn
     from mmbalance.tune.learn_config import LearnConfig, apply_overrides
 
     if args.resume:
@@ -414,6 +442,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
             raise UserError("--resume DIR takes its config from DIR; only --iterations, "
                             "--address, --trust-unsigned and --no-progress go with it")
         cfg, start, rows = plan_resume(args.resume, args.iterations, args.trust_unsigned)
+        cfg = check_learn(cfg, args.resume, args.address)  # before Ray starts
         _tracking(args, cfg.tracking)
         # where it continues: --address, not the run's past
         with ray_session_if(True, args.address):
@@ -425,6 +454,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         if args.trust_unsigned:
             raise UserError("--trust-unsigned: only goes with --resume DIR")
         out = check_new_run_dir(args.out or _default_out(f"learn-{Path(args.config).stem}"))
+        _refuse_flag_keys("learn", args.set)
         base = LearnConfig.from_yaml(args.config).to_dict()
         sets = list(args.set)
         if args.iterations is not None:
@@ -436,6 +466,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         cfg = LearnConfig.from_dict(data)
         address, origin = (args.address, "--address") if args.address else (cfg.address,
                                                                             "address:")
+        cfg = check_learn(cfg, out, address)  # before Ray starts: data, device, GPUs, RLlib
         with ray_session_if(True, address, origin):
             res = run_learn(cfg, out, progress=not args.no_progress)
     rows = res["rows"]
@@ -449,16 +480,20 @@ def cmd_learn(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
-    from mmbalance.ray_session import ray_session_if
+    from mmbalance.manifest import read_run_id
+    from mmbalance.ray_session import known_resources, ray_session_if
     from mmbalance.runs import check_new_run_dir, new_run_dir
     from mmbalance.tune.learn_config import apply_overrides
     from mmbalance.tune.sweep import (
+        SWEEP_ID,
         SweepConfig,
         check_storage,
         require_shared_storage,
         run_sweep,
         shared_dataset,
     )
+    from mmbalance.tune.sweep.guard import signed_state
+    from mmbalance.tune.sweep.run import check_sweep_resources, fault_inside_sweep
 
     if args.resume:
         ignored = [flag for flag, given in (
@@ -473,6 +508,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         saved = out / "sweep.yaml"
         if not saved.is_file():
             raise UserError(f"--resume {out}: no sweep.yaml there; not a sweep folder")
+        if not args.trust_unsigned:  # sweep.yaml and Tune's state as the sweep signed them
+            signed_state(out, read_run_id(out, SWEEP_ID))
         cfg = SweepConfig.from_yaml(saved)
         _tracking(args, cfg.tracking)
         dataset = None
@@ -481,6 +518,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UserError("sweep: give a CONFIG.yaml, or --resume DIR")
         if args.trust_unsigned:
             raise UserError("--trust-unsigned: only goes with --resume DIR")
+        _refuse_flag_keys("sweep", args.set)
         data = SweepConfig.from_yaml(args.config).to_dict()
         sets = list(args.set)
         if args.num_samples:
@@ -493,8 +531,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             data["tracking_uri"] = args.tracking_uri or data.get("tracking_uri")
         cfg = SweepConfig.from_dict(data)
         out = check_new_run_dir(args.out or _default_out(f"sweep-{cfg.name}"))
+        cfg = fault_inside_sweep(cfg, out)
         check_storage(cfg, out, resume=False)  # before the folder exists
         dataset = shared_dataset(cfg)  # a bad data file, too
+    have = known_resources(args.address)  # a trial no node can hold would wait forever
+    if have is not None:
+        check_sweep_resources(cfg, have)
     with ray_session_if(True, args.address):  # connect, check the storage, then make the folder
         require_shared_storage(cfg, out)
         if not args.resume:
@@ -505,6 +547,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         dataset=dataset)
     print(res["summary"])
     print(f"wrote {out}")
+    if res.get("unfinished"):
+        print(f"sweep interrupted: partial results ({res['unfinished']} trial(s) unfinished); "
+              f"continue it with: mmbalance sweep --resume {out}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -567,6 +613,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise UserError(f"prepare: unknown dataset {args.dataset!r}; allowed: "
                         f"{list(REAL_DATASETS)}")
     settings: dict = {}
+    _refuse_flag_keys("prepare", args.set)
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():

@@ -332,3 +332,52 @@ def _children() -> set[tuple[int, float]]:
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+# ------------------------------------------------------------------ resource requests
+def known_resources(address: str | None) -> dict[str, float] | None:
+    """What the cluster a command will use has, when that is known without joining it: the
+    running session's cluster, or this machine for a new local cluster (Ray counts its CPUs
+    and CUDA devices); None for a cluster elsewhere (check once connected)."""
+    import ray
+
+    if ray.is_initialized():
+        return _node_resources()
+    if _target(address, "--address")[0] is not None:
+        return None
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus),
+            "node_CPU": float(os.cpu_count() or 1), "node_GPU": float(gpus)}
+
+
+def _node_resources() -> dict[str, float]:
+    """The connected cluster's totals (CPU, GPU) and its largest node's (node_CPU, node_GPU):
+    a request of one bundle must fit on one node."""
+    import ray
+
+    total = ray.cluster_resources()
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    return {"CPU": float(total.get("CPU", 0)), "GPU": float(total.get("GPU", 0)),
+            "node_CPU": max((float(n.get("CPU", 0)) for n in nodes), default=0.0),
+            "node_GPU": max((float(n.get("GPU", 0)) for n in nodes), default=0.0)}
+
+
+def require_resources(what: str, need: dict[str, float], have: dict[str, float] | None = None,
+                      one_node: bool = True, per: str = "run") -> None:
+    """Refuse in one line a request (per task or trial: {"CPU": n, "GPU": g}) that the
+    cluster can never grant: Ray would queue it forever, printing nothing or only Tune's
+    "No trial is running" once a minute. `have`: from `known_resources`, else the connected
+    cluster's; `one_node`: the request is one bundle, so one node must hold it all."""
+    have = have if have is not None else _node_resources()
+    for name in ("GPU", "CPU"):
+        amount = float(need.get(name, 0) or 0)
+        if amount <= 0:
+            continue
+        limit = have.get(f"node_{name}" if one_node else name, 0.0)
+        if amount > limit + 1e-9:
+            where = "any one node of the cluster" if one_node else "the cluster"
+            raise UserError(f"{what}: asks for {amount:g} {name}(s) per {per}; {where} has "
+                            f"{limit:g}, so it would wait forever; lower the request or use "
+                            "a cluster that has them")

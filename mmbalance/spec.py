@@ -210,12 +210,117 @@ def yaml_problem(exc: Exception) -> str:
     return where + problem
 
 
-def load_yaml_text(text: str, what: str):
-    """YAML text read with the safe loader; bad YAML (or a tag) is a one-line ConfigError."""
+# A config is a few hundred nodes; these limits only stop hostile files (an alias bomb
+# composes instantly but every walk of the result expands each alias again).
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+
+
+def _yaml_loader():
+    """The safe loader, plus checks made on the composed node graph before any Python object
+    is built: expanded size (aliases counted each time they are used), recursive aliases
+    and duplicate keys, each a ConfigError naming the anchor or key and its line."""
     import yaml
 
+    class Loader(yaml.SafeLoader):
+        def compose_document(self):
+            self.get_event()  # DocumentStart
+            node = self.compose_node(None, None)
+            self.get_event()  # DocumentEnd
+            names = {id(n): a for a, n in self.anchors.items()}
+            self.anchors = {}
+            _check_graph(node, names)
+            return node
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # '<<' merges are meant to be overridden
+                    key = self.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + 1
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # an unhashable key: the base loader says so
+                        continue
+                    if first is not None:
+                        raise _YamlRefused(f"line {line}: duplicate key {key!r} (first at "
+                                           f"line {first}); each key may appear once")
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
+class _YamlRefused(Exception):
+    """A YAML document the guarded loader refuses (a ConfigError once `what` is known)."""
+
+
+def _check_graph(root, names: dict[int, str]) -> None:
+    """Refuse a node graph that is cyclic (a recursive alias) or whose expansion holds more
+    than MAX_YAML_NODES nodes; linear in the composed graph, never in its expansion."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            name = names.get(key, "?")
+            line = node.start_mark.line + 1
+            raise _YamlRefused(f"line {line}: recursive alias *{name} (an anchor used inside "
+                               "itself)")
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                name = names.get(id(child), "?")
+                raise _YamlRefused(f"line {child.start_mark.line + 1}: recursive alias "
+                                   f"*{name} (an anchor used inside itself)")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    total = sizes[id(root)]
+    if total > MAX_YAML_NODES:
+        anchored = [(sizes[k], n) for k, n in names.items() if k in sizes]
+        worst = max(anchored) if anchored else None
+        which = (f"alias *{worst[1]} expands to {worst[0]} nodes; " if worst else "")
+        raise _YamlRefused(f"expands to {total} nodes, more than {MAX_YAML_NODES} ({which}"
+                           "aliases may not multiply a config)")
+
+
+def _children(node) -> list:
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def load_yaml_text(text: str, what: str):
+    """YAML text read with the safe loader; bad YAML (or a tag), a file over MAX_YAML_BYTES,
+    a recursive alias, an alias expansion over MAX_YAML_NODES nodes or a duplicate key is a
+    one-line ConfigError."""
+    import yaml
+
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{what}: {len(text)} characters, more than {MAX_YAML_BYTES}; not "
+                          "a config")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass: no tags
+    except _YamlRefused as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{what}: nested too deeply to be a config") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what}: not valid YAML ({yaml_problem(exc)})") from None
 
@@ -227,6 +332,9 @@ def load_yaml_mapping(path, what: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what}: no such file {p}")
+    if p.stat().st_size > MAX_YAML_BYTES:  # before reading it all
+        raise ConfigError(f"{p}: {p.stat().st_size} bytes, more than {MAX_YAML_BYTES}; not a "
+                          "config")
     return load_yaml_text(p.read_text(), str(p)) or {}
 
 

@@ -217,7 +217,7 @@ def test_env_runner_crash_is_restarted_and_learning_completes(ray_session, tmp_p
     """A fault injected into an env step kills a remote env runner; RLlib restarts it."""
     from mmbalance.tune.learn import run_learn
 
-    marker = tmp_path / "crashed"
+    marker = tmp_path / "run" / "crashed"  # the drill's marker lies in the run folder
     base = tiny_config("dus_ppo.yaml").to_dict()
     cfg = LearnConfig.from_dict(apply_overrides(base, [
         "iterations=2", "checkpoint_every=0",

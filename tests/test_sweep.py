@@ -179,9 +179,24 @@ def test_sweep_resumes_after_the_driver_is_killed(ray_session, tmp_path):
     finally:
         _kill_tree(proc)
     assert not (out / "results.parquet").exists()
+    import pickle
+
     from mmbalance.cli import main
 
+    # Tune's files are read only as the sweep signed them: payloads put there never run
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (out / "tiny" / "tuner.pkl").write_bytes(pickle.dumps(Payload()))
+    (out / "tiny" / "searcher-state-planted.pkl").write_bytes(pickle.dumps(Payload()))
+    signed_before = sorted(p.name for p in (out / "tune_state").glob("experiment_state-*"))
     assert main(["sweep", "--resume", str(out), "--no-progress"]) == 0
+    assert not marker.exists()
+    signed_after = sorted(p.name for p in (out / "tune_state").glob("experiment_state-*"))
+    assert len(signed_after) > len(signed_before)  # the resumed session signs its state too
     results = pd.read_parquet(out / "results.parquet")
     assert len(results) == 4 and (results["training_iteration"] == 6).all()
     trials = pd.read_parquet(out / "trials.parquet")
@@ -245,8 +260,13 @@ def test_rllib_sweep_with_pbt_over_rl_and_env_hyperparameters(ray_session, tmp_p
     assert res["best"] is not None
     trial_dirs = [p for p in (tmp_path / "tinyrl").iterdir() if p.is_dir()]
     assert len(trial_dirs) == 2
+    from mmbalance.manifest import read_run_id, verify_folder
+
+    sweep_id = read_run_id(tmp_path, "sweep_id")
     for trial_dir in trial_dirs:  # learn trials checkpoint every iteration too
         assert len(list(trial_dir.glob("checkpoint_*"))) >= 2, trial_dir
+        for ckpt in trial_dir.glob("checkpoint_*"):  # each signed, for this sweep
+            verify_folder(ckpt, run=sweep_id)
 
 
 def test_a_trial_whose_checkpoint_is_gone_keeps_its_reported_history(tmp_path):

@@ -236,12 +236,12 @@ def test_learn_logs_each_iteration_and_a_resume_continues_the_same_run(ray_sessi
 
     root = Path(__file__).resolve().parents[1]
     sets = [f"env_config.data={TINY}", "env_config.train.epochs=2",
-            "env_config.train.batch_size=40", "env_config.steps_per_action=2", "iterations=1",
+            "env_config.train.batch_size=40", "env_config.steps_per_action=2",
             "training.train_batch_size_per_learner=32", "training.minibatch_size=16",
             "training.num_epochs=1"]
     out = tmp_path / "learn"
     args = ["learn", str(root / "tune_configs" / "dus_ppo.yaml"), "--out", str(out),
-            "--no-progress", "--tracking", "mlflow"]
+            "--no-progress", "--tracking", "mlflow", "--iterations", "1"]  # not --set: issue 20
     assert main([*args, *(a for s in sets for a in ("--set", s))]) == 0
     assert main(["learn", "--resume", str(out), "--iterations", "2", "--no-progress"]) == 0
     client = MlflowClient((out / "mlruns").resolve().as_uri())

@@ -103,8 +103,17 @@ def run_comparison(data: str, grid, seeds: list[int], overrides: dict,
                           "use --parallel auto or ray (Ray must be installed)")
     rows, specs = select.expand(rows, seeds, overrides, base.lr, tune_lr, best_fixed,
                                 list(dataset.modalities), base.batch_size)
+    if on_ray:  # a task the cluster can never run waits forever: refused, here or connected
+        from mmbalance.ray_session import known_resources, require_resources
+
+        need = {"CPU": 1, "GPU": gpus_per_run}
+        have = known_resources(address)
+        if have is not None:
+            require_resources("--gpus-per-run", need, have)
     created = not out_path.exists()
     with ray_session_if(on_ray, address):  # connected (or failed) before the folder exists
+        if on_ray:
+            require_resources("--gpus-per-run", need)
         out = new_run_dir(out_path)
         write_json(out / "compare.json", {
             "data": data, "seeds": seeds, "grid": [[r.method, r.sampler] for r in rows],

@@ -89,6 +89,7 @@ class EnvConfigBase:
             raise ConfigError(f"env_config.pool: must be >= 0, got {self.pool}")
         self.family()  # a bad selector list or range is refused now
         RewardConfig.from_dict(self.reward)
+        check_fault("env_config.fault", self.fault, "at_step")
 
     def family(self) -> DataFamily | None:
         """The data family, or None when `data` is a dataset object (or a reference)."""
@@ -97,13 +98,54 @@ class EnvConfigBase:
     def maybe_fail(self, env_step: int) -> None:
         if not self.fault or env_step != int(self.fault.get("at_step", -1)):
             return
-        marker = Path(self.fault["marker"])
-        if not marker.exists():
-            marker.write_text("crashed once\n")
+        if write_fault_marker(self.fault["marker"]):
             raise RuntimeError(f"injected env fault at step {env_step} (fault drill)")
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig.from_dict({**self.train, "method": self.method, "seed": seed})
+
+
+def check_fault(what: str, fault: dict, when: str) -> None:
+    """The fault drill's keys: {`when`: N, marker: PATH}; where the marker may lie is the
+    command's check (`fault_inside`), which knows the run folder."""
+    if not fault:
+        return
+    if not isinstance(fault, dict) or set(fault) != {when, "marker"}:
+        raise ConfigError(f"{what}: expects {{{when}: N, marker: PATH}}, got {fault!r}")
+    if isinstance(fault[when], bool) or not isinstance(fault[when], int):
+        raise ConfigError(f"{what}.{when}: expects an integer, got {fault[when]!r}")
+    if not isinstance(fault["marker"], str) or not fault["marker"].strip():
+        raise ConfigError(f"{what}.marker: expects a path, got {fault['marker']!r}")
+
+
+def fault_inside(what: str, fault: dict, folder: str | Path) -> dict:
+    """The fault drill with its marker made absolute: a relative marker lies in `folder`
+    (the run's output folder); one that resolves outside it (`..`, an absolute path, a
+    link) is refused, so a config never makes a command write elsewhere."""
+    if not fault or not isinstance(fault.get("marker"), str):
+        return fault
+    root = Path(folder).absolute().resolve()
+    marker = Path(fault["marker"]).expanduser()
+    marker = (marker if marker.is_absolute() else root / marker).resolve()
+    if marker == root or not marker.is_relative_to(root):
+        raise ConfigError(f"{what}.marker: {fault['marker']!r} lies outside the run folder "
+                          f"{folder}; the fault drill writes its marker there only (e.g. "
+                          "marker: crashed)")
+    return {**fault, "marker": str(marker)}
+
+
+def write_fault_marker(path: str | Path) -> bool:
+    """Create the fault drill's marker; False if it exists (the drill already crashed once).
+    Never follows a link planted at the marker's name."""
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write("crashed once\n")
+    return True
 
 
 class Episodes:

@@ -169,6 +169,8 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
                     raise RuntimeError(f"run {i} is done; with autoreset_mode 'disabled' reset "
                                        "it with reset(options={'reset_mask': ...})")
             stepping.append(i)
+        for i in stepping:  # the fault drill, as QuotaEnv.step runs it
+            self.runs[i].cfg.maybe_fail(self.runs[i].clock.steps + 1)
         # every action is checked before any run trains
         quotas = {i: self.runs[i].actions.to_quotas(actions[i]) for i in stepping}
         infos: list = [None] * k

@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from mmbalance.errors import UserError
-from mmbalance.manifest import sign_folder, verify_folder
+from mmbalance.manifest import new_run_id, read_run_id, sign_folder, verify_folder
 from mmbalance.runs import new_run_dir, write_table
 from mmbalance.tune.learn_config import LearnConfig
 
@@ -75,13 +75,21 @@ def latest_checkpoint(out: Path) -> tuple[int, Path] | None:
     return max(found) if found else None
 
 
-def _save(algo, out: Path, i: int) -> None:
+# the run's config as the checkpoint was made with it, signed with the checkpoint: a
+# resume after learn_config.yaml was edited (another network shape) is refused by name
+CONFIG_COPY = "mmbalance_learn_config.yaml"
+# what may change between a run and its resume (the budget; the cluster is not the run's)
+RESUMABLE_KEYS = ("iterations", "address", "tracking", "tracking_uri")
+
+
+def _save(algo, out: Path, i: int, cfg: LearnConfig) -> None:
     final = out / "checkpoints" / f"iter_{i:04d}"
     tmp = final.with_name(final.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     algo.save_to_path(str(tmp.resolve()))
-    sign_folder(tmp)
+    (tmp / CONFIG_COPY).write_text(yaml.safe_dump(_stored(cfg), sort_keys=False))
+    sign_folder(tmp, run=read_run_id(out))
     if final.exists():  # the same iteration again after a resume
         shutil.rmtree(final)
     tmp.rename(final)
@@ -91,14 +99,32 @@ def _save(algo, out: Path, i: int) -> None:
 CHECKPOINT_PARTS = ("rllib_checkpoint.json", "algorithm_state.pkl", "learner_group")
 
 
-def check_checkpoint(path: Path, trust_unsigned: bool = False) -> None:
-    """Refuse a checkpoint that is unsigned, changed or incomplete, before RLlib unpickles
-    any of it (one line naming the file)."""
-    verify_folder(path, trust_unsigned)
+def _stored(cfg: LearnConfig) -> dict:
+    return {**cfg.to_dict(), "address": None}  # where it ran is not what the run is
+
+
+def check_checkpoint(path: Path, trust_unsigned: bool = False, run: str | None = None,
+                     cfg: LearnConfig | None = None) -> None:
+    """Refuse a checkpoint that is unsigned, changed, incomplete or (`run`: this run's id)
+    another run's, or (`cfg`) made with another config than the run's, before RLlib
+    unpickles any of it (one line naming the file or the keys)."""
+    verify_folder(path, trust_unsigned, run=None if trust_unsigned else run)
     for part in CHECKPOINT_PARTS:
         if not (path / part).exists():
             raise UserError(f"{path / part}: missing; the checkpoint is incomplete and a resume "
                             "would start from fresh weights, so it was not loaded")
+    if cfg is not None and (path / CONFIG_COPY).is_file():
+        from mmbalance.spec import load_yaml_mapping
+
+        made = load_yaml_mapping(path / CONFIG_COPY, str(path / CONFIG_COPY))
+        now = _stored(cfg)
+        changed = sorted(k for k in set(made) | set(now)
+                         if k not in RESUMABLE_KEYS and made.get(k) != now.get(k))
+        if changed:
+            raise UserError(f"--resume: learn_config.yaml differs in {changed} from the config "
+                            f"its checkpoint {path.name} was made with (edited since?); only "
+                            "--iterations may change on a resume: undo the edit, or start a new "
+                            "run with the new config")
 
 
 def resume_learn(out: str | Path, iterations: int | None = None,
@@ -134,7 +160,7 @@ def plan_resume(out: str | Path, iterations: int | None = None, trust_unsigned: 
         data["iterations"] = iterations
     data["address"] = None  # folders of earlier versions stored the cluster they ran on
     cfg = LearnConfig.from_dict(data)
-    check_checkpoint(ckpt[1], trust_unsigned)
+    check_checkpoint(ckpt[1], trust_unsigned, run=read_run_id(out), cfg=cfg)
     rows: list[dict] = []
     if (out / "progress.parquet").is_file():
         rows = [r for r in pd.read_parquet(out / "progress.parquet").to_dict("records")
@@ -155,8 +181,108 @@ def run_learn(cfg: LearnConfig, out: str | Path, progress: bool = True,
     from mmbalance.ray_session import ray_session
 
     where, origin = (address, "--address") if address else (cfg.address, "address:")
+    cfg = check_learn(cfg, out, where)
     with ray_session(where, origin=origin):
+        check_learn_resources(cfg)  # the cluster joined: what it has
         return _train(cfg, out, progress, start, list(rows or []))
+
+
+def check_learn(cfg: LearnConfig, out: str | Path, address: str | None) -> LearnConfig:
+    """What a learn run would refuse once Ray has started, checked before it starts (and so
+    before its folder is made): the fault drill's marker inside `out`, the data (loaded: a
+    missing file is named now), the device, RLlib's own validation of the algorithm config,
+    and the resources it asks for against the cluster when that is known here (a new local
+    cluster: this machine). Returns the config with the marker made absolute."""
+    import dataclasses
+
+    from mmbalance.envs.common import Episodes, fault_inside
+    from mmbalance.errors import ConfigError
+    from mmbalance.ray_session import known_resources
+
+    fault = cfg.env_config.get("fault")
+    if fault:
+        env_config = {**cfg.env_config,
+                      "fault": fault_inside("env_config.fault", fault, out)}
+        cfg = dataclasses.replace(cfg, env_config=env_config)
+    env_cfg = cfg.env_class().cfg_class.from_dict(cfg.env_config)
+    Episodes(env_cfg).first()  # loads (and caches) the data the spaces come from
+    runners = int(cfg.env_runners.get("num_env_runners", 0) or 0)
+    device = env_cfg.train.get("device", "auto")
+    if device == "cuda":
+        if runners == 0:  # the env trains in this process
+            from mmbalance.trainers.trainer import resolve_device
+
+            try:
+                resolve_device("cuda")
+            except ConfigError:
+                raise ConfigError("env_config.train.device: 'cuda', but the env trains in this "
+                                  "process (num_env_runners 0) and torch sees no CUDA GPU here; "
+                                  "use auto or cpu") from None
+        elif not cfg.env_runners.get("num_gpus_per_env_runner"):
+            raise ConfigError("env_config.train.device: 'cuda' needs "
+                              "env_runners.num_gpus_per_env_runner > 0 (Ray hides the GPUs from "
+                              "an env runner that asks for none)")
+    if cfg.learners.get("num_gpus_per_learner") and not cfg.learners.get("num_learners"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("learners.num_gpus_per_learner: the learner runs in this process "
+                              "(num_learners 0) and torch sees no CUDA GPU here; use 0, or "
+                              "num_learners >= 1 on a cluster with GPUs")
+    have = known_resources(address)
+    if have is not None:
+        check_learn_resources(cfg, have)
+    return cfg
+
+
+def algorithm_request(cfg: LearnConfig):
+    """RLlib's validated config and the resource bundles it asks Ray for (the first is the
+    algorithm's own; a Tune trial asks for all, `learn` runs the first in this process)."""
+    import logging
+
+    from mmbalance.errors import ConfigError
+    from mmbalance.tune.algos import build_algorithm_config
+
+    rllib = logging.getLogger("ray.rllib")
+    level = rllib.level
+    rllib.setLevel(logging.ERROR)  # its API-stack notice is not the user's concern here
+    try:
+        config = build_algorithm_config(cfg)
+        request = config.algo_class.default_resource_request(config)  # validates the config
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"learn config: {cfg.algorithm} refuses it: {first}") from None
+    finally:
+        rllib.setLevel(level)
+    return config, [dict(b) for b in request.bundles]
+
+
+def check_learn_resources(cfg: LearnConfig, have: dict | None = None,
+                          in_trial: bool = False) -> None:
+    """Refuse what the cluster can never grant (env runners, learners, their GPUs)."""
+    from mmbalance.ray_session import require_resources
+
+    _, bundles = algorithm_request(cfg)
+    if in_trial and cfg.env_config.get("train", {}).get("device") == "cuda":
+        from mmbalance.errors import ConfigError
+
+        runners = int(cfg.env_runners.get("num_env_runners", 0) or 0)
+        if runners == 0 and not bundles[0].get("GPU"):  # the env trains in the trial
+            raise ConfigError("env_config.train.device: 'cuda', but the env trains in the "
+                              "trial (num_env_runners 0), which asks Ray for no GPU (Ray hides "
+                              "them); give learners.num_gpus_per_learner, or use auto or cpu")
+        if runners and not cfg.env_runners.get("num_gpus_per_env_runner"):
+            raise ConfigError("env_config.train.device: 'cuda' needs "
+                              "env_runners.num_gpus_per_env_runner > 0 (Ray hides the GPUs "
+                              "from an env runner that asks for none)")
+    remote = bundles if in_trial else bundles[1:]
+    what = ("learners / env_runners" if not in_trial else "a learn trial (its learners and env "
+            "runners)")
+    per = "trial" if in_trial else "learn run"
+    for bundle in remote:
+        require_resources(what, bundle, have, per=per)
+    total = {k: sum(b.get(k, 0) for b in remote) for k in ("CPU", "GPU")}
+    require_resources(what, total, have, one_node=False, per=per)
 
 
 def _train(cfg: LearnConfig, out: str | Path, progress: bool,
@@ -166,8 +292,11 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
     from mmbalance.tune.algos import build_algorithm_config
     from mmbalance.tune.export import export_policy
 
-    out = Path(out) if start is not None else new_run_dir(out)
-    stored = {**cfg.to_dict(), "address": None}  # where it ran is not what the run is
+    if start is None:
+        out = new_run_dir(out)
+        (out / "run_id").write_text(new_run_id() + "\n")
+    out = Path(out)
+    stored = _stored(cfg)
     (out / "learn_config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
     first = start[0] + 1 if start is not None else 1
     algo = None
@@ -185,6 +314,12 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
             except (pickle.UnpicklingError, EOFError) as exc:  # only with --trust-unsigned
                 raise UserError(f"{start[1]}: a checkpoint file does not load "
                                 f"({type(exc).__name__}: {exc})") from None
+            except (RuntimeError, ValueError, KeyError) as exc:
+                # a checkpoint older than its signed config copy, restored into an edited
+                # config (another network shape): torch's or RLlib's error, as one line
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise UserError(f"{start[1]}: does not load into this run's config (edited "
+                                f"learn_config.yaml?): {type(exc).__name__}: {first}") from None
         writer = _tensorboard(out / "tb")
         bar = tqdm(total=cfg.iterations, initial=first - 1, unit="iter",
                    desc=f"{cfg.algorithm} on {cfg.env}", disable=not progress)
@@ -204,13 +339,13 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
             bar.set_postfix(ret=f"{row['episode_return_mean']:.3f}",
                             steps=int(row["env_steps"]) if math.isfinite(row["env_steps"]) else 0)
             if cfg.checkpoint_every and i % cfg.checkpoint_every == 0:
-                _save(algo, out, i)
+                _save(algo, out, i, cfg)
         bar.close()
         if writer is not None:
             writer.close()
         last = max(cfg.iterations, first - 1)
         if not (out / "checkpoints" / f"iter_{last:04d}").exists():
-            _save(algo, out, last)
+            _save(algo, out, last, cfg)
         env = cfg.env_class()(cfg.env_config)
         # what a quota meant while the policy learned and how quotas share an iteration's
         # budget (the env's defaults unless given): the exported policy replays with both
@@ -225,8 +360,8 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
                       if k not in ("num_runs", "autoreset_mode")}
             env.close()
             env = QuotaEnv({**single, **mode})
-        env_config = {k: v for k, v in cfg.env_config.items()
-                      if k not in ("data", "num_runs", "autoreset_mode")}
+        env_config = {k: v for k, v in cfg.env_config.items()  # the fault drill stays here
+                      if k not in ("data", "num_runs", "autoreset_mode", "fault")}
         env_config.update(mode)
         env_config["data"] = cfg.env_config.get("data", "synthetic")
         meta = {

@@ -40,12 +40,13 @@ def build_trainer(config: dict, dataset: MultimodalDataset | None = None):
 
 
 def plain_trial(config: dict, dataset: MultimodalDataset | None = None,
-                trust_unsigned: bool = False) -> None:
+                trust_unsigned: bool = False, run: str | None = None) -> None:
+    """`run`: the sweep's id, signed into each checkpoint and required of one restored."""
     trainer = build_trainer(config, dataset)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            verify_folder(d, trust_unsigned)
+            verify_folder(d, trust_unsigned, run=None if trust_unsigned else run)
             trainer.restore(Path(d) / "trainer.pt")
     fault = config.get("fault") or {}
     import ray
@@ -66,7 +67,7 @@ def plain_trial(config: dict, dataset: MultimodalDataset | None = None,
             metrics.update({f"ledger_{k}": v for k, v in final["ledger"].items()})
         with tempfile.TemporaryDirectory() as d:
             trainer.save(Path(d) / "trainer.pt")
-            sign_folder(d)
+            sign_folder(d, run=run)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
@@ -74,7 +75,65 @@ def _maybe_fail(fault: dict, epoch: int) -> None:
     """Fault drill: crash once after epoch `fault.epoch` (a marker file remembers it)."""
     if not fault or epoch != int(fault.get("epoch", -1)):
         return
-    marker = Path(fault["marker"])
-    if not marker.exists():
-        marker.write_text("crashed once\n")
+    from mmbalance.envs.common import write_fault_marker
+
+    if write_fault_marker(fault["marker"]):
         raise RuntimeError(f"injected fault after epoch {epoch} (fault drill)")
+
+
+# ------------------------------------------------------------------ RLlib trials
+def _sweep_id(trainable) -> str | None:
+    """The id of the sweep a trial belongs to, from its Tune experiment folder."""
+    storage = getattr(trainable, "_storage", None)
+    if storage is None:
+        return None
+    try:
+        with storage.storage_filesystem.open_input_stream(
+                f"{storage.experiment_fs_path}/sweep_id") as f:
+            return f.read().decode().strip() or None
+    except OSError:
+        return None
+
+
+def _verified(algo_class: type) -> type:
+    """`algo_class` whose Tune checkpoints are signed when saved and verified (signature,
+    files, sweep id) before `restore` reads anything of them: Tune itself would unpickle a
+    dict checkpoint there, and RLlib's state files are pickles."""
+
+    class Verified(algo_class):
+        def save_checkpoint(self, checkpoint_dir: str):
+            out = super().save_checkpoint(checkpoint_dir)
+            sign_folder(checkpoint_dir, run=_sweep_id(self))
+            return out
+
+        def restore(self, checkpoint_path, *args, **kwargs):
+            checkpoint = getattr(checkpoint_path, "checkpoint", checkpoint_path)
+            if isinstance(checkpoint, str):
+                checkpoint = tune.Checkpoint.from_directory(checkpoint)
+            with checkpoint.as_directory() as d:
+                verify_folder(d, run=_sweep_id(self))
+            return super().restore(checkpoint_path, *args, **kwargs)
+
+    Verified.__name__ = Verified.__qualname__ = f"Verified{algo_class.__name__}"
+    Verified.__module__ = __name__
+    return Verified
+
+
+def verified_algorithm(name: str) -> type:
+    """The module-level `Verified<ALGO>` class (Ray pickles trainables by reference)."""
+    from mmbalance.tune.learn_config import algorithm_config_class
+
+    attr = f"Verified{name}"
+    if attr not in globals():
+        globals()[attr] = _verified(algorithm_config_class(name)().algo_class)
+    return globals()[attr]
+
+
+def __getattr__(attr: str):
+    """`VerifiedPPO` etc., made on first use (importing RLlib's algorithms takes seconds)."""
+    if attr.startswith("Verified"):
+        from mmbalance.tune.learn_config import ALGORITHMS
+
+        if attr[len("Verified"):] in ALGORITHMS:
+            return verified_algorithm(attr[len("Verified"):])
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

@@ -25,6 +25,7 @@ max_failures: 1             # retries of a crashed trial, from its last checkpoi
 keep_checkpoints: null      # checkpoints kept per trial; null = all (see below)
 tracking: null              # mlflow: one MLflow run per trial (Tune's MLflowLoggerCallback;
 tracking_uri: null          #   pip install 'mmbalance[tracking]'); default store <out>/mlruns
+max_wait_s: 600             # trials waiting, none running this long: the sweep ends (exit 2)
 ```
 
 Everything is validated before Ray starts. The output folder gets `sweep.yaml`,
@@ -36,8 +37,10 @@ which `--resume` continues an interrupted sweep (docs/tracking.md).
 A sweep stays in its place: `name` is a plain name (no '/' or '..'), and a storage location
 that already holds an experiment of that name is refused, unless it is this sweep's own
 resume (the experiment folder and the sweep folder share a `sweep_id`), so a second sweep
-never writes into a first one's experiment. Trial checkpoints of plain-trainer sweeps are
-signed (`mmbalance/manifest.py`) and verified before a trial restores from one.
+never writes into a first one's experiment. Trial checkpoints (plain and RLlib trials) are
+signed with the sweep id (`mmbalance/manifest.py`) and verified before a trial restores from
+one; Tune's own state (`tuner.pkl`, the experiment and searcher state) is signed into
+`<out>/tune_state/` and only that signed copy is restored (`guard.py`, docs/mistakes.md).
 
 Every trial checkpoints after each epoch (train) or iteration (learn). By default all are
 kept: Tune snapshots its experiment state only every few seconds, so after a hard kill the

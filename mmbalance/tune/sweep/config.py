@@ -48,6 +48,8 @@ class SweepConfig(YamlConfig):
     keep_checkpoints: int | None = None
     tracking: str | None = None  # mlflow: Tune's MLflowLoggerCallback (mmbalance/tracking.py)
     tracking_uri: str | None = None  # default: <out>/mlruns
+    # the watchdog: trials waiting and none running this long ends the sweep (one line)
+    max_wait_s: float = 600.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +69,12 @@ class SweepConfig(YamlConfig):
                 not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 2):
             raise ConfigError(f"keep_checkpoints: got {self.keep_checkpoints!r}, allowed null "
                               "(keep all) or an integer >= 2")
+        if not self.max_wait_s > 0:
+            raise ConfigError(f"max_wait_s: must be > 0 seconds, got {self.max_wait_s}")
+        drills = [k for k in self.search_space if k.split(".")[0] == "fault"
+                  or k.startswith("env_config.fault")]
+        if drills:
+            raise ConfigError(f"search_space: {drills[0]!r}: the fault drill is not swept")
         kind = (self.scheduler or {}).get("type", "fifo")
         if kind not in SCHEDULERS:
             raise ConfigError(f"scheduler.type: got {kind!r}, allowed {list(SCHEDULERS)}")
@@ -145,6 +153,12 @@ class SweepConfig(YamlConfig):
 
             for k, v in base.items():
                 typed_value("base", k, v, TRAIN_BASE_TYPES[k])
+            from mmbalance.envs.common import check_fault
+
+            check_fault("base.fault", base.get("fault") or {}, "epoch")
+            if base.get("train", {}).get("device") == "cuda" and not self.resources.get("gpu"):
+                raise ConfigError("base.train.device: 'cuda' needs resources.gpu > 0 (Ray "
+                                  "hides the GPUs from a trial that asks for none)")
 
             TrainConfig.from_dict({**base.get("train", {}), "method": base.get("method", "joint"),
                                    "seed": base.get("seed", 0)})

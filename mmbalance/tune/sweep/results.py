@@ -24,7 +24,10 @@ def _config_columns(config: dict, cfg: SweepConfig) -> dict:
     return out
 
 
-def write_results(cfg: SweepConfig, out: Path, results, seconds: float) -> dict:
+def write_results(cfg: SweepConfig, out: Path, results, seconds: float,
+                  unfinished: int = 0) -> dict:
+    """The tables; `unfinished` trials (an interrupted sweep) make the summary say that it is
+    partial, that its best is only the best so far, and how to continue it."""
     import pandas as pd
 
     from mmbalance.runs import write_table
@@ -60,10 +63,13 @@ def write_results(cfg: SweepConfig, out: Path, results, seconds: float) -> dict:
     errored = sum(r["status"] == "ERROR" for r in rows)
     if errored:
         head += f" {errored} trial(s) ended in an error (e.g. a diverged loss) and are not ranked."
+    if unfinished:
+        head += (f" PARTIAL: interrupted with {unfinished} of {len(rows)} trial(s) unfinished; "
+                 f"continue it with `mmbalance sweep --resume {out}`.")
     lines = [head, ""]
     if ok:
         best = ok[0]
-        lines += ["Best trial: " + best["trial"] + ", " + ", ".join(
+        lines += [("Best trial so far: " if unfinished else "Best trial: ") + best["trial"] + ", " + ", ".join(
             f"{c[len('config/'):]}={best[c]}" for c in cols) + f" -> {metric} = {best[metric]:.4f}",
             ""]
     lines += ["| trial | " + " | ".join(c[len("config/"):] for c in cols) + f" | {metric} |",

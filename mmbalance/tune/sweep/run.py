@@ -4,14 +4,17 @@ algorithm, run config), the experiment's place in storage and who owns it, resum
 from __future__ import annotations
 
 import copy
+import dataclasses
 import secrets
 import time
 from pathlib import Path
 
 from mmbalance.errors import ConfigError
+from mmbalance.manifest import read_run_id
 from mmbalance.tracking import tune_callbacks
 from mmbalance.tune import search_space as dsl
 from mmbalance.tune.sweep.config import SweepConfig
+from mmbalance.tune.sweep.guard import SweepGuard, restore_signed_state, signed_state
 from mmbalance.tune.sweep.results import write_results
 
 SWEEP_ID = "sweep_id"  # in the sweep folder and in its Tune experiment folder: who owns it
@@ -33,22 +36,55 @@ def _param_space(cfg: SweepConfig, dataset_ref):
     return build_algorithm_config(learn, env_config)
 
 
-def _trainable(cfg: SweepConfig, dataset, trust_unsigned: bool = False):
+def _trainable(cfg: SweepConfig, dataset, trust_unsigned: bool = False,
+               run: str | None = None):
     from ray import tune
 
     if cfg.trainable == "learn":
         return _algo_class(cfg)
     from mmbalance.tune.trainables import plain_trial
 
-    fn = tune.with_parameters(plain_trial, dataset=dataset, trust_unsigned=trust_unsigned)
+    fn = tune.with_parameters(plain_trial, dataset=dataset, trust_unsigned=trust_unsigned,
+                              run=run)
     res = {"cpu": float(cfg.resources.get("cpu", 1)), "gpu": float(cfg.resources.get("gpu", 0))}
     return tune.with_resources(fn, res)
 
 
 def _algo_class(cfg: SweepConfig):
-    from mmbalance.tune.learn_config import algorithm_config_class
+    """The algorithm's class, with signed and verified checkpoints (see trainables.py)."""
+    from mmbalance.tune.trainables import verified_algorithm
 
-    return algorithm_config_class(cfg.base.get("algorithm", "PPO"))().algo_class
+    return verified_algorithm(cfg.base.get("algorithm", "PPO"))
+
+
+def fault_inside_sweep(cfg: SweepConfig, out: Path) -> SweepConfig:
+    """The sweep with its fault drill's marker (base.fault, or base.env_config.fault of
+    learn trials) made absolute inside `out`, or one line if it lies outside."""
+    from mmbalance.envs.common import fault_inside
+
+    base = copy.deepcopy(cfg.base)
+    if cfg.trainable == "train" and base.get("fault"):
+        base["fault"] = fault_inside("base.fault", base["fault"], out)
+    env_config = base.get("env_config")
+    if cfg.trainable == "learn" and isinstance(env_config, dict) and env_config.get("fault"):
+        env_config["fault"] = fault_inside("base.env_config.fault", env_config["fault"], out)
+    return dataclasses.replace(cfg, base=base)
+
+
+def check_sweep_resources(cfg: SweepConfig, have: dict | None = None) -> None:
+    """Refuse a trial no node of the cluster can hold (it would wait forever, Tune printing
+    "No trial is running" once a minute): `have` from `known_resources`, else the connected
+    cluster's."""
+    from mmbalance.ray_session import require_resources
+
+    if cfg.trainable == "learn":
+        from mmbalance.tune.learn import check_learn_resources
+        from mmbalance.tune.learn_config import LearnConfig
+
+        check_learn_resources(LearnConfig.from_dict(cfg.sample_base()), have, in_trial=True)
+        return
+    need = {"CPU": float(cfg.resources.get("cpu", 1)), "GPU": float(cfg.resources.get("gpu", 0))}
+    require_resources("resources", need, have, per="trial")
 
 
 def _scheduler(cfg: SweepConfig):
@@ -173,13 +209,24 @@ def run_sweep(cfg: SweepConfig, out: Path, progress: bool = True, address: str |
     """Run (or with `resume`, continue) the sweep into `out`; `trust_unsigned` lets resumed
     trials restore from checkpoints without a valid signed manifest; `dataset`: the shared
     data when the caller loaded (and so checked) it already."""
-    from mmbalance.ray_session import ray_session
+    from mmbalance.ray_session import known_resources, ray_session
 
+    cfg = fault_inside_sweep(cfg, out)
     check_storage(cfg, out, resume)
+    have = known_resources(address)
+    if have is not None:
+        check_sweep_resources(cfg, have)
+    if resume and not trust_unsigned:
+        signed_state(out, read_run_id(out, SWEEP_ID))
     with ray_session(address):
         require_shared_storage(cfg, out)
+        check_sweep_resources(cfg)
         if not resume:
             _claim(cfg, out)
+            if not (out / "sweep.yaml").exists():  # what --resume continues (and signs)
+                import yaml
+
+                (out / "sweep.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return _fit(cfg, out, progress, resume, trust_unsigned, dataset)
 
 
@@ -189,15 +236,26 @@ def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool, trust_unsign
     from ray import tune
 
     dataset = dataset if dataset is not None else shared_dataset(cfg)
-    trainable = _trainable(cfg, dataset, trust_unsigned)
+    run = read_run_id(out, SWEEP_ID)
+    trainable = _trainable(cfg, dataset, trust_unsigned, run)
     path = f"{_storage(cfg, out).rstrip('/')}/{cfg.name}"
+    guard = SweepGuard(str(out.resolve()), _storage(cfg, out), cfg.name, run, cfg.max_wait_s)
     t0 = time.perf_counter()
     if resume:
+        if not trust_unsigned:  # Tune's files are read only as the sweep signed them
+            restore_signed_state(out, _storage(cfg, out), cfg.name, run)
         if not tune.Tuner.can_restore(path):
             raise ConfigError(f"--resume: no Tune experiment to restore at {path}")
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
                                    param_space=_param_space(cfg, None)
                                    if cfg.trainable == "learn" else None)
+        # the guard restored from tuner.pkl knew the folder as it was: use this one (a
+        # Tuner driven through Ray Client keeps its config remote: left as restored)
+        local = getattr(tuner, "_local_tuner", None)
+        if local is not None:
+            run_config = local.get_run_config()
+            run_config.callbacks = [c for c in run_config.callbacks or []
+                                    if not isinstance(c, SweepGuard)] + [guard]
     else:
         tuner = tune.Tuner(
             trainable,
@@ -216,9 +274,14 @@ def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool, trust_unsign
                     checkpoint_frequency=1 if cfg.trainable == "learn" else 0,
                     checkpoint_at_end=cfg.trainable == "learn"),
                 verbose=1 if progress else 0,
-                # TensorBoard per trial, and MLflow when asked: Tune's own logger callbacks
-                callbacks=tune_callbacks(cfg.tracking, cfg.tracking_uri, out, cfg.name),
+                # TensorBoard per trial, and MLflow when asked: Tune's own logger callbacks;
+                # the guard signs Tune's state and watches for trials that cannot start
+                callbacks=[*tune_callbacks(cfg.tracking, cfg.tracking_uri, out, cfg.name),
+                           guard],
             ),
         )
     results = tuner.fit()
-    return write_results(cfg, out, results, time.perf_counter() - t0)
+    unfinished = guard.unfinished
+    res = write_results(cfg, out, results, time.perf_counter() - t0, unfinished=unfinished)
+    res["unfinished"] = unfinished
+    return res
