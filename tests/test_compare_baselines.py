@@ -112,3 +112,17 @@ def test_learning_rates_and_fixed_shares_are_chosen_on_validation(ray_session, t
     assert set(summary["sampler"]) == {"uniform", "dus-h", "fixed:best"}
     assert all(isinstance(c, str) and c for c in summary["chosen"])
     assert not math.isnan(summary.set_index("sampler").loc["fixed:best", "ratio_updates"])
+
+
+def test_the_share_figure_shows_each_quota_policy_over_training(plain):
+    """A constant policy is a flat line at its share; uniform sampling has no panel."""
+    from mmbalance.report import make_report
+    from mmbalance.report.shares import share_curves
+
+    results = pd.read_parquet(plain / "results.parquet")
+    curves = share_curves(plain, results, ["audio", "visual"])
+    assert set(curves) == {"mla/dus-h:strength=8", "mla/fixed:quotas=33/33"}
+    fixed = curves["mla/fixed:quotas=33/33"]
+    assert np.allclose(fixed["audio"], 0.5) and np.allclose(fixed["visual"], 0.5)
+    assert fixed.index.min() > 0 and fixed.index.max() < 1
+    assert (plain / "plots" / "quota_shares.png") in [p for p in make_report(plain)]

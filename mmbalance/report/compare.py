@@ -59,6 +59,12 @@ def compare_report(folder: Path) -> list[Path]:
     if tradeoff.has_probes(results, modalities):  # probes off: nothing to put on its x axis
         written.append(tradeoff.plot_accuracy_vs_weak_probe(
             results, modalities, data, plots / tradeoff.FIGURE, chance))
+    from mmbalance.report import shares
+
+    curves = shares.share_curves(folder, results, modalities)
+    if curves:
+        written.append(shares.plot_quota_shares(curves, modalities, data,
+                                                plots / shares.FIGURE))
     return written
 
 
