@@ -10,11 +10,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from mmbalance.report import common  # noqa: E402
+from mmbalance.report import common
 
 FIGURE = "quota_shares.png"
 BINS = 20  # points along training progress
