@@ -80,6 +80,36 @@ def test_share_pbt_sweep_config_loads():
     assert max(at) < cfg.base["train"]["epochs"]
 
 
+def test_pbt_mutates_a_choice_to_its_neighbours_never_out_of_the_set():
+    """PBT perturbs a Tune domain by x0.8 / x1.2, which takes a choice of ints out of its
+    set and fails on text (16/112): choices go to PBT as lists, stepped along in order."""
+    import random
+
+    from ray.tune.schedulers.pbt import _explore
+
+    from mmbalance.tune.sweep.run import _scheduler
+
+    cfg = load("sweep_share_pbt.yaml")
+    pbt = _scheduler(cfg)
+    mutations = pbt._hyperparam_mutations
+    options = mutations["sampler_options"]
+    shares = cfg.search_space["sampler_options.quotas"]["choice"]
+    assert options["quotas"] == shares and options["at"] == [2, 4, 6, 8]
+    random.seed(0)
+    config = {"sampler_options": {"quotas": "64/64", "then": "64/64", "at": 4}}
+    seen = set()
+    for _ in range(200):
+        new, _ops = _explore(config, mutations, pbt._resample_probability,
+                             pbt._perturbation_factors, None)
+        assert new["sampler_options"]["quotas"] in shares
+        assert new["sampler_options"]["at"] in (2, 4, 6, 8)
+        seen.add(new["sampler_options"]["quotas"])
+    assert {"48/80", "80/48"} <= seen  # the neighbours of 64/64
+    # a range stays a Tune domain, perturbed by a factor (PPO's lr)
+    lr = _scheduler(load("sweep_ppo_pbt.yaml"))._hyperparam_mutations["lr"]
+    assert not isinstance(lr, list)
+
+
 def test_pbt_over_the_shares_runs_and_each_trial_trains_its_own_schedule(ray_session,
                                                                          tmp_path):
     """A 2-trial PBT over the schedule's shares: PBT clones the better trial's checkpoint

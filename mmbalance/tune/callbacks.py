@@ -2,7 +2,9 @@
 
 They land under `env_runners/mml/...` in every RLlib result (and so in TensorBoard and Tune):
 the final training discrepancy, the final validation accuracy (multimodal and per modality)
-of the run's best epoch, and its test accuracy for reporting.
+of the run's best epoch, its test accuracy for reporting, and its compute ledger
+(`final_ledger_<key>`: under `share` every quota policy's encoder updates and gradient
+samples are the uniform run's, and this shows it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class MMLMetricsCallback(RLlibCallback):
         last = infos[-1]
         for key, value in last.items():
             if isinstance(value, (int, float)) and (
-                key == "discrepancy" or key.startswith(("final_val_", "final_test_"))
+                key == "discrepancy"
+                or key.startswith(("final_val_", "final_test_", "final_ledger_"))
             ):
                 metrics_logger.log_value(f"mml/{key}", float(value), reduce="mean", window=20)
