@@ -9,6 +9,8 @@ samples are the uniform run's, and this shows it).
 
 from __future__ import annotations
 
+import numbers
+
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 
@@ -21,7 +23,9 @@ class MMLMetricsCallback(RLlibCallback):
             return
         last = infos[-1]
         for key, value in last.items():
-            if isinstance(value, (int, float)) and (
+            # numbers.Real: RLlib hands back an info's ints as numpy integers (the ledger's
+            # counts), which are not `int`
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and (
                 key == "discrepancy"
                 or key.startswith(("final_val_", "final_test_", "final_ledger_"))
             ):
