@@ -140,6 +140,22 @@ def test_a_checkpoint_restored_with_other_options_trains_on_with_them(data, tmp_
     assert np.array_equal(clone.sampler.quotas, [8, 120])
 
 
+def test_fixed_quotas_restored_with_other_options_train_with_them(data, tmp_path):
+    """The same for `fixed`: PBT over its quotas changes what the clone trains."""
+    cfg = TrainConfig(method="mla", epochs=3, batch_size=B, probe=False)
+    donor = Trainer(data, cfg, make_sampler("fixed:quotas=16/112"))
+    while donor.step(stop_at_epoch_end=True) is not None:
+        pass
+    donor.save(tmp_path / "ckpt.pt")
+    clone = Trainer(data, cfg, make_sampler("fixed:quotas=96/32"))
+    clone.restore(tmp_path / "ckpt.pt")
+    clone.fit()
+    later = {(r["quota_audio"], r["quota_visual"]) for r in clone.history.steps
+             if r["epoch"] >= 1}
+    assert later == {(96, 32)}
+    assert clone.sampler.config()["quotas"] == [96, 32]
+
+
 @pytest.mark.parametrize("spec, needle", [
     ("schedule:then=96/32,at=5", "'quotas' needs one integer >= 1 per modality"),
     ("schedule:quotas=16/112,at=5", "'then' needs"),
