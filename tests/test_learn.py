@@ -30,6 +30,12 @@ PER_ALGO = {
     "DQN": ["training.train_batch_size_per_learner=16",
             "training.num_steps_sampled_before_learning_starts=16",
             "reporting.min_sample_timesteps_per_iteration=32"],
+    # asynchronous algorithms: a remote env runner takes seconds to start and the first
+    # iteration would return before it sent anything; the local runner samples at once
+    "APPO": ["training.train_batch_size_per_learner=32", "env_runners.num_env_runners=0",
+             "reporting.min_time_s_per_iteration=1"],
+    "IMPALA": ["training.train_batch_size_per_learner=32", "env_runners.num_env_runners=0",
+               "reporting.min_time_s_per_iteration=1"],
 }
 
 
@@ -57,21 +63,32 @@ def test_dus_ppo_learns_checkpoints_exports_and_logs_mml_metrics(ppo_run):
     assert len(progress) == 1 and progress["env_steps"].iloc[0] >= 32
     # the MML metrics are RLlib custom metrics of the episodes that ended
     assert {"final_val_acc", "final_val_acc_visual", "discrepancy"} <= set(progress.columns)
+    # and the runs' compute: under `share` whatever the policy chose, uniform's updates
+    updates = progress["final_ledger_updates_audio"] + progress["final_ledger_updates_visual"]
+    assert updates.iloc[0] == pytest.approx(2 * 2 * 256 / 32)
     assert (out / "checkpoints" / "iter_0001").is_dir()
     assert list((out / "tb").iterdir())
     spec = json.loads((out / "policy" / "policy.json").read_text())
     assert spec["algorithm"] == "PPO" and spec["action_space"]["type"] == "MultiDiscrete"
 
 
-@pytest.mark.parametrize("name", ["dus_sac.yaml", "dus_dqn.yaml", "bss_ppo.yaml",
-                                  "dus_ppo_vector.yaml"])
+@pytest.mark.parametrize("name", ["dus_sac.yaml", "dus_dqn.yaml", "dus_appo.yaml",
+                                  "dus_impala.yaml", "bss_ppo.yaml", "dus_ppo_vector.yaml"])
 def test_each_shipped_config_runs_one_iteration(name, ray_session, tmp_path):
+    """Every advertised algorithm (PPO: `ppo_run` and the tests on it) learns an iteration
+    from its YAML, exports a policy, and `evaluate` runs that policy."""
+    from mmbalance.cli import main
     from mmbalance.policies.learned import load_policy
     from mmbalance.tune.learn import run_learn
 
     cfg = tiny_config(name)
     res = run_learn(cfg, tmp_path / "run", progress=False)
     assert len(res["rows"]) == 1
+    row = res["rows"][0]
+    assert row["env_steps"] >= 32 and row["episodes"] >= 1  # it sampled whole episodes
+    if cfg.env.startswith("quota"):  # whatever it chose, each run had uniform's updates
+        updates = row["final_ledger_updates_audio"] + row["final_ledger_updates_visual"]
+        assert updates == pytest.approx(2 * 2 * 256 / 32)  # 2 encoders x 2 epochs of 8
     policy = load_policy(res["out"] / "policy")
     assert policy.spec["algorithm"] == cfg.algorithm
     assert policy.spec["env"] == cfg.env.replace("quota-vector", "quota")
@@ -84,6 +101,14 @@ def test_each_shipped_config_runs_one_iteration(name, ray_session, tmp_path):
         assert np.ndim(action) == 0
     elif cfg.algorithm == "SAC":
         assert np.all(np.abs(action) <= 1.0)
+    out = tmp_path / "eval"
+    rc = main(["evaluate", str(res["out"] / "policy"), "--seeds", "1", "--epochs", "1",
+               "--parallel", "none", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    results = pd.read_parquet(out / "results.parquet")
+    learned = results[results["sampler"].str.startswith("learned:")]
+    assert len(learned) == 1 and learned["test_acc"].between(0, 1).all()
+    assert {"uniform"} <= set(results["sampler"])  # beside the baselines
 
 
 def test_learned_sampler_replays_the_env_exactly(ppo_run):

@@ -262,6 +262,11 @@ class SavableEpisode:
             final = trainer.final_metrics()
             info.update({f"final_val_{k}": v for k, v in final["val"].items()})
             info.update({f"final_test_{k}": v for k, v in final["test"].items()})
+            # the run's compute, so an episode's result is read beside what it cost (under
+            # `share` every action leaves the totals at uniform's); counts only: the seconds
+            # are the machine's, and a replayed or resumed episode's info is the same
+            info.update({f"final_ledger_{k}": v for k, v in final["ledger"].items()
+                         if not k.endswith("_seconds")})
         return r, terminated, truncated, info
 
     def state_dict(self) -> dict:

@@ -135,6 +135,14 @@ class FixedQuotaSampler(QuotaSampler):
         super().bind(ctx)
         self.set_quotas(self.fixed)
 
+    def load_state_dict(self, state: dict) -> None:
+        """The streams from the checkpoint, the quotas from this sampler's options: a PBT
+        trial that clones another's checkpoint with mutated quotas trains with its own."""
+        mine = (self.fixed, self.n_min, self.n_max, self.n_min_cfg, self.n_max_cfg)
+        super().load_state_dict(state)
+        self.fixed, self.n_min, self.n_max, self.n_min_cfg, self.n_max_cfg = mine
+        self.set_quotas(self.fixed)
+
     def config(self) -> dict:
         return {"quotas": list(self.fixed), **super().config()}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mmbalance.errors import ConfigError
 from mmbalance.policies.bss import BSSHeuristicSampler, BSSLearnedSampler
 from mmbalance.policies.dus import DUSHeuristicSampler, FixedQuotaSampler
+from mmbalance.policies.schedule import ScheduleQuotaSampler
 from mmbalance.spec import parse_spec, typed_fields
 from mmbalance.trainers.sampler import Sampler, UniformSampler
 
@@ -12,6 +13,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "uniform": UniformSampler,
     "dus-h": DUSHeuristicSampler,
     "fixed": FixedQuotaSampler,
+    "schedule": ScheduleQuotaSampler,
     "bss-h": BSSHeuristicSampler,
     "bss-l": BSSLearnedSampler,
 }

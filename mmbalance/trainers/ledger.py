@@ -78,6 +78,17 @@ class ComputeLedger:
             if param.grad is not None:
                 self.counts[f"updates_{key}"] += 1
 
+    def add_step(self, samples: dict[str, int], parts: tuple[str, ...] = ("head",)) -> None:
+        """Count one optimizer step this run took outside its own optimizer (the vectorised
+        env's stacked update, `trainers/methods/mla_batched.py`): the encoders in `samples`
+        changed, each on that many gradient samples, and so did the head `parts`."""
+        self.counts["optimizer_steps"] += 1
+        for m, n in samples.items():
+            self.counts[f"updates_{m}"] += 1
+            self.counts[f"grad_samples_{m}"] += n
+        for part in parts:
+            self.counts[f"updates_{part}"] += 1
+
     def start(self) -> None:
         """Called when training starts: the wall clock runs from here."""
         if self.wall_start is None:

@@ -2,10 +2,14 @@
 
 They land under `env_runners/mml/...` in every RLlib result (and so in TensorBoard and Tune):
 the final training discrepancy, the final validation accuracy (multimodal and per modality)
-of the run's best epoch, and its test accuracy for reporting.
+of the run's best epoch, its test accuracy for reporting, and its compute ledger
+(`final_ledger_<key>`: under `share` every quota policy's encoder updates and gradient
+samples are the uniform run's, and this shows it).
 """
 
 from __future__ import annotations
+
+import numbers
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
@@ -19,7 +23,10 @@ class MMLMetricsCallback(RLlibCallback):
             return
         last = infos[-1]
         for key, value in last.items():
-            if isinstance(value, (int, float)) and (
-                key == "discrepancy" or key.startswith(("final_val_", "final_test_"))
+            # numbers.Real: RLlib hands back an info's ints as numpy integers (the ledger's
+            # counts), which are not `int`
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+                key == "discrepancy"
+                or key.startswith(("final_val_", "final_test_", "final_ledger_"))
             ):
                 metrics_logger.log_value(f"mml/{key}", float(value), reduce="mean", window=20)

@@ -27,7 +27,9 @@ stacked tensors. Per modality, in MLA's order:
 - runs that have no batch this iteration (their budget ended, or they were reset at
   another time) are left out: the others train on gathered copies of their slices.
 
-The result equals K separate `Trainer.step()` calls to float tolerance (only the order of
+Each run's compute ledger counts the update as `MLAMethod`'s would be counted (one
+optimizer step per modality, that encoder and the head changed, its rows as gradient
+samples). The result equals K separate `Trainer.step()` calls to float tolerance (only the order of
 floating-point sums differs). The momentum buffers are views too (put into each trainer's
 optimizer state) and so is each `MLAMethod.projector`, so a trainer stays consistent if it
 is later stepped on its own. Supported: method `mla`, optimizer `sgd`, samplers that do not
@@ -115,6 +117,8 @@ class StackedMLA:
                           for m in self.modalities}
         # a structural copy the functional calls run through; its own tensors never train
         self.template = copy.deepcopy(t0.model).requires_grad_(False)
+        for module in self.template.modules():  # the copy took run 0's ledger hooks along;
+            module._forward_hooks.clear()       # each run's ledger is counted in _update
         # MLP encoders (the default for feature vectors) run as batched matmuls; anything
         # else through functional_call under vmap
         self._programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
@@ -230,6 +234,11 @@ class StackedMLA:
                 _sgd([params[n] for n in names], grads,
                      [bufs[n] for n in names] if bufs is not None else None,
                      lrs, cfg.momentum, cfg.weight_decay)
+                # each run's compute ledger: the stacked update bypasses the runs' own
+                # optimizers and encoder hooks, so it counts what `MLAMethod` would have
+                for run, rows in zip(runs, idx):
+                    if len(rows):
+                        self.trainers[run].ledger.add_step({m: len(rows)})
             scores.append(s)
             losses.append(loss)
             prev_feat = feat

@@ -103,7 +103,11 @@ def _scheduler(cfg: SweepConfig):
             node = mutations
             for part in path[:-1]:
                 node = node.setdefault(part, {})
-            node[path[-1]] = dsl.to_tune(spec)
+            kind_of, values = next(iter(spec.items()))
+            # a choice goes to PBT as a list: a mutation moves to a neighbouring value (or
+            # resamples one); as a Tune domain PBT would multiply the value by 0.8 or 1.2,
+            # leaving the set (an int) or failing (text such as quotas 16/112)
+            node[path[-1]] = list(values) if kind_of == "choice" else dsl.to_tune(spec)
         return PopulationBasedTraining(time_attr="training_iteration",
                                        hyperparam_mutations=mutations, **opts)
     return FIFOScheduler()
