@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first evaluation seed (default 1000: seeds no env episode used)")
     ev.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto")
     ev.add_argument("--address", help=ADDRESS_HELP)
+    ev.add_argument("--best-fixed", action="store_true",
+                    help="add the best fixed quota share, chosen on validation (Ray Tune): "
+                    "the constant a learned quota policy must beat")
     ev.add_argument("--out")
     ev.add_argument("--no-progress", action="store_true")
     _add_tracking_options(ev)
@@ -580,7 +583,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seeds = _seeds(args)
     out = run_comparison(data, [(method, s) for s in samplers], seeds, overrides,
                          Path(args.out or _default_out("evaluate")), parallel=args.parallel,
-                         address=args.address, progress=not args.no_progress)
+                         address=args.address, progress=not args.no_progress,
+                         best_fixed=args.best_fixed)
     if tracking:
         from mmbalance.tracking import log_comparison
 
