@@ -46,7 +46,7 @@ def bound(sampler, **kw):
 
 def status_with(s_a: float, s_v: float, status=None):
     status = status or LearningStatus(["a", "v"])
-    status.update({"a": s_a, "v": s_v}, {"a": 0.3, "v": 1.2})
+    status.fold([([s_a, s_v], [0.3, 1.2])])
     return status
 
 

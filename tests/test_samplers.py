@@ -84,15 +84,13 @@ def test_dus_sampler_follows_learning_status():
     first = s.next_batch()
     assert len(first["a"]) == len(first["v"]) == 16  # no status yet: uniform
     status = LearningStatus(["a", "v"])
-    for _ in range(5):
-        status.update({"a": 0.9, "v": 0.3}, {"a": 0.1, "v": 1.5})
+    status.fold([([0.9, 0.3], [0.1, 1.5])] * 5)
     s.update(status)
     b = s.next_batch()
     assert len(b["v"]) > 16 > len(b["a"])
     assert s.log_metrics()["quota_v"] == len(b["v"])
     # the modality that catches up and overtakes loses its extra samples
-    for _ in range(50):
-        status.update({"a": 0.2, "v": 0.95}, {"a": 1.0, "v": 0.1})
+    status.fold([([0.2, 0.95], [1.0, 0.1])] * 50)
     s.update(status)
     b = s.next_batch()
     assert len(b["a"]) > len(b["v"])

@@ -16,10 +16,10 @@ of 100, so a shorter run still reaches all of its data.
 BSS-L rescores every epoch and draws the epoch's whole order without replacement with
 weights 2.01 - d. Its scores come from a no-grad pass over the training set before the
 epoch (`score=pass`, the default, as the authors) or, with `score=forward`, from the
-previous epoch's training forward pass (no extra pass, but the scores lag: see README).
+previous epoch's training forward pass (no extra pass, but the scores are an epoch old).
 The authors' draw is a permutation, so the weights only change the order within an epoch;
 `draw=replacement` draws N samples with replacement instead, so they change how often each
-sample is seen (a deviation, measured in the leverage benchmark).
+sample is seen (a deviation from the paper).
 The bucket sampler of the sequence env (`bss_buckets.py`) is a BSS sampler too.
 """
 

@@ -102,7 +102,7 @@ class QuotaSampler(Sampler):
 
 class FixedQuotaSampler(QuotaSampler):
     """Fixed per-modality quotas for the whole run (`fixed:quotas=16/128`): the extreme
-    policies of the leverage benchmark, and a baseline any learned quota policy must beat."""
+    policies a quota's leverage is measured with, and a baseline a learned policy must beat."""
 
     name = "fixed"
 

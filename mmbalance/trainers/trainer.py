@@ -30,7 +30,7 @@ from mmbalance.trainers.metrics import classification_metrics
 from mmbalance.trainers.quota import QuotaPlan
 from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
 
-# what `state_dict` writes; 2: the sampler's and the method's own state_dict (issue 11)
+# what `state_dict` writes; 2: the sampler and the method write their own state_dict
 STATE_FORMAT = 2
 
 

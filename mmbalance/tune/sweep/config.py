@@ -153,10 +153,6 @@ class SweepConfig(YamlConfig):
         except ConfigError as exc:
             raise ConfigError(f"{exc}{where}") from None
 
-    def grid_size(self) -> int:
-        sizes = [len(s["grid"]) for s in self.search_space.values() if "grid" in s]
-        return math.prod(sizes) if sizes else 1
-
 
 def expand_grid(cfg: SweepConfig) -> list[dict]:
     """The grid's points (for documentation and tests); ranges are left out."""
