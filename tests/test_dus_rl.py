@@ -15,13 +15,13 @@ from mmbalance.balance import LearningStatus
 from mmbalance.cli import main as cli
 from mmbalance.errors import ConfigError, UserError
 from mmbalance.policies.dus_rl import DUSRLSampler
-from mmbalance.policies.learned import FORMAT
+from mmbalance.policies.policy_file import FORMAT
 from mmbalance.policies.registry import make_sampler
+from mmbalance.policies.signals import Snapshot, quota_observation
 from mmbalance.report import make_report
 from mmbalance.runs import write_run
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.sampler import SamplerContext
-from mmbalance.trainers.signals import Snapshot, quota_observation
 from mmbalance.trainers.trainer import Trainer
 
 B = 16

@@ -66,7 +66,7 @@ def test_dus_ppo_learns_checkpoints_exports_and_logs_mml_metrics(ppo_run):
 @pytest.mark.parametrize("name", ["dus_sac.yaml", "dus_dqn.yaml", "bss_ppo.yaml",
                                   "dus_ppo_vector.yaml"])
 def test_each_shipped_config_runs_one_iteration(name, ray_session, tmp_path):
-    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.policy_file import load_policy
     from mmbalance.tune.learn import run_learn
 
     cfg = tiny_config(name)
@@ -90,7 +90,7 @@ def test_learned_sampler_replays_the_env_exactly(ppo_run):
     """The exported policy inside the plain trainer makes the env's decisions, step for step."""
     from mmbalance.data.registry import load_dataset
     from mmbalance.envs import QuotaEnv
-    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.policy_file import load_policy
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
@@ -119,7 +119,7 @@ def test_learned_sampler_replays_the_env_exactly(ppo_run):
 def test_tampered_or_mismatched_policy_files_are_refused(ppo_run, tmp_path):
     import shutil
 
-    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.policy_file import load_policy
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer

@@ -16,9 +16,9 @@ import numpy as np
 from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.data.family import DataFamily
 from mmbalance.errors import ConfigError
+from mmbalance.policies.signals import RewardConfig, reward, snapshot
 from mmbalance.spec import typed_fields
 from mmbalance.trainers.config import TrainConfig
-from mmbalance.trainers.signals import RewardConfig, reward, snapshot
 
 _DATA_CACHE: OrderedDict[str, MultimodalDataset] = OrderedDict()
 DATA_CACHE_SIZE = 32  # data sets kept per process (a drawn family is not kept forever)

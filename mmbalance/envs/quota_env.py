@@ -1,7 +1,7 @@
 """QuotaEnv: DUS as a Gymnasium environment. One episode is one multimodal training run.
 
 A step applies the action as per-modality sampling quotas for the next `steps_per_action`
-training iterations, trains, and returns the observation of `mmbalance.trainers.signals`
+training iterations, trains, and returns the observation of `mmbalance.policies.signals`
 (per-modality ŝ, s, loss, gap; D; progress; last quotas), the reward (discrepancy reduction
 by default), and `info` with the run's metrics. The episode terminates when the run's epoch
 budget is spent and is truncated by `max_env_steps` or `max_seconds`. `reset(seed=s)` starts
@@ -24,7 +24,7 @@ from mmbalance.envs.common import EnvConfigBase, EpisodeClock, SavableEpisode, r
 from mmbalance.errors import ConfigError
 from mmbalance.policies.dus import DUSHeuristicSampler, QuotaSampler, dus_quotas
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
-from mmbalance.trainers.signals import quota_observation, quota_observation_bounds
+from mmbalance.policies.signals import quota_observation, quota_observation_bounds
 from mmbalance.trainers.trainer import Trainer
 
 

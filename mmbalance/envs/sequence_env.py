@@ -3,7 +3,7 @@
 A step is one epoch (or `epochs_per_action` epochs): the action sets the pacing fraction
 and/or the sampling weights over K balance-degree buckets (quantiles of d) for the next
 epoch, which is then trained. Observation: the status features of
-`mmbalance.trainers.signals`, progress, the last action's values in [0, 1], and each bucket's
+`mmbalance.policies.signals`, progress, the last action's values in [0, 1], and each bucket's
 mean balance degree / 2. Reward and `info` as in QuotaEnv.
 
 `control`: `pacing` (one value), `buckets` (K weights, pacing 1) or `both` (1 + K).
@@ -25,7 +25,7 @@ from mmbalance.policies.bss import BSSHeuristicSampler
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.bss_measure import pacing_fraction
 from mmbalance.policies.sequence_actions import SequenceActionMap
-from mmbalance.trainers.signals import status_bounds, status_features
+from mmbalance.policies.signals import status_bounds, status_features
 from mmbalance.trainers.trainer import Trainer
 
 

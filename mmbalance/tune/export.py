@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mmbalance.errors import ConfigError
-from mmbalance.policies.learned import ACTIVATIONS, FORMAT, ExportedPolicy
+from mmbalance.policies.policy_file import ACTIVATIONS, FORMAT, ExportedPolicy
 
 _ACT_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
 

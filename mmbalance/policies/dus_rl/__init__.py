@@ -6,7 +6,7 @@ decision and the REINFORCE step), `sampler.py` (the quota sampler that runs them
 
 The DUS paper's RL variant: a small policy network adapts the per-modality quotas while the
 multimodal model trains; no fleet of past runs is needed. It meets exactly what a `QuotaEnv`
-policy meets (`mmbalance.trainers.signals`):
+policy meets (`mmbalance.policies.signals`):
 
 - observation: `quota_observation(status, t/T, last quotas, ...)`, clipped to its bounds;
 - action: `QuotaActionMap` (`discrete`: a categorical per modality over the grid of batch

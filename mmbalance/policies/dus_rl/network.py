@@ -19,9 +19,9 @@ import torch
 
 from mmbalance.errors import UserError
 from mmbalance.policies.dus_rl.options import DUSRLOptions
-from mmbalance.policies.learned import FORMAT, ExportedPolicy
+from mmbalance.policies.policy_file import FORMAT, ExportedPolicy
 from mmbalance.policies.quota_actions import QuotaActionMap
-from mmbalance.trainers.signals import quota_observation_bounds
+from mmbalance.policies.signals import quota_observation_bounds
 
 LOG_STD_RANGE = (-5.0, 2.0)
 HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)

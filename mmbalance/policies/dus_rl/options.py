@@ -12,10 +12,10 @@ from pathlib import Path
 
 from mmbalance.errors import ConfigError, UserError
 from mmbalance.limits import TRAIN_MAXIMA
-from mmbalance.policies.learned import ExportedPolicy, load_policy
+from mmbalance.policies.policy_file import ExportedPolicy, load_policy
 from mmbalance.policies.quota_actions import DEFAULT_GRID
+from mmbalance.policies.signals import RewardConfig
 from mmbalance.spec import parse_spec, typed_fields
-from mmbalance.trainers.signals import RewardConfig
 
 MODES = ("discrete", "flat", "continuous")
 MAX_HIDDEN_LAYERS = 16

@@ -12,10 +12,10 @@ from mmbalance.policies.dus import QuotaSampler
 from mmbalance.policies.dus_rl.network import QuotaPolicyNetwork, one_thread
 from mmbalance.policies.dus_rl.options import DUSRLOptions, dus_rl_options, parse_selector
 from mmbalance.policies.dus_rl.reinforce import Reinforce
-from mmbalance.policies.learned import check_policy_quota_mode
+from mmbalance.policies.policy_file import check_policy_quota_mode
 from mmbalance.policies.quota_actions import QuotaActionMap
+from mmbalance.policies.signals import Snapshot, quota_observation, reward
 from mmbalance.trainers.sampler import SamplerContext, Scorer
-from mmbalance.trainers.signals import Snapshot, quota_observation, reward
 
 
 class DUSRLSampler(QuotaSampler):

@@ -19,12 +19,11 @@ validation subset (`measure`: val_loss (negated: higher is better), val_acc, or 
 the weak modality's linear-probe accuracy, read at the episode's end only). A_0 = 0, so an
 episode's paired return is its final advantage, and a policy that acts as the reference
 earns exactly 0. `pay`: `step` pays the change of A at every decision; `end` pays the final
-A at the last decision only (the same return without the intermediate swings: on the
-competition preset, feeding the leading modality raises A within the first decisions and
-then loses more than that, a signal that misled PPO into feeding the leader; README: RL
-results). The envs compute A (`mmbalance/envs/paired.py`). The discrepancy term alone
-can be gamed by starving the strong modality (README: reward gaming); the paired term pays
-only for what the measure gains over the reference.
+A at the last decision only: the same return without the intermediate swings, which can
+pay a policy for an early gain that it later loses. The envs compute A
+(`mmbalance/envs/paired.py`). The discrepancy term alone can be gamed by starving the
+strong modality (D shrinks when nothing learns); the paired term pays only for what the
+measure gains over the reference.
 """
 
 from __future__ import annotations
@@ -86,7 +85,7 @@ class RewardConfig:
     val_acc: float = 0.0
     paired: float = 0.0  # weight of the advantage over the reference run
     reference: str = "none"  # none | uniform | dus-h (quota envs) | bss-h (sequence env)
-    measure: str = "val_acc"  # val_acc | val_loss | weak_probe (README: reward gaming)
+    measure: str = "val_acc"  # val_acc | val_loss | weak_probe
     val_subset: int = 1000  # validation samples the measure reads (fixed per data set)
     pay: str = "step"  # step: the change of A at every decision | end: the final A only
     scale: float = 100.0
