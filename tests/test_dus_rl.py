@@ -125,8 +125,8 @@ def test_decides_every_k_steps_on_the_env_observation():
         seen.append(s.step_metrics()["rl_updates"])
     assert seen == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
     # the observation is the env's, with the last quotas and progress t/T
-    obs = quota_observation(status, 12 / s.total, s.quotas, GRID[0], GRID[-1], 6)
-    assert obs.shape == (12,) and s.total == 50 * 10
+    obs = quota_observation(status, 12 / s.decisions.total_steps, s.quotas, GRID[0], GRID[-1], 6)
+    assert obs.shape == (12,) and s.decisions.total_steps == 50 * 10
     # the chosen grid quotas, rescaled to the iteration's budget of 2B samples
     assert GRID[0] <= s.quotas.min() and s.quotas.max() <= GRID[-1]
     assert abs(int(s.quotas.sum()) - 2 * B) <= 1 or GRID[0] in s.quotas or GRID[-1] in s.quotas
@@ -206,7 +206,7 @@ def write_policy(folder: Path, *, modalities: int = 2, space: dict | None = None
                "Box": 2 * len(space.get("low", []))}[space["type"]]
     obs = 5 * modalities + 2
     spec = {"format": FORMAT, "algorithm": "PPO", "env": "quota", "num_classes": 6,
-            "env_config": {"data": TINY, "method": "mla", "train": {"epochs": 1},
+            "env_config": {"data": TINY, "method": "mla", "train": {"epochs": 1, "quota_mode": "share"},
                            "steps_per_action": 5, **(env_config or {})},
             "observation_space": {"dim": obs, "low": [-1.0] * obs, "high": [5.0] * obs},
             "action_space": space,

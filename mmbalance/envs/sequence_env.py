@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from mmbalance.envs.common import EnvConfigBase, EpisodeClock, SavableEpisode, run_info
+from mmbalance.envs.env_config import EnvConfigBase
+from mmbalance.envs.episode import EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
 from mmbalance.policies.bss import BSSHeuristicSampler
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.bss_measure import pacing_fraction
+from mmbalance.policies.decision import SequenceObservation
 from mmbalance.policies.sequence_actions import SequenceActionMap
-from mmbalance.policies.signals import status_bounds, status_features
 from mmbalance.trainers.trainer import Trainer
 
 
@@ -69,10 +70,9 @@ class SequenceEnv(SavableEpisode, gym.Env):
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.dims,), dtype=np.float32)
         else:
             self.action_space = gym.spaces.MultiDiscrete([self.cfg.levels] * self.dims)
-        low, high = status_bounds(len(self.modalities))
-        low = np.concatenate([low, [0.0], np.zeros(self.dims), np.zeros(k)]).astype(np.float32)
-        high = np.concatenate([high, [1.0], np.ones(self.dims), np.ones(k)]).astype(np.float32)
-        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        # the bounds do not depend on the data's classes (a family may vary them)
+        observe = SequenceObservation(len(self.modalities), self.dims, k, 2)
+        self.observation_space = gym.spaces.Box(observe.low, observe.high, dtype=np.float32)
         self.clock = EpisodeClock(self.cfg.max_env_steps, self.cfg.max_seconds)
         self.trainer: Trainer | None = None
 
@@ -100,11 +100,8 @@ class SequenceEnv(SavableEpisode, gym.Env):
         return BucketSampler(self.cfg.buckets)
 
     def step(self, action):
-        if self.trainer is None:
-            raise RuntimeError("call reset() before step()")
-        self.cfg.maybe_fail(self.clock.steps + 1)
+        before = self._begin_decision()
         self._apply(self.actions.to_unit(action))  # raises on garbage, before any training
-        before = self._before_step()
         target = min(self.trainer.epoch + self.cfg.epochs_per_action, self.trainer.config.epochs)
         while self.trainer.epoch < target:
             self.trainer.step(stop_at_epoch_end=True)
@@ -114,12 +111,10 @@ class SequenceEnv(SavableEpisode, gym.Env):
 
     def _obs(self) -> np.ndarray:
         t = self.trainer
-        progress = t.epoch / t.config.epochs
-        obs = np.concatenate([
-            status_features(t.status, self.dataset.num_classes), [progress], self.last_unit,
-            self.sampler.bucket_degree / 2.0,
-        ]).astype(np.float32)
-        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+        observe = SequenceObservation(len(self.modalities), self.dims, self.cfg.buckets,
+                                      self.dataset.num_classes)
+        return observe(t.status, t.epoch / t.config.epochs, self.last_unit,
+                       self.sampler.bucket_degree)
 
     def heuristic_action(self, name: str = "bss-h", lambda0: float = 0.1,
                          t_grow: float | None = None) -> np.ndarray:

@@ -22,7 +22,6 @@ import numpy as np
 
 from mmbalance.errors import ConfigError
 from mmbalance.policies.quota_actions import spread_budget
-from mmbalance.trainers.quota import QuotaPlan
 from mmbalance.trainers.sampler import PAIRED, Batch, Sampler, SamplerContext, Scorer
 
 # the largest fixed quota, in batch sizes: a quota of 10^8 under `extra-steps` would run
@@ -52,9 +51,8 @@ class QuotaSampler(Sampler):
         self.quotas = np.full(m, int(np.clip(b, self.n_min, self.n_max)), dtype=np.int64)
         # one stream per modality, plus one for the paired batch where the method wants it
         self._streams = [np.empty(0, dtype=np.int64) for _ in range(m + ctx.paired_with_quotas)]
-        self._steps_per_epoch = math.ceil(ctx.n_train / b)
-        # a sampler bound outside a trainer (checks, tests) gets the default meaning
-        self.plan = ctx.quota_plan or QuotaPlan("share", b, m)
+        self._steps_per_epoch = ctx.steps_per_epoch
+        self.plan = ctx.quota_plan
 
     def set_quotas(self, quotas) -> None:
         q = np.asarray(quotas, dtype=np.int64)

@@ -29,6 +29,7 @@ import torch
 from mmbalance.errors import ConfigError
 
 QUOTA_MODES = ("share", "scaled", "batch", "extra-steps")
+DEFAULT_QUOTA_MODE = "share"  # `TrainConfig.quota_mode`'s default
 # quota meanings whose compute depends on the quotas beyond a fixed budget
 ADDS_COMPUTE = ("extra-steps",)
 # names of the meanings before `share` existed, read from older configs and exported policies

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmbalance.trainers.quota import QuotaPlan
+from mmbalance.trainers.quota import DEFAULT_QUOTA_MODE, QuotaPlan
 from mmbalance.trainers.state import from_saveable, object_state, to_saveable
 
 Batch = dict[str, np.ndarray]
@@ -62,8 +62,24 @@ class SamplerContext:
     # BSS's measurer uses them unless given its own
     loss_weights: tuple[float, ...] | None = None
     # the run's quota meaning (`TrainConfig.quota_mode`): how many rows a quota sampler
-    # draws per modality for its quotas (`QuotaPlan.rows`)
+    # draws per modality for its quotas (`QuotaPlan.rows`); a sampler bound outside a
+    # trainer (checks, tests) gets the default meaning
     quota_plan: QuotaPlan | None = None
+
+    def __post_init__(self) -> None:
+        if self.quota_plan is None:
+            self.quota_plan = QuotaPlan(DEFAULT_QUOTA_MODE, self.batch_size,
+                                        len(self.modalities))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps of an epoch of N samples in batches of B: ceil(N / B)."""
+        return -(-self.n_train // self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        """The run's step budget (what a decision loop's progress t / T counts to)."""
+        return self.epochs * self.steps_per_epoch
 
 
 class Sampler:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mmbalance.errors import ConfigError, UserError
 from mmbalance.limits import TRAIN_MAXIMA
+from mmbalance.policies.decision import DEFAULT_STEPS_PER_ACTION
 from mmbalance.policies.policy_file import ExportedPolicy, load_policy
 from mmbalance.policies.quota_actions import DEFAULT_GRID
 from mmbalance.policies.signals import RewardConfig
@@ -88,7 +89,8 @@ def dus_rl_options(
             raise ConfigError(f"dus-rl: mode={mode} does not match init={init}, whose action "
                               f"space is {space} (mode {SPACE_MODE[space]})")
         mode = SPACE_MODE[space]
-    k_given = _number("k", k if k is not None else env_cfg.get("steps_per_action", 10))
+    k_given = _number("k", k if k is not None else env_cfg.get("steps_per_action",
+                                                          DEFAULT_STEPS_PER_ACTION))
     base = RewardConfig.from_dict(env_cfg.get("reward"))
     if base.paired:  # one run online has no paired reference run: the default terms
         base = RewardConfig()
