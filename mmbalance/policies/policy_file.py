@@ -73,7 +73,7 @@ class ExportedPolicy(nn.Module):
 
 
 # the action space each env and action mode exports (QuotaEnv, SequenceEnv)
-SPACES = {"quota": {"discrete": "MultiDiscrete", "flat": "Discrete", "continuous": "Box"},
+SPACES = {"quota": {"discrete": "MultiDiscrete", "continuous": "Box", "flat": "Discrete"},
           "sequence": {"continuous": "Box", "discrete": "MultiDiscrete"}}
 
 
