@@ -23,8 +23,9 @@ from mmbalance.envs.env_config import EnvConfigBase
 from mmbalance.envs.episode import EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
 from mmbalance.policies.decision import DEFAULT_STEPS_PER_ACTION, QuotaDecisions, QuotaObservation
-from mmbalance.policies.dus import DUSHeuristicSampler, QuotaSampler, dus_quotas
+from mmbalance.policies.dus import QuotaSampler, dus_quotas
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
+from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.trainer import Trainer
 
 
@@ -55,9 +56,8 @@ class QuotaEnv(SavableEpisode, gym.Env):
         b = self.cfg.train_config(0).batch_size
         self.actions = QuotaActionMap(len(self.modalities), b, self.cfg.action_mode,
                                       tuple(self.cfg.quota_grid), self.cfg.budget)
-        if self.reward_cfg.reference not in ("none", "uniform", "dus-h"):
-            raise ConfigError(f"reward.reference: the quota env's reference is uniform or "
-                              f"dus-h, got {self.reward_cfg.reference!r}")
+        if self.paired.enabled:
+            self._reference_sampler()  # a reference the env cannot run is refused now
         m = len(self.modalities)
         if self.cfg.action_mode == "discrete":
             self.action_space = gym.spaces.MultiDiscrete([len(self.actions.grid)] * m)
@@ -86,12 +86,20 @@ class QuotaEnv(SavableEpisode, gym.Env):
                                         self.sampler.ctx.total_steps, self.dataset.num_classes)
 
     def _reference_sampler(self):
-        """The paired reference's sampler: the same quota streams, uniform quotas (B each,
-        what the policy's run trains on if it always picks B) or DUS-H's."""
-        a = self.actions
-        if self.reward_cfg.reference == "dus-h":
-            return DUSHeuristicSampler(n_min=a.n_min, n_max=a.n_max)
-        return QuotaSampler(a.n_min, a.n_max)
+        """The paired reference's sampler: `uniform` is the same quota streams at uniform
+        quotas (B each, what the policy's run trains on if it always picks B); any other
+        name is a quota sampler of the registry, clamped to the env's quota range unless
+        its selector gives one."""
+        a, ref = self.actions, self.reward_cfg.reference
+        if ref == "uniform":
+            return QuotaSampler(a.n_min, a.n_max)
+        sampler = make_sampler(ref)
+        if not isinstance(sampler, QuotaSampler):
+            raise ConfigError(f"reward.reference: the quota env's reference is uniform or a "
+                              f"quota sampler (dus-h, fixed, ...), got {ref!r}")
+        if sampler.n_min_cfg is None and sampler.n_max_cfg is None:
+            sampler.n_min_cfg, sampler.n_max_cfg = a.n_min, a.n_max
+        return sampler
 
     def step(self, action):
         t_enter = time.perf_counter()

@@ -22,10 +22,10 @@ import numpy as np
 from mmbalance.envs.env_config import EnvConfigBase
 from mmbalance.envs.episode import EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
-from mmbalance.policies.bss import BSSHeuristicSampler
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.bss_measure import pacing_fraction
 from mmbalance.policies.decision import SequenceObservation
+from mmbalance.policies.registry import make_sampler
 from mmbalance.policies.sequence_actions import SequenceActionMap
 from mmbalance.trainers.trainer import Trainer
 
@@ -60,11 +60,10 @@ class SequenceEnv(SavableEpisode, gym.Env):
     def __init__(self, config: dict | None = None):
         self.cfg = SequenceEnvConfig.from_dict(config)
         self.modalities = list(self._setup_episodes().modalities)
-        if self.reward_cfg.reference not in ("none", "uniform", "bss-h"):
-            raise ConfigError(f"reward.reference: the sequence env's reference is uniform or "
-                              f"bss-h, got {self.reward_cfg.reference!r}")
         k = self.cfg.buckets
         self.actions = self.cfg.action_map()
+        if self.paired.enabled:
+            self._reference_sampler()  # a reference the env cannot run is refused now
         self.dims = self.actions.dims
         if self.cfg.action_mode == "continuous":
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.dims,), dtype=np.float32)
@@ -92,12 +91,17 @@ class SequenceEnv(SavableEpisode, gym.Env):
         self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
 
     def _reference_sampler(self):
-        """The paired reference's sampler: the bucket sampler left at its uniform action
-        (what the policy's run trains on if it always picks pacing 1 and equal weights), or
-        BSS-H itself."""
-        if self.reward_cfg.reference == "bss-h":
-            return BSSHeuristicSampler()
-        return BucketSampler(self.cfg.buckets)
+        """The paired reference's sampler: `uniform` is the bucket sampler left at its
+        uniform action (what the policy's run trains on if it always picks pacing 1 and
+        equal weights); any other name is a paired sampler of the registry (bss-h, ...)."""
+        ref = self.reward_cfg.reference
+        if ref == "uniform":
+            return BucketSampler(self.cfg.buckets)
+        sampler = make_sampler(ref)
+        if sampler.unimodal_batches:
+            raise ConfigError(f"reward.reference: the sequence env's reference is uniform or a "
+                              f"paired sampler (bss-h, ...), got {ref!r}")
+        return sampler
 
     def step(self, action):
         before = self._begin_decision()

@@ -126,7 +126,11 @@ class LearnedSequenceSampler(BucketSampler):
         super().start_epoch(epoch, scorer)
 
 
-def make_learned_sampler(path: str) -> QuotaSampler | BucketSampler:
+def make_learned_sampler(path: str = "") -> QuotaSampler | BucketSampler:
+    """The sampler that replays the exported policy in the folder `path`."""
+    if not path:
+        raise ConfigError("sampler 'learned': needs the folder of an exported policy, as "
+                          "learned:PATH")
     policy = load_policy(path)
     kind = policy.spec["env"]
     if kind == "quota":

@@ -25,7 +25,13 @@ from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.ledger import ComputeLedger
-from mmbalance.trainers.methods import METHOD_CLASSES, MethodContext, StepOutput, read_outputs
+from mmbalance.trainers.methods import (
+    METHOD_CLASSES,
+    MethodContext,
+    StepOutput,
+    check_method_sampler,
+    read_outputs,
+)
 from mmbalance.trainers.metrics import classification_metrics
 from mmbalance.trainers.quota import QuotaPlan
 from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
@@ -57,13 +63,7 @@ class Trainer:
         self.modalities = list(dataset.modalities)
         self.sampler = sampler or UniformSampler()
         method_cls = METHOD_CLASSES[config.method]
-        if self.sampler.unimodal_batches and not method_cls.accepts_unimodal_batches:
-            allowed = [n for n, c in METHOD_CLASSES.items() if c.accepts_unimodal_batches]
-            raise ConfigError(
-                f"sampler '{self.sampler.name}' feeds each modality its own batch, which method "
-                f"'{config.method}' cannot train on (it needs paired batches); use method "
-                f"{allowed} or a paired sampler"
-            )
+        check_method_sampler(config.method, self.sampler)
         torch.manual_seed(config.seed)  # model initialisation
         self.device = resolve_device(config.device)
         self._on_cpu = self.device.type == "cpu"

@@ -85,15 +85,18 @@ def action_distribution(config_cls, space_kind: str, model: dict):
     spec.action_space = _sample_space(space_kind)
     spec.model_config = {**asdict(DefaultModelConfig(**model)),
                          **config._model_config_auto_includes}
-    quiet = logging.getLogger("ray.rllib")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # RLlib warns about catalogs while building a module
+    # RLlib warns (catalogs, deprecations) while it tries a space: not the user's business
+    quiet = [logging.getLogger(name) for name in ("ray", "ray.rllib")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     try:
         return spec.build().get_inference_action_dist_cls()
     except Exception:  # noqa: BLE001 - RLlib refuses a space in many ways
         return None
     finally:
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
 
 
 def allowed_kwargs(config_cls, method: str) -> list[str]:

@@ -43,6 +43,6 @@ exactly too.
 """
 
 from mmbalance.policies.dus_rl.options import MODES, DUSRLOptions, dus_rl_options
-from mmbalance.policies.dus_rl.sampler import DUSRLSampler, make_dus_rl_sampler
+from mmbalance.policies.dus_rl.sampler import DUSRLSampler
 
-__all__ = ["MODES", "DUSRLOptions", "DUSRLSampler", "dus_rl_options", "make_dus_rl_sampler"]
+__all__ = ["MODES", "DUSRLOptions", "DUSRLSampler", "dus_rl_options"]

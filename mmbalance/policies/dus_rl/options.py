@@ -16,7 +16,7 @@ from mmbalance.policies.decision import DEFAULT_STEPS_PER_ACTION
 from mmbalance.policies.policy_file import ExportedPolicy, load_policy
 from mmbalance.policies.quota_actions import DEFAULT_GRID
 from mmbalance.policies.signals import RewardConfig
-from mmbalance.spec import parse_spec, typed_fields
+from mmbalance.spec import parse_spec
 
 MODES = ("discrete", "flat", "continuous")
 MAX_HIDDEN_LAYERS = 16
@@ -137,8 +137,8 @@ def _check(opts: DUSRLOptions, k_given: float) -> None:
 
 
 def parse_selector(rest: str) -> dict:
-    """The options of `dus-rl[:key=value,...]`, typed; `init=PATH` keeps its slashes and
-    commas: it runs to the end or to the next `,<option>=` (so sweeps may list it anywhere)."""
+    """The options of `dus-rl[:key=value,...]` (as text, for the registry to type);
+    `init=PATH` keeps its slashes and commas: it runs to the end or to the next `,<option>=` (so sweeps may list it anywhere)."""
     head, sep, tail = rest.partition("init=")
     if sep and head and not head.endswith(","):
         raise ConfigError(f"sampler 'dus-rl': cannot read {rest!r}; write init=PATH as its own "
@@ -147,10 +147,6 @@ def parse_selector(rest: str) -> dict:
     path, after = (tail[: later.start()], tail[later.start() + 1 :]) if later else (tail, "")
     _, options = parse_spec("dus-rl:" + ",".join(p for p in (head.rstrip(","), after) if p),
                             "sampler")
-    if "quota_mode" in options:  # a sampler option before it became a training option
-        raise ConfigError(f"sampler 'dus-rl': quota_mode is a training option now: --set "
-                          f"quota_mode={options['quota_mode']}")
-    options = typed_fields("sampler 'dus-rl'", options, dus_rl_options, noun="option")
     if sep:
         if not path.strip():
             raise ConfigError("sampler 'dus-rl': init= needs the folder of an exported policy")

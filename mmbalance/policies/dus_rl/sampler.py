@@ -6,10 +6,10 @@ import math
 
 import torch
 
-from mmbalance.errors import ConfigError, UserError
+from mmbalance.errors import ConfigError
 from mmbalance.policies.decision import DecidingQuotaSampler
 from mmbalance.policies.dus_rl.network import QuotaPolicyNetwork, one_thread
-from mmbalance.policies.dus_rl.options import DUSRLOptions, dus_rl_options, parse_selector
+from mmbalance.policies.dus_rl.options import DUSRLOptions, dus_rl_options
 from mmbalance.policies.dus_rl.reinforce import Reinforce
 from mmbalance.policies.policy_file import check_policy_quota_mode
 from mmbalance.policies.quota_actions import QuotaActionMap
@@ -116,14 +116,3 @@ class DUSRLSampler(DecidingQuotaSampler):
 
     def config(self) -> dict:
         return {**self.options.config(), **super().config()}
-
-
-def make_dus_rl_sampler(rest: str) -> DUSRLSampler:
-    """`dus-rl[:key=value,...]`, as `parse_selector` reads it."""
-    options = parse_selector(rest)
-    try:
-        return DUSRLSampler(**options)
-    except UserError:
-        raise
-    except (TypeError, ValueError) as exc:  # e.g. a list or a word where a number was expected
-        raise ConfigError(f"sampler 'dus-rl': {exc}") from None

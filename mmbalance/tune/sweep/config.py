@@ -139,17 +139,19 @@ class SweepConfig(YamlConfig):
             if unknown:
                 raise ConfigError(f"base: unknown key(s) {unknown}; allowed: "
                                   f"{list(TRAIN_BASE_KEYS)}")
-            from mmbalance.policies.registry import make_sampler
+            from mmbalance.policies.registry import build_sampler
             from mmbalance.trainers.config import TrainConfig
-            from mmbalance.tune.trainables import _sampler_spec
+            from mmbalance.trainers.methods import check_method_sampler
 
             for k, v in base.items():
                 typed_value("base", k, v, TRAIN_BASE_TYPES[k])
 
-            TrainConfig.from_dict({**base.get("train", {}), "method": base.get("method", "joint"),
-                                   "seed": base.get("seed", 0)})
-            make_sampler(_sampler_spec(base.get("sampler", "uniform"),
-                                       base.get("sampler_options", {})))
+            train = TrainConfig.from_dict({**base.get("train", {}),
+                                           "method": base.get("method", "joint"),
+                                           "seed": base.get("seed", 0)})
+            sampler = build_sampler(base.get("sampler", "uniform"),
+                                    base.get("sampler_options", {}))
+            check_method_sampler(train.method, sampler)
         except ConfigError as exc:
             raise ConfigError(f"{exc}{where}") from None
 
