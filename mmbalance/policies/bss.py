@@ -40,7 +40,14 @@ from mmbalance.policies.bss_measure import (
     pacing_size,
     sampling_probs,
 )
-from mmbalance.trainers.sampler import Batch, EpochOrderSampler, ForwardPass, SamplerContext, Scorer
+from mmbalance.trainers.sampler import (
+    Batch,
+    EpochOrderSampler,
+    ForwardPass,
+    SamplerContext,
+    Scorer,
+    StepFeedback,
+)
 
 
 def _check_weights(name: str, weights) -> tuple[float, ...] | None:
@@ -88,8 +95,11 @@ class BSSSampler(EpochOrderSampler):
         sim, loss = balance_terms(list(logits[:-1]), logits[-1], out.y, self.loss_weights)
         return sim.cpu().numpy(), loss.cpu().numpy()
 
-    def observe(self, out: ForwardPass) -> None:
+    def feedback(self, step: StepFeedback) -> None:
         """Keep a trained batch's logits; the epoch's terms come from them in one pass."""
+        out = step.forward
+        if out is None:
+            return
         device = out.logits.device
         if self._seen_logits is None or self._seen_logits.device != device:
             n = self.ctx.n_train
@@ -151,7 +161,7 @@ class BSSSampler(EpochOrderSampler):
         self._seen = self._seen_logits = self._seen_y = None
         super().load_state_dict(state)
 
-    def log_metrics(self) -> dict[str, float]:
+    def log_metrics(self, scope: str = "epoch") -> dict[str, float]:
         return dict(self.metrics)
 
 

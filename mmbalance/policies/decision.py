@@ -28,7 +28,7 @@ from mmbalance.policies.signals import (
     status_bounds,
     status_features,
 )
-from mmbalance.trainers.sampler import SamplerContext, Scorer
+from mmbalance.trainers.sampler import SamplerContext, Scorer, StepFeedback
 
 # training steps between two decisions of a quota policy, unless its env config says
 DEFAULT_STEPS_PER_ACTION = 10
@@ -116,6 +116,8 @@ class DecidingQuotaSampler(QuotaSampler):
     `every` steps while the budget lasts. Subclasses build `self.decisions` in `bind` (with
     `bind_decisions`) and say what to do at a decision (`act`) and at its end (`conclude`)."""
 
+    needs_status = True
+
     def bind_decisions(self, ctx: SamplerContext, actions: QuotaActionMap, every: int,
                        num_classes: int) -> None:
         # the action map's grid sets the quota clamp
@@ -142,14 +144,14 @@ class DecidingQuotaSampler(QuotaSampler):
         """Whether the first decision was made."""
         raise NotImplementedError
 
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
-        super().start_epoch(epoch, scorer)
+    def start_epoch(self, epoch: int, scorer: Scorer, last_epoch: dict | None = None) -> None:
+        super().start_epoch(epoch, scorer, last_epoch)
         if self.steps == 0 and not self.started():
             self.act(LearningStatus(self.ctx.modalities))
 
-    def update(self, status) -> None:
+    def feedback(self, step: StepFeedback) -> None:
         self.steps += 1
         if self.decisions.due(self.steps):
-            self.conclude(status)
+            self.conclude(step.status)
             if not self.decisions.spent(self.steps):
-                self.act(status)
+                self.act(step.status)

@@ -22,7 +22,14 @@ import numpy as np
 
 from mmbalance.errors import ConfigError
 from mmbalance.policies.quota_actions import spread_budget
-from mmbalance.trainers.sampler import PAIRED, Batch, Sampler, SamplerContext, Scorer
+from mmbalance.trainers.sampler import (
+    PAIRED,
+    Batch,
+    Sampler,
+    SamplerContext,
+    Scorer,
+    StepFeedback,
+)
 
 # the largest fixed quota, in batch sizes: a quota of 10^8 under `extra-steps` would run
 # millions of optimizer steps per iteration
@@ -60,7 +67,7 @@ class QuotaSampler(Sampler):
             raise ValueError(f"quotas need shape {self.quotas.shape}, got {q.shape}")
         self.quotas = np.clip(q, self.n_min, self.n_max)
 
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
+    def start_epoch(self, epoch: int, scorer: Scorer, last_epoch: dict | None = None) -> None:
         self._step = 0
 
     def _take(self, j: int, k: int) -> np.ndarray:
@@ -91,7 +98,7 @@ class QuotaSampler(Sampler):
             batch[PAIRED] = self._take(len(names), b)
         return batch
 
-    def log_metrics(self) -> dict[str, float]:
+    def log_metrics(self, scope: str = "epoch") -> dict[str, float]:
         return {f"quota_{m}": float(q) for m, q in zip(self.ctx.modalities, self.quotas)}
 
     def config(self) -> dict:
@@ -148,6 +155,7 @@ class DUSHeuristicSampler(QuotaSampler):
     """DUS-H: after every step, quotas follow the learning status."""
 
     name = "dus-h"
+    needs_status = True
 
     def __init__(self, strength: float = 4.0, n_min: int | None = None,
                  n_max: int | None = None):
@@ -156,7 +164,8 @@ class DUSHeuristicSampler(QuotaSampler):
             raise ConfigError(f"dus-h: 'strength' must be a finite number >= 0, got {strength}")
         self.strength = strength
 
-    def update(self, status) -> None:
+    def feedback(self, step: StepFeedback) -> None:
+        status = step.status
         if status.t.min() == 0:  # every modality needs a score first
             return
         self.quotas = dus_quotas(

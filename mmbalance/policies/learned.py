@@ -28,7 +28,7 @@ from mmbalance.policies.policy_file import (
 )
 from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
 from mmbalance.policies.sequence_actions import SequenceActionMap
-from mmbalance.trainers.sampler import SamplerContext, Scorer
+from mmbalance.trainers.sampler import SamplerContext, Scorer, StepFeedback
 
 
 class LearnedQuotaSampler(DecidingQuotaSampler):
@@ -80,6 +80,7 @@ class LearnedSequenceSampler(BucketSampler):
     and observation."""
 
     name = "learned"
+    needs_status = True  # the status at the epoch's start is the observation's
 
     def __init__(self, policy: ExportedPolicy, path: str = ""):
         env_cfg = policy.spec["env_config"]
@@ -110,12 +111,13 @@ class LearnedSequenceSampler(BucketSampler):
             )
         self.last_unit = np.ones(self.dims)
 
-    def update(self, status) -> None:
-        self.status = status
+    def feedback(self, step: StepFeedback) -> None:
+        super().feedback(step)
+        self.status = step.status
 
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
+    def start_epoch(self, epoch: int, scorer: Scorer, last_epoch: dict | None = None) -> None:
         if epoch % self.epochs_per_action:  # the env's action holds for epochs_per_action
-            super().start_epoch(epoch, scorer)
+            super().start_epoch(epoch, scorer, last_epoch)
             return
         status = self.status or LearningStatus(self.ctx.modalities)
         obs = self.observation(status, epoch / self.ctx.epochs, self.last_unit,
@@ -123,7 +125,7 @@ class LearnedSequenceSampler(BucketSampler):
         unit = self.actions.to_unit(self.policy.act(obs))
         self.set_action(*self.actions.pacing_weights(unit))
         self.last_unit = unit
-        super().start_epoch(epoch, scorer)
+        super().start_epoch(epoch, scorer, last_epoch)
 
 
 def make_learned_sampler(path: str = "") -> QuotaSampler | BucketSampler:

@@ -14,7 +14,7 @@ policy meets (`mmbalance.policies.signals`):
   modality, clipped to [-1, 1], or tanh-squashed for SAC policies);
 - reward of a decision: `reward(before, after, RewardConfig)` on snapshots taken when the
   decision is made and `k` iterations later (the validation term uses the latest epoch's val
-  accuracy, received through `on_epoch_end`; before the first epoch ends it is chance, 1/C,
+  accuracy, received with the next epoch's start; before the first epoch ends it is chance, 1/C,
   where the env evaluates the untrained model).
 
 Every `k` iterations the sampler scores the pending decision and takes one REINFORCE step,

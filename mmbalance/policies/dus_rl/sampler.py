@@ -22,6 +22,7 @@ class DUSRLSampler(DecidingQuotaSampler):
     Keyword arguments: the options of `dus_rl_options`."""
 
     name = "dus-rl"
+    logs_steps = True  # the policy's probabilities, reward and baseline, every step
 
     def __init__(self, **options) -> None:
         self.options: DUSRLOptions = dus_rl_options(**options)
@@ -92,8 +93,10 @@ class DUSRLSampler(DecidingQuotaSampler):
         return self.learner.pending is not None
 
     # ----------------------------------------------------------- sampler hooks
-    def on_epoch_end(self, metrics: dict[str, float]) -> None:
-        self.val_acc = float(metrics["val_acc"])
+    def start_epoch(self, epoch: int, scorer, last_epoch: dict | None = None) -> None:
+        if last_epoch is not None:  # the reward's validation term reads the latest epoch's
+            self.val_acc = float(last_epoch["val_acc"])
+        super().start_epoch(epoch, scorer, last_epoch)
 
     def state_dict(self) -> dict:
         """The plain attributes, plus the learner: the network, its Adam state, the
@@ -105,10 +108,9 @@ class DUSRLSampler(DecidingQuotaSampler):
         with one_thread():
             self.learner.load_state_dict(state["learner"])
 
-    def step_metrics(self) -> dict[str, float]:
-        return self._row
-
-    def log_metrics(self) -> dict[str, float]:
+    def log_metrics(self, scope: str = "epoch") -> dict[str, float]:
+        if scope == "step":
+            return self._row
         out = super().log_metrics()
         out.update({k: v for k, v in self._row.items() if k.startswith("rl_mean_")})
         out["rl_baseline"] = math.nan if self.learner.baseline is None else self.learner.baseline
