@@ -117,7 +117,7 @@ class QuotaEnv(SavableEpisode, gym.Env):
         """Check the action (before any training), take the reward's snapshot and set the
         quotas for the decision's steps."""
         before = self._begin_decision()
-        quotas = self.decisions.quotas(action)  # raises on garbage, before any training
+        quotas = self.actions.to_quotas(action)  # raises on garbage, before any training
         self.sampler.set_quotas(quotas)
         return before, quotas
 

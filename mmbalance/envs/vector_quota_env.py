@@ -170,7 +170,7 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
                                        "it with reset(options={'reset_mask': ...})")
             stepping.append(i)
         for i in stepping:  # every action is checked before any run trains
-            self.runs[i].decisions.quotas(actions[i])
+            self.runs[i].actions.to_quotas(actions[i])
         infos: list = [None] * k
         for i in resets:  # next_step autoreset: the action is ignored, the run starts anew
             self._obs[i], infos[i] = self._reset_run(i, None, None)

@@ -75,7 +75,8 @@ class SequenceObservation:
 
 class QuotaDecisions:
     """One run's decision loop: a decision every `every` training steps within a budget of
-    `total_steps`; `observe` builds what the policy sees, `quotas` maps its action."""
+    `total_steps`; `observe` builds what the policy sees, `actions` maps its action to
+    quotas (a ValueError on an invalid action, before any training)."""
 
     def __init__(self, actions: QuotaActionMap, every: int, total_steps: int,
                  num_classes: int) -> None:
@@ -88,10 +89,6 @@ class QuotaDecisions:
 
     def observe(self, status, step: int, quotas) -> np.ndarray:
         return self.observation(status, self.progress(step), quotas)
-
-    def quotas(self, action) -> np.ndarray:
-        """The action's quotas (ValueError on an invalid action, before any training)."""
-        return self.actions.to_quotas(action)
 
     def due(self, step: int) -> bool:
         """Whether a decision ends at `step` (every `every` steps, and at the budget's end)."""

@@ -62,10 +62,14 @@ class QuotaSampler(Sampler):
         self.plan = ctx.quota_plan
 
     def set_quotas(self, quotas) -> None:
+        """The quotas of the coming iterations; they are in [n_min, n_max] already (an action
+        map or a rule clamps them where it computes them), so this only checks."""
         q = np.asarray(quotas, dtype=np.int64)
         if q.shape != self.quotas.shape:
             raise ValueError(f"quotas need shape {self.quotas.shape}, got {q.shape}")
-        self.quotas = np.clip(q, self.n_min, self.n_max)
+        if q.min() < self.n_min or q.max() > self.n_max:
+            raise ValueError(f"quotas must be in [{self.n_min}, {self.n_max}], got {q.tolist()}")
+        self.quotas = q
 
     def start_epoch(self, epoch: int, scorer: Scorer, last_epoch: dict | None = None) -> None:
         self._step = 0
@@ -134,6 +138,9 @@ class FixedQuotaSampler(QuotaSampler):
         self.n_min_cfg = lo if self.n_min_cfg is None else self.n_min_cfg
         self.n_max_cfg = hi if self.n_max_cfg is None else self.n_max_cfg
         super().bind(ctx)
+        if lo < self.n_min or hi > self.n_max:
+            raise ConfigError(f"fixed: 'quotas' {self.fixed} must be in [n_min, n_max] = "
+                              f"[{self.n_min}, {self.n_max}]")
         self.set_quotas(self.fixed)
 
     def config(self) -> dict:

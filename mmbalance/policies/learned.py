@@ -67,7 +67,7 @@ class LearnedQuotaSampler(DecidingQuotaSampler):
 
     def act(self, status) -> None:
         self.last_action = self.policy.act(self.observe_now(status))
-        self.set_quotas(self.decisions.quotas(self.last_action))
+        self.set_quotas(self.actions.to_quotas(self.last_action))
 
     def config(self) -> dict:
         return {"policy": self.path, "steps_per_action": self.k, "action_mode": self.mode,

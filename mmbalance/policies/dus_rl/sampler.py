@@ -72,7 +72,7 @@ class DUSRLSampler(DecidingQuotaSampler):
         with one_thread():
             action, dist, entropy = learner.decide(self.observe_now(status),
                                                    self._snapshot(status))
-            self.set_quotas(self.decisions.quotas(action))
+            self.set_quotas(self.actions.to_quotas(action))
             self._row = {**self.policy.describe(dist, self.ctx.modalities),
                          "rl_reward": learner.last_reward,
                          "rl_baseline": math.nan if learner.baseline is None
