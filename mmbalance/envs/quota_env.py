@@ -24,7 +24,7 @@ from mmbalance.envs.episode import EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
 from mmbalance.policies.decision import DEFAULT_STEPS_PER_ACTION, QuotaDecisions, QuotaObservation
 from mmbalance.policies.dus import QuotaSampler, dus_quotas
-from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
+from mmbalance.policies.quota_actions import DEFAULT_BUDGET, DEFAULT_GRID, QuotaActionMap
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.trainer import Trainer
 
@@ -39,7 +39,7 @@ class QuotaEnvConfig(EnvConfigBase):
     # redistributes an iteration's samples and cannot buy learning with more of them (what
     # a quota does to learning is the run's `train.quota_mode`: under `share`, the default,
     # quotas are shares of a fixed budget of updates whatever this says)
-    budget: str = "fixed"
+    budget: str = DEFAULT_BUDGET
 
     def check(self) -> None:
         super().check()

@@ -26,7 +26,7 @@ from mmbalance.policies.policy_file import (
     check_policy_quota_mode,
     load_policy,
 )
-from mmbalance.policies.quota_actions import DEFAULT_GRID, QuotaActionMap
+from mmbalance.policies.quota_actions import DEFAULT_GRID, UNSTATED_BUDGET, QuotaActionMap
 from mmbalance.policies.sequence_actions import SequenceActionMap
 from mmbalance.trainers.sampler import SamplerContext, Scorer, StepFeedback
 
@@ -47,7 +47,7 @@ class LearnedQuotaSampler(DecidingQuotaSampler):
     def bind(self, ctx: SamplerContext) -> None:
         # the budget rule the policy learned with (`free` for policies exported before it)
         actions = QuotaActionMap(len(ctx.modalities), ctx.batch_size, self.mode, self.grid,
-                                 self.policy.spec["env_config"].get("budget", "free"))
+                                 self.policy.spec["env_config"].get("budget", UNSTATED_BUDGET))
         # the data this run trains on, as the env computes its observation (a policy learned
         # on a family of data sets meets several class counts)
         num_classes = int(ctx.num_classes or self.policy.spec["num_classes"])

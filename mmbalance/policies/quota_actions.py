@@ -25,6 +25,9 @@ from mmbalance.errors import ConfigError
 
 ACTION_MODES = ("discrete", "flat", "continuous")
 BUDGETS = ("fixed", "free")
+DEFAULT_BUDGET = "fixed"  # what a quota policy's actions are rescaled to, unless told
+# the rule of policy files exported before budgets existed (they kept the chosen quotas)
+UNSTATED_BUDGET = "free"
 DEFAULT_GRID = (0.25, 0.5, 1.0, 1.5, 2.0)
 
 
@@ -45,7 +48,7 @@ class QuotaActionMap:
     batch_size: int
     mode: str = "discrete"
     grid_multiples: tuple[float, ...] = DEFAULT_GRID
-    budget: str = "free"
+    budget: str = DEFAULT_BUDGET
 
     def __post_init__(self) -> None:
         if self.mode not in ACTION_MODES:

@@ -14,7 +14,7 @@ from mmbalance.errors import ConfigError, UserError
 from mmbalance.limits import TRAIN_MAXIMA
 from mmbalance.policies.decision import DEFAULT_STEPS_PER_ACTION
 from mmbalance.policies.policy_file import ExportedPolicy, load_policy
-from mmbalance.policies.quota_actions import DEFAULT_GRID
+from mmbalance.policies.quota_actions import DEFAULT_BUDGET, DEFAULT_GRID, UNSTATED_BUDGET
 from mmbalance.policies.signals import RewardConfig
 from mmbalance.spec import parse_spec
 
@@ -100,7 +100,7 @@ def dus_rl_options(
         key: _number(name, v) for key, (name, v) in given.items() if v is not None}})
     # an initial policy's quotas follow the budget rule it was learned with (`free` for
     # policies exported before budgets existed)
-    budget = budget or (env_cfg.get("budget", "free") if policy else "fixed")
+    budget = budget or (env_cfg.get("budget", UNSTATED_BUDGET) if policy else DEFAULT_BUDGET)
     opts = DUSRLOptions(
         k=int(k_given), lr=_number("lr", lr), entropy=_number("entropy", entropy),
         baseline_beta=_number("baseline_beta", baseline_beta),
