@@ -24,7 +24,7 @@ from mmbalance.envs.episode import EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.bss_measure import pacing_fraction
-from mmbalance.policies.decision import SequenceObservation
+from mmbalance.policies.decision import DEFAULT_EPOCHS_PER_ACTION, SequenceObservation
 from mmbalance.policies.registry import make_sampler
 from mmbalance.policies.sequence_actions import SequenceActionMap
 from mmbalance.trainers.trainer import Trainer
@@ -38,7 +38,7 @@ class SequenceEnvConfig(EnvConfigBase):
     action_mode: str = "continuous"  # continuous (Box [-1, 1]) | discrete (MultiDiscrete)
     levels: int = 5
     min_pacing: float = 0.1
-    epochs_per_action: int = 1
+    epochs_per_action: int = DEFAULT_EPOCHS_PER_ACTION
 
     def check(self) -> None:
         super().check()
@@ -83,12 +83,14 @@ class SequenceEnv(SavableEpisode, gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         run_seed = self._start_episode(seed)
         self.last_unit = np.ones(self.dims)
-        return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
+        return self.observe(), {"run_seed": run_seed, **run_info(self.trainer)}
 
     def _new_run(self, run_seed: int) -> None:
         self.run_seed = run_seed
         self.sampler = BucketSampler(self.cfg.buckets)
         self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
+        self.observation = SequenceObservation(len(self.modalities), self.dims, self.cfg.buckets,
+                                               self.dataset.num_classes)
 
     def _reference_sampler(self):
         """The paired reference's sampler: `uniform` is the bucket sampler left at its
@@ -111,14 +113,13 @@ class SequenceEnv(SavableEpisode, gym.Env):
             self.trainer.step(stop_at_epoch_end=True)
         r, terminated, truncated, info = self._finish_step(
             before, {f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})
-        return self._obs(), r, terminated, truncated, info
+        return self.observe(), r, terminated, truncated, info
 
-    def _obs(self) -> np.ndarray:
+    def observe(self) -> np.ndarray:
+        """The observation of the run now."""
         t = self.trainer
-        observe = SequenceObservation(len(self.modalities), self.dims, self.cfg.buckets,
-                                      self.dataset.num_classes)
-        return observe(t.status, t.epoch / t.config.epochs, self.last_unit,
-                       self.sampler.bucket_degree)
+        return self.observation(t.status, t.epoch / t.config.epochs, self.last_unit,
+                                self.sampler.bucket_degree)
 
     def heuristic_action(self, name: str = "bss-h", lambda0: float = 0.1,
                          t_grow: float | None = None) -> np.ndarray:

@@ -30,8 +30,10 @@ from mmbalance.policies.signals import (
 )
 from mmbalance.trainers.sampler import SamplerContext, Scorer, StepFeedback
 
-# training steps between two decisions of a quota policy, unless its env config says
+# training steps between two decisions of a quota policy, and epochs between two of a
+# sequence policy, unless its env config says
 DEFAULT_STEPS_PER_ACTION = 10
+DEFAULT_EPOCHS_PER_ACTION = 1
 
 
 class QuotaObservation:

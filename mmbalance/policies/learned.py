@@ -15,6 +15,7 @@ from mmbalance.balance import LearningStatus
 from mmbalance.errors import ConfigError, UserError
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.decision import (
+    DEFAULT_EPOCHS_PER_ACTION,
     DEFAULT_STEPS_PER_ACTION,
     DecidingQuotaSampler,
     SequenceObservation,
@@ -91,7 +92,7 @@ class LearnedSequenceSampler(BucketSampler):
                                              **{k: env_cfg[k] for k in keys if k in env_cfg})
         except (ConfigError, TypeError) as exc:
             raise UserError(f"learned policy {path}: env_config: {exc}") from None
-        self.epochs_per_action = int(env_cfg.get("epochs_per_action", 1))
+        self.epochs_per_action = int(env_cfg.get("epochs_per_action", DEFAULT_EPOCHS_PER_ACTION))
         super().__init__(buckets=self.actions.buckets)
         self.dims = self.actions.dims
         self.status = None
