@@ -85,21 +85,10 @@ class QuotaSampler(Sampler):
         if self._step >= self._steps_per_epoch:
             return None
         self._step += 1
-        names, b = self.ctx.modalities, self.ctx.batch_size
-        if self.plan.mode == "share" and self.ctx.paired_with_quotas:
-            # k_j updates of B for modality j: the first on the paired batch (the uniform
-            # step's rows), the others on rows of its own stream; k_j = 0 draws nothing
-            paired = self._take(len(names), b)
-            updates = self.plan.allocate(self.quotas)
-            batch = {m: (np.concatenate([paired, self._take(j, int(k - 1) * b)]) if k > 1
-                         else paired if k == 1 else paired[:0])
-                     for j, (m, k) in enumerate(zip(names, updates))}
+        rows, paired = self.plan.draw(self.quotas, self._take, self.ctx.paired_with_quotas)
+        batch = dict(zip(self.ctx.modalities, rows))
+        if paired is not None:
             batch[PAIRED] = paired
-            return batch
-        rows = self.plan.rows(self.quotas)
-        batch = {m: self._take(j, int(rows[j])) for j, m in enumerate(names)}
-        if self.ctx.paired_with_quotas:
-            batch[PAIRED] = self._take(len(names), b)
         return batch
 
     def log_metrics(self, scope: str = "epoch") -> dict[str, float]:

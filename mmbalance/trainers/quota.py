@@ -22,6 +22,7 @@ turns them into what each modality trains on:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -101,6 +102,24 @@ class QuotaPlan:
             return self.allocate(quotas) * self.batch_size
         self.last = np.asarray(quotas, dtype=np.int64)
         return self.last
+
+    def draw(self, quotas, take: Callable[[int, int], np.ndarray], paired: bool
+             ) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """This iteration's rows per modality, drawn with `take(stream, n)` (stream j is
+        modality j's, stream M the paired batch's), and, with `paired`, a paired batch of B
+        for a fusion loss beside the per-modality ones."""
+        m, b = self.num_modalities, self.batch_size
+        if self.mode == "share" and paired:
+            # k_j updates of B for modality j: the first on the paired batch (the uniform
+            # step's rows), the others on rows of its own stream; k_j = 0 draws nothing
+            both = take(m, b)
+            updates = self.allocate(quotas)
+            rows = [np.concatenate([both, take(j, int(k - 1) * b)]) if k > 1
+                    else both if k == 1 else both[:0] for j, k in enumerate(updates)]
+            return rows, both
+        counts = self.rows(quotas)
+        rows = [take(j, int(counts[j])) for j in range(m)]
+        return rows, (take(m, b) if paired else None)
 
     def state_dict(self) -> dict:
         return {"mode": self.mode, "credit": self.credit.tolist()}
