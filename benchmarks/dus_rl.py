@@ -35,7 +35,7 @@ OVERHEAD = [  # (sampler, what it shows)
     ("dus-rl:mode=continuous", "Gaussian policy, every 10 iterations"),
     ("dus-rl:k=1", "worst case: a REINFORCE step after every iteration"),
 ]
-TIMED = ("start_epoch", "next_batch", "update", "step_metrics")
+TIMED = ("start_epoch", "next_batch", "feedback", "log_metrics")
 
 
 def _table(df: pd.DataFrame) -> str:

@@ -39,7 +39,7 @@ PAIRS = [  # (method, sampler, what it shows)
 
 # every hook: a scoring pass runs inside start_epoch, the terms of observed batches inside
 # the next_batch call that ends the epoch
-SAMPLER_HOOKS = ("start_epoch", "next_batch", "update", "observe")
+SAMPLER_HOOKS = ("start_epoch", "next_batch", "feedback")
 
 
 def seconds_per_step(data, method: str, sampler: str, epochs: int) -> tuple[float, float]:

@@ -41,7 +41,7 @@ from _common import RESULTS, header, invocation, write_result
 
 from mmbalance.cli import main as cli
 from mmbalance.envs import QuotaEnv
-from mmbalance.trainers.signals import RewardConfig
+from mmbalance.policies.signals import RewardConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"PPO": "tune_configs/dus_ppo.yaml", "SAC": "tune_configs/dus_sac.yaml",

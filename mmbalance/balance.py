@@ -3,10 +3,11 @@ trainer, no sampler here: `trainers/` and `policies/` import this module, never 
 internals). Formulas and sources: `docs/architecture.md`.
 
 - The true-class score of a sample: the softmax probability its unimodal logits give its
-  label. `true_class_log_probs` computes it (as log-probabilities, for M modalities at once)
-  for paired batches, whose learning status and BSS terms read the same values;
-  `true_class_score` (probabilities) for a modality's own batch and for OGM-GE's ratio. The
-  two are the same quantity in two numerical forms; each call site keeps the form it was
+  label, computed here only (`true_class_score`, over any leading axes: one batch, M
+  modalities, or S steps of M modalities at once; `log=True` gives log-probabilities).
+  `true_class_log_probs` keeps the stacked log-softmax too, for paired batches whose
+  learning status and BSS terms read the same values. Probabilities and log-probabilities
+  are the same quantity in two numerical forms; each call site keeps the form it was
   written with so that runs repeat bit for bit (tests/test_golden_runs.py).
 - The learning status (DUS paper): for modality j, the batch score s_t is the mean
   true-class score of a training batch; the cumulative score ŝ_t is a running mean (the
@@ -33,10 +34,19 @@ from mmbalance.errors import ConfigError
 ACCUMULATIONS = ("mean", "ema")
 
 
-def true_class_score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample softmax probability of the true class (no gradient)."""
+def _true_column(values: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The label's entry of per-class values (..., C); `y` broadcasts over the leading axes."""
+    index = y.unsqueeze(-1).expand(*values.shape[:-1], 1)
+    return values.gather(-1, index).squeeze(-1)
+
+
+def true_class_score(logits: torch.Tensor, y: torch.Tensor, log: bool = False) -> torch.Tensor:
+    """Per-sample softmax probability (or, with `log`, log-probability) of the true class,
+    over the last axis of `logits` (..., C); `y` holds the labels of the sample axis and
+    broadcasts over the others. No gradient."""
     with torch.no_grad():
-        return F.softmax(logits.detach(), dim=-1).gather(1, y[:, None]).squeeze(1)
+        norm = F.log_softmax if log else F.softmax
+        return _true_column(norm(logits.detach(), dim=-1), y)
 
 
 def true_class_log_probs(
@@ -49,8 +59,7 @@ def true_class_log_probs(
     """
     with torch.no_grad():
         logp = F.log_softmax(torch.stack([z.detach() for z in uni_logits]), dim=-1)
-        index = y.view(1, -1, 1).expand(logp.shape[0], -1, 1)
-        return logp, logp.gather(2, index).squeeze(2)
+        return logp, _true_column(logp, y)
 
 
 def terms_from_log_probs(
@@ -73,7 +82,7 @@ def terms_from_log_probs(
             gram = torch.einsum("anc,bnc->abn", p, p) / (norms[:, None] * norms[None, :])
             a, b = torch.triu_indices(m, m, 1, device=logp.device)
             sim = gram[a, b].mean(0)
-        mm_true = F.log_softmax(mm_logits.detach(), dim=-1).gather(1, y[:, None]).squeeze(1)
+        mm_true = true_class_score(mm_logits, y, log=True)
         if all(w == weights[0] for w in weights[:-1]):  # equal unimodal weights: one sum
             loss = -float(weights[0]) * true_logp.sum(0) - float(weights[-1]) * mm_true
         else:
@@ -118,24 +127,10 @@ class LearningStatus:
         self.s_hat = np.zeros(m)
         self.loss = np.zeros(m)
 
-    def update(self, scores: dict[str, float], losses: dict[str, float]) -> None:
-        """Fold in this step's batch scores and losses of the modalities that were trained."""
-        for j, m in enumerate(self.modalities):
-            if m not in scores:
-                continue
-            self.t[j] += 1
-            s = float(scores[m])
-            self.s[j] = s
-            self.loss[j] = float(losses[m])
-            if self.accumulation == "mean" or self.t[j] == 1:
-                self.s_hat[j] += (s - self.s_hat[j]) / self.t[j]
-            else:
-                self.s_hat[j] += self.ema_beta * (s - self.s_hat[j])
-
     def fold(self, steps: list[tuple[list[float], list[float]]],
              trained: list[list[bool]] | None = None) -> list[list[float]]:
-        """`update` for a run of steps ((scores, losses) in modality order), with the same
-        float64 arithmetic in plain floats; `trained[i][j]` False: modality j sat step i
+        """Fold in a run of steps ((batch scores, unimodal losses) in modality order), in
+        float64 arithmetic on plain floats; `trained[i][j]` False: modality j sat step i
         out (its numbers are not folded in). Returns each step's status as the values of
         `as_dict`, in its key order."""
         t, s, s_hat, loss = (a.tolist() for a in (self.t, self.s, self.s_hat, self.loss))

@@ -559,7 +559,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mmbalance.compare import evaluation_grid, run_comparison
-    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.policy_file import load_policy
 
     tracking = _tracking(args)
     policy = load_policy(args.policy)
@@ -567,7 +567,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     method, samplers = evaluation_grid(policy.spec, args.policy)
     overrides = {**env_cfg.get("train", {}), **_train_overrides(args)}
     if policy.spec["env"] == "quota":  # its actions mean what they meant while it learned
-        from mmbalance.policies.learned import policy_quota_mode
+        from mmbalance.policies.policy_file import policy_quota_mode
 
         overrides.setdefault("quota_mode", policy_quota_mode(policy.spec))
     from mmbalance.trainers.config import TrainConfig

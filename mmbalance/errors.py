@@ -50,14 +50,3 @@ class UntrustedError(UserError):
 def one_line(message: str) -> str:
     """A message folded onto one line (the CLI's promise: one line on stderr)."""
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-
-
-def reject_unknown_keys(what: str, data: dict, config_class: type) -> None:
-    """A config mapping may only use the fields of its dataclass: name the strays and the
-    allowed keys (shared by every `from_dict` of the project's config dataclasses)."""
-    from dataclasses import fields
-
-    known = [f.name for f in fields(config_class)]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {unknown}; allowed: {known}")

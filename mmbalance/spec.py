@@ -391,11 +391,3 @@ def parse_spec(spec: str, what: str) -> tuple[str, dict[str, str]]:
                 raise ConfigError(f"{what} '{name}': option {item!r} is not key=value")
             options[key.strip()] = value.strip()
     return name, options
-
-
-def check_options(what: str, options: dict, allowed: list[str]) -> None:
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"{what}: unknown option(s) {unknown}; allowed: {sorted(allowed)}"
-        )

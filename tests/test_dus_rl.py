@@ -15,13 +15,13 @@ from mmbalance.balance import LearningStatus
 from mmbalance.cli import main as cli
 from mmbalance.errors import ConfigError, UserError
 from mmbalance.policies.dus_rl import DUSRLSampler
-from mmbalance.policies.learned import FORMAT
+from mmbalance.policies.policy_file import FORMAT
 from mmbalance.policies.registry import make_sampler
+from mmbalance.policies.signals import Snapshot, quota_observation
 from mmbalance.report import make_report
 from mmbalance.runs import write_run
 from mmbalance.trainers.config import TrainConfig
-from mmbalance.trainers.sampler import SamplerContext
-from mmbalance.trainers.signals import Snapshot, quota_observation
+from mmbalance.trainers.sampler import SamplerContext, StepFeedback
 from mmbalance.trainers.trainer import Trainer
 
 B = 16
@@ -46,7 +46,7 @@ def bound(sampler, **kw):
 
 def status_with(s_a: float, s_v: float, status=None):
     status = status or LearningStatus(["a", "v"])
-    status.update({"a": s_a, "v": s_v}, {"a": 0.3, "v": 1.2})
+    status.fold([([s_a, s_v], [0.3, 1.2])])
     return status
 
 
@@ -64,11 +64,11 @@ def test_reward_for_larger_weak_quota_raises_its_probability(mode, lr):
     moved_v, moved_a = [], []
     for seed in range(6):
         s = bound(WeakQuotaReward(k=1, lr=lr, entropy=0.0, mode=mode, budget="free"), seed=seed)
-        first = dict(s.step_metrics())
+        first = dict(s.log_metrics("step"))
         status = status_with(0.9, 0.3)
         for _ in range(40):
-            s.update(status_with(0.9, 0.3, status))
-        last = s.step_metrics()
+            s.feedback(StepFeedback(0, status_with(0.9, 0.3, status)))
+        last = s.log_metrics("step")
         assert last["rl_updates"] == 40
         moved_v.append(last["rl_mean_v"] - first["rl_mean_v"])
         moved_a.append(abs(last["rl_mean_a"] - first["rl_mean_a"]))
@@ -88,12 +88,12 @@ def test_discrepancy_reward_learns_to_feed_the_weak_modality(mode):
     moved = []
     for seed in range(6):
         s = bound(DUSRLSampler(k=1, lr=0.02, entropy=0.0, mode=mode, budget="free"), seed=seed)
-        first = dict(s.step_metrics())
+        first = dict(s.log_metrics("step"))
         status = LearningStatus(["a", "v"], accumulation="ema", ema_beta=0.5)
         for _ in range(60):
             frac = (s.quotas[1] - GRID[0]) / (GRID[-1] - GRID[0])
-            s.update(status_with(0.9, 0.2 + 0.6 * frac, status))
-        last = s.step_metrics()
+            s.feedback(StepFeedback(0, status_with(0.9, 0.2 + 0.6 * frac, status)))
+        last = s.log_metrics("step")
         assert np.isfinite(last["rl_reward"]) and np.isfinite(last["rl_baseline"])
         moved.append(last["rl_mean_v"] - first["rl_mean_v"])
     # a noisy single-sample gradient: most seeds, not all, and clearly on average
@@ -106,27 +106,27 @@ def test_baseline_is_a_moving_average_of_rewards():
     rewards = []
     for _ in range(6):
         rewards.append((float(s.quotas[1]) - B) / B)  # the pending decision's reward
-        s.update(status_with(0.8, 0.4))
+        s.feedback(StepFeedback(0, status_with(0.8, 0.4)))
     b = rewards[0]
     for r in rewards[1:]:
         b += 0.5 * (r - b)
-    assert s.step_metrics()["rl_baseline"] == pytest.approx(b)
-    assert s.step_metrics()["rl_reward"] == pytest.approx(rewards[-1])
+    assert s.log_metrics("step")["rl_baseline"] == pytest.approx(b)
+    assert s.log_metrics("step")["rl_reward"] == pytest.approx(rewards[-1])
 
 
 def test_decides_every_k_steps_on_the_env_observation():
     s = bound(DUSRLSampler(k=4))
-    assert s.step_metrics()["rl_updates"] == 0 and np.isnan(s.step_metrics()["rl_reward"])
+    assert s.log_metrics("step")["rl_updates"] == 0 and np.isnan(s.log_metrics("step")["rl_reward"])
     status = LearningStatus(["a", "v"])
     seen = []
     for _ in range(12):
         status_with(0.7, 0.5, status)
-        s.update(status)
-        seen.append(s.step_metrics()["rl_updates"])
+        s.feedback(StepFeedback(0, status))
+        seen.append(s.log_metrics("step")["rl_updates"])
     assert seen == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
     # the observation is the env's, with the last quotas and progress t/T
-    obs = quota_observation(status, 12 / s.total, s.quotas, GRID[0], GRID[-1], 6)
-    assert obs.shape == (12,) and s.total == 50 * 10
+    obs = quota_observation(status, 12 / s.decisions.total_steps, s.quotas, GRID[0], GRID[-1], 6)
+    assert obs.shape == (12,) and s.decisions.total_steps == 50 * 10
     # the chosen grid quotas, rescaled to the iteration's budget of 2B samples
     assert GRID[0] <= s.quotas.min() and s.quotas.max() <= GRID[-1]
     assert abs(int(s.quotas.sum()) - 2 * B) <= 1 or GRID[0] in s.quotas or GRID[-1] in s.quotas
@@ -192,7 +192,7 @@ def test_the_global_torch_stream_is_left_alone():
     x = torch.rand(3)
     torch.manual_seed(0)
     s = bound(DUSRLSampler(k=1, hidden=[8, 8]))
-    s.update(status_with(0.9, 0.3))
+    s.feedback(StepFeedback(0, status_with(0.9, 0.3)))
     assert torch.equal(torch.rand(3), x)
 
 
@@ -206,7 +206,7 @@ def write_policy(folder: Path, *, modalities: int = 2, space: dict | None = None
                "Box": 2 * len(space.get("low", []))}[space["type"]]
     obs = 5 * modalities + 2
     spec = {"format": FORMAT, "algorithm": "PPO", "env": "quota", "num_classes": 6,
-            "env_config": {"data": TINY, "method": "mla", "train": {"epochs": 1},
+            "env_config": {"data": TINY, "method": "mla", "train": {"epochs": 1, "quota_mode": "share"},
                            "steps_per_action": 5, **(env_config or {})},
             "observation_space": {"dim": obs, "low": [-1.0] * obs, "high": [5.0] * obs},
             "action_space": space,
@@ -232,11 +232,11 @@ def test_init_starts_from_the_exported_policy_and_keeps_learning(tmp_path):
                             6)
     logits = s.policy_file(torch.as_tensor(obs)[None])[0].detach().reshape(2, 5)
     expected = torch.softmax(logits, -1).numpy()
-    got = np.array([[s.step_metrics()[f"rl_p_{m}_{n}"] for n in GRID] for m in "av"])
+    got = np.array([[s.log_metrics("step")[f"rl_p_{m}_{n}"] for n in GRID] for m in "av"])
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     before = [p.clone() for p in s.net.parameters()]
     for _ in range(10):
-        s.update(status_with(0.9, 0.3))
+        s.feedback(StepFeedback(0, status_with(0.9, 0.3)))
     assert any(not torch.equal(p, q) for p, q in zip(before, s.net.parameters()))
     reloaded = make_sampler(f"dus-rl:init={path}").policy_file.state_dict()
     for key, value in s.policy_file.state_dict().items():  # the file's copy is untouched
@@ -249,8 +249,8 @@ def test_init_box_policy_runs_continuous(tmp_path):
     s = bound(make_sampler(f"dus-rl:k=1,init={path}"))
     assert s.mode == "continuous" and s.squash
     for _ in range(3):
-        s.update(status_with(0.9, 0.3))
-    row = s.step_metrics()
+        s.feedback(StepFeedback(0, status_with(0.9, 0.3)))
+    row = s.log_metrics("step")
     assert GRID[0] <= row["rl_mean_v"] <= GRID[-1] and row["rl_std_v"] > 0
 
 

@@ -164,7 +164,7 @@ def test_heuristics_run_as_fixed_policies_with_the_same_reward():
 
 
 def test_reward_terms():
-    from mmbalance.trainers.signals import RewardConfig, Snapshot, reward
+    from mmbalance.policies.signals import RewardConfig, Snapshot, reward
 
     before, after = Snapshot(0.2, 0.3, 0.5), Snapshot(0.1, 0.35, 0.6)
     assert reward(before, after, RewardConfig(scale=1.0)) == pytest.approx(0.1)
@@ -180,7 +180,7 @@ def _random_sequence_policy(env: SequenceEnv, seed: int):
 
     import torch
 
-    from mmbalance.policies.learned import FORMAT, ExportedPolicy
+    from mmbalance.policies.policy_file import FORMAT, ExportedPolicy
     from mmbalance.tune.export import _space_json
 
     space = env.action_space

@@ -175,7 +175,7 @@ def test_a_fault_marker_outside_the_folder_is_refused(refused, tmp_path):
 
 
 def test_a_relative_marker_lands_in_the_run_folder_and_never_follows_a_link(tmp_path):
-    from mmbalance.envs.common import fault_inside, write_fault_marker
+    from mmbalance.envs.env_config import fault_inside, write_fault_marker
 
     fault = fault_inside("f", {"at_step": 1, "marker": "crashed"}, tmp_path / "run")
     assert fault["marker"] == str((tmp_path / "run" / "crashed").resolve())

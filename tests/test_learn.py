@@ -78,7 +78,7 @@ def test_each_shipped_config_runs_one_iteration(name, ray_session, tmp_path):
     """Every advertised algorithm (PPO: `ppo_run` and the tests on it) learns an iteration
     from its YAML, exports a policy, and `evaluate` runs that policy."""
     from mmbalance.cli import main
-    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.policy_file import load_policy
     from mmbalance.tune.learn import run_learn
 
     cfg = tiny_config(name)
@@ -99,8 +99,9 @@ def test_each_shipped_config_runs_one_iteration(name, ray_session, tmp_path):
     action = policy.act(low)
     if cfg.algorithm == "DQN":
         assert np.ndim(action) == 0
-    elif cfg.algorithm == "SAC":
+    elif cfg.algorithm == "SAC":  # a squashed Gaussian: the replay squashes its mean too
         assert np.all(np.abs(action) <= 1.0)
+    assert policy.spec["action_space"].get("squash", False) == (cfg.algorithm == "SAC")
     out = tmp_path / "eval"
     rc = main(["evaluate", str(res["out"] / "policy"), "--seeds", "1", "--epochs", "1",
                "--parallel", "none", "--out", str(out), "--no-progress"])
@@ -115,7 +116,7 @@ def test_learned_sampler_replays_the_env_exactly(ppo_run):
     """The exported policy inside the plain trainer makes the env's decisions, step for step."""
     from mmbalance.data.registry import load_dataset
     from mmbalance.envs import QuotaEnv
-    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.policy_file import load_policy
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
@@ -144,7 +145,7 @@ def test_learned_sampler_replays_the_env_exactly(ppo_run):
 def test_tampered_or_mismatched_policy_files_are_refused(ppo_run, tmp_path):
     import shutil
 
-    from mmbalance.policies.learned import load_policy
+    from mmbalance.policies.policy_file import load_policy
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
@@ -330,3 +331,23 @@ def test_report_plots_a_learn_folder(ppo_run, tmp_path):
 
     with Image.open(paths[0]) as img:  # one panel per tracked quantity, side by side
         assert img.size[0] > img.size[1] * (len(PANELS) - 1)
+
+
+def test_an_algorithm_that_no_code_names_learns_and_exports(ray_session, tmp_path):
+    """An algorithm is a name in RLlib's registry: APPO needs no line of mmbalance code. Its
+    action mode follows from what its RLModule can act in (here the env's default)."""
+    from mmbalance.policies.policy_file import load_policy
+    from mmbalance.tune.learn import run_learn
+
+    base = tiny_config("dus_ppo.yaml").to_dict()
+    base["env_config"].pop("action_mode")
+    cfg = LearnConfig.from_dict({**base, "algorithm": "APPO",
+                                 "training": {"train_batch_size_per_learner": 32},
+                                 "reporting": {"min_time_s_per_iteration": 1}})
+    assert cfg.env_config["action_mode"] == "discrete"
+    res = run_learn(cfg, tmp_path / "run", progress=False)
+    assert len(res["rows"]) == 1
+    policy = load_policy(res["out"] / "policy")
+    assert policy.spec["algorithm"] == "APPO"
+    assert policy.spec["action_space"]["type"] == "MultiDiscrete"
+    assert policy.act(np.zeros(policy.obs_dim, dtype=np.float32)).shape == (2,)

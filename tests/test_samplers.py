@@ -13,7 +13,7 @@ from mmbalance.policies.bss_measure import balance_degree, pacing_size
 from mmbalance.policies.dus import DUSHeuristicSampler, QuotaSampler, dus_quotas
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.quota import QuotaPlan
-from mmbalance.trainers.sampler import ForwardPass, SamplerContext, UniformSampler
+from mmbalance.trainers.sampler import ForwardPass, SamplerContext, StepFeedback, UniformSampler
 
 
 def ctx(n=100, b=10, mods=("a", "v"), seed=0, quota_mode="batch"):
@@ -84,16 +84,14 @@ def test_dus_sampler_follows_learning_status():
     first = s.next_batch()
     assert len(first["a"]) == len(first["v"]) == 16  # no status yet: uniform
     status = LearningStatus(["a", "v"])
-    for _ in range(5):
-        status.update({"a": 0.9, "v": 0.3}, {"a": 0.1, "v": 1.5})
-    s.update(status)
+    status.fold([([0.9, 0.3], [0.1, 1.5])] * 5)
+    s.feedback(StepFeedback(0, status))
     b = s.next_batch()
     assert len(b["v"]) > 16 > len(b["a"])
     assert s.log_metrics()["quota_v"] == len(b["v"])
     # the modality that catches up and overtakes loses its extra samples
-    for _ in range(50):
-        status.update({"a": 0.2, "v": 0.95}, {"a": 1.0, "v": 0.1})
-    s.update(status)
+    status.fold([([0.2, 0.95], [1.0, 0.1])] * 50)
+    s.feedback(StepFeedback(0, status))
     b = s.next_batch()
     assert len(b["a"]) > len(b["v"])
 
@@ -217,7 +215,8 @@ def test_bss_l_uses_forward_scores_after_first_epoch():
     s.start_epoch(0, scorer)
     while (b := s.next_batch()) is not None:  # the last call folds the epoch in
         rows = b["a"]
-        s.observe(ForwardPass(rows, trained.logits[:, rows], trained.y[rows]))
+        s.feedback(StepFeedback(0, forward=ForwardPass(rows, trained.logits[:, rows],
+                                                    trained.y[rows])))
     assert len(calls) == 1
     s.start_epoch(1, scorer)
     assert len(calls) == 1  # the second epoch reused the forward-pass scores

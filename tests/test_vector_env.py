@@ -377,3 +377,18 @@ def test_stacked_sgd_step_is_torch_sgd_per_run_with_each_runs_lr(momentum):
             p.grad = g[i].clone()
             opt.step()
         torch.testing.assert_close(stacked[i], p.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_the_fault_drill_fires_in_the_vector_env_as_in_the_quota_env(tmp_path):
+    """The vectorised env runs the quota env's decision loop, fault drill included: the
+    second env step raises once (the marker remembers it), then the env steps on."""
+    marker = tmp_path / "crashed"
+    env = VectorQuotaEnv({**QUOTA, "num_runs": 2, "fault": {"at_step": 2, "marker": str(marker)}})
+    env.reset(seed=0)
+    actions = np.full((2, 2), 2)
+    env.step(actions)
+    with pytest.raises(RuntimeError, match="injected env fault at step 2"):
+        env.step(actions)
+    assert marker.exists()
+    env.step(actions)  # fired once: a restarted runner carries on
+    env.close()

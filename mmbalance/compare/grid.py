@@ -226,7 +226,7 @@ def check_grid(grid, modalities: list[str] | None = None) -> None:
     modality the data lacks)."""
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
-    from mmbalance.trainers.methods import METHOD_CLASSES, METHODS
+    from mmbalance.trainers.methods import METHODS, check_method_sampler
 
     rows = grid_rows(grid)
     # two rows that name the same runs (the same text, or texts that give one run folder
@@ -254,13 +254,7 @@ def check_grid(grid, modalities: list[str] | None = None) -> None:
             if {"method", "seed"} & set(given):
                 raise ConfigError(f"--grid {row.text}: 'method' and 'seed' are not row options")
             TrainConfig.parse(given)
-        s = make_sampler(row.sampler)
-        if s.unimodal_batches and not METHOD_CLASSES[method].accepts_unimodal_batches:
-            allowed = [n for n, c in METHOD_CLASSES.items() if c.accepts_unimodal_batches]
-            raise ConfigError(
-                f"sampler '{row.sampler}' needs unimodal batches; method '{method}' takes "
-                f"paired batches only (use one of {allowed})"
-            )
+        check_method_sampler(method, make_sampler(row.sampler), label=row.sampler)
 
 
 def uses_ray(parallel: str, address: str | None = None) -> bool:

@@ -32,7 +32,7 @@ PRESETS: dict[str, dict] = {
     # samples only; `visual` is informative on all of them but *mirrored* (class c at +mu_c
     # or -mu_c), so its encoder must learn a nonlinear feature before it helps. Joint
     # training fits audio first and leaves visual almost untrained; MLA, unimodal heads
-    # or visual trained alone get most of the lost accuracy back (README, Results).
+    # or visual trained alone get most of the lost accuracy back.
     "competition": {
         "separation": [6.0, 4.0], "informative": [0.8, 1.0], "dim": [64, 64],
         "mirrored": [0, 1], "n_train": 4000,

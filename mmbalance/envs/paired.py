@@ -4,7 +4,7 @@ The policy's run and its reference run share the data, the run seed (so the init
 weights) and, where the sampler allows, the data stream; they differ only in what the
 samplers decide. The advantage A = measure(policy run) - measure(reference run) is read on
 a fixed validation subset at every decision, so the noise of the subset and of the seed is
-common to both terms and cancels; the reward pays the change of A (`trainers/signals.py`).
+common to both terms and cancels; the reward pays the change of A (`policies/signals.py`).
 
 The reference's sampler does not depend on the policy, so its trajectory (the measure at
 each global step the policy asks about) is cached per episode set-up (data selector, run
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mmbalance.trainers.signals import RewardConfig
+from mmbalance.policies.signals import RewardConfig
 
 CACHE_SIZE = 256  # reference trajectories kept per env (a pool's worth, and then some)
 

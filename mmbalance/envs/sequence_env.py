@@ -3,7 +3,7 @@
 A step is one epoch (or `epochs_per_action` epochs): the action sets the pacing fraction
 and/or the sampling weights over K balance-degree buckets (quantiles of d) for the next
 epoch, which is then trained. Observation: the status features of
-`mmbalance.trainers.signals`, progress, the last action's values in [0, 1], and each bucket's
+`mmbalance.policies.signals`, progress, the last action's values in [0, 1], and each bucket's
 mean balance degree / 2. Reward and `info` as in QuotaEnv.
 
 `control`: `pacing` (one value), `buckets` (K weights, pacing 1) or `both` (1 + K).
@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from mmbalance.envs.common import EnvConfigBase, EpisodeClock, SavableEpisode, run_info
+from mmbalance.envs.env_config import EnvConfigBase
+from mmbalance.envs.episode import EpisodeClock, SavableEpisode, run_info
 from mmbalance.errors import ConfigError
-from mmbalance.policies.bss import BSSHeuristicSampler
 from mmbalance.policies.bss_buckets import BucketSampler
 from mmbalance.policies.bss_measure import pacing_fraction
+from mmbalance.policies.decision import DEFAULT_EPOCHS_PER_ACTION, SequenceObservation
+from mmbalance.policies.registry import make_sampler
 from mmbalance.policies.sequence_actions import SequenceActionMap
-from mmbalance.trainers.signals import status_bounds, status_features
 from mmbalance.trainers.trainer import Trainer
 
 
@@ -37,7 +38,7 @@ class SequenceEnvConfig(EnvConfigBase):
     action_mode: str = "continuous"  # continuous (Box [-1, 1]) | discrete (MultiDiscrete)
     levels: int = 5
     min_pacing: float = 0.1
-    epochs_per_action: int = 1
+    epochs_per_action: int = DEFAULT_EPOCHS_PER_ACTION
 
     def check(self) -> None:
         super().check()
@@ -59,20 +60,18 @@ class SequenceEnv(SavableEpisode, gym.Env):
     def __init__(self, config: dict | None = None):
         self.cfg = SequenceEnvConfig.from_dict(config)
         self.modalities = list(self._setup_episodes().modalities)
-        if self.reward_cfg.reference not in ("none", "uniform", "bss-h"):
-            raise ConfigError(f"reward.reference: the sequence env's reference is uniform or "
-                              f"bss-h, got {self.reward_cfg.reference!r}")
         k = self.cfg.buckets
         self.actions = self.cfg.action_map()
+        if self.paired.enabled:
+            self._reference_sampler()  # a reference the env cannot run is refused now
         self.dims = self.actions.dims
         if self.cfg.action_mode == "continuous":
             self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.dims,), dtype=np.float32)
         else:
             self.action_space = gym.spaces.MultiDiscrete([self.cfg.levels] * self.dims)
-        low, high = status_bounds(len(self.modalities))
-        low = np.concatenate([low, [0.0], np.zeros(self.dims), np.zeros(k)]).astype(np.float32)
-        high = np.concatenate([high, [1.0], np.ones(self.dims), np.ones(k)]).astype(np.float32)
-        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        # the bounds do not depend on the data's classes (a family may vary them)
+        observe = SequenceObservation(len(self.modalities), self.dims, k, 2)
+        self.observation_space = gym.spaces.Box(observe.low, observe.high, dtype=np.float32)
         self.clock = EpisodeClock(self.cfg.max_env_steps, self.cfg.max_seconds)
         self.trainer: Trainer | None = None
 
@@ -84,42 +83,43 @@ class SequenceEnv(SavableEpisode, gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         run_seed = self._start_episode(seed)
         self.last_unit = np.ones(self.dims)
-        return self._obs(), {"run_seed": run_seed, **run_info(self.trainer)}
+        return self.observe(), {"run_seed": run_seed, **run_info(self.trainer)}
 
     def _new_run(self, run_seed: int) -> None:
         self.run_seed = run_seed
         self.sampler = BucketSampler(self.cfg.buckets)
         self.trainer = Trainer(self.dataset, self.cfg.train_config(run_seed), self.sampler)
+        self.observation = SequenceObservation(len(self.modalities), self.dims, self.cfg.buckets,
+                                               self.dataset.num_classes)
 
     def _reference_sampler(self):
-        """The paired reference's sampler: the bucket sampler left at its uniform action
-        (what the policy's run trains on if it always picks pacing 1 and equal weights), or
-        BSS-H itself."""
-        if self.reward_cfg.reference == "bss-h":
-            return BSSHeuristicSampler()
-        return BucketSampler(self.cfg.buckets)
+        """The paired reference's sampler: `uniform` is the bucket sampler left at its
+        uniform action (what the policy's run trains on if it always picks pacing 1 and
+        equal weights); any other name is a paired sampler of the registry (bss-h, ...)."""
+        ref = self.reward_cfg.reference
+        if ref == "uniform":
+            return BucketSampler(self.cfg.buckets)
+        sampler = make_sampler(ref)
+        if sampler.unimodal_batches:
+            raise ConfigError(f"reward.reference: the sequence env's reference is uniform or a "
+                              f"paired sampler (bss-h, ...), got {ref!r}")
+        return sampler
 
     def step(self, action):
-        if self.trainer is None:
-            raise RuntimeError("call reset() before step()")
-        self.cfg.maybe_fail(self.clock.steps + 1)
+        before = self._begin_decision()
         self._apply(self.actions.to_unit(action))  # raises on garbage, before any training
-        before = self._before_step()
         target = min(self.trainer.epoch + self.cfg.epochs_per_action, self.trainer.config.epochs)
         while self.trainer.epoch < target:
             self.trainer.step(stop_at_epoch_end=True)
         r, terminated, truncated, info = self._finish_step(
             before, {f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})
-        return self._obs(), r, terminated, truncated, info
+        return self.observe(), r, terminated, truncated, info
 
-    def _obs(self) -> np.ndarray:
+    def observe(self) -> np.ndarray:
+        """The observation of the run now."""
         t = self.trainer
-        progress = t.epoch / t.config.epochs
-        obs = np.concatenate([
-            status_features(t.status, self.dataset.num_classes), [progress], self.last_unit,
-            self.sampler.bucket_degree / 2.0,
-        ]).astype(np.float32)
-        return np.clip(obs, self.observation_space.low, self.observation_space.high)
+        return self.observation(t.status, t.epoch / t.config.epochs, self.last_unit,
+                                self.sampler.bucket_degree)
 
     def heuristic_action(self, name: str = "bss-h", lambda0: float = 0.1,
                          t_grow: float | None = None) -> np.ndarray:

@@ -33,7 +33,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space, iterate
 
-from mmbalance.envs.common import resolve_dataset
+from mmbalance.envs.env_config import resolve_dataset
 from mmbalance.envs.quota_env import QuotaEnv, QuotaEnvConfig
 from mmbalance.errors import ConfigError
 from mmbalance.trainers.methods.mla_batched import StackedMLA
@@ -169,17 +169,15 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
                     raise RuntimeError(f"run {i} is done; with autoreset_mode 'disabled' reset "
                                        "it with reset(options={'reset_mask': ...})")
             stepping.append(i)
-        for i in stepping:  # the fault drill, as QuotaEnv.step runs it
-            self.runs[i].cfg.maybe_fail(self.runs[i].clock.steps + 1)
-        # every action is checked before any run trains
-        quotas = {i: self.runs[i].actions.to_quotas(actions[i]) for i in stepping}
+        for i in stepping:  # every action is checked before any run trains
+            self.runs[i].actions.to_quotas(actions[i])
         infos: list = [None] * k
         for i in resets:  # next_step autoreset: the action is ignored, the run starts anew
             self._obs[i], infos[i] = self._reset_run(i, None, None)
             self._rewards[i] = 0.0
             self._terminations[i] = self._truncations[i] = False
         if stepping:
-            self._step_runs(stepping, quotas, infos)
+            self._step_runs(stepping, actions, infos)
         self._autoreset_envs = self._terminations | self._truncations
         self.timing["env_seconds"] += time.perf_counter() - t_enter
         return (self._obs.copy(), self._rewards.copy(), self._terminations.copy(),
@@ -239,13 +237,10 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
             self.stack = StackedMLA(self.trainers)
         return obs, info
 
-    def _step_runs(self, stepping: list[int], quotas: dict, infos: list) -> None:
+    def _step_runs(self, stepping: list[int], actions: list, infos: list) -> None:
         """QuotaEnv.step for the runs in `stepping`, their iterations trained batched."""
         runs = self.runs
-        before = {}
-        for i in stepping:
-            before[i] = runs[i]._before_step()
-            runs[i].sampler.set_quotas(quotas[i])
+        pending = {i: runs[i].begin_step(actions[i]) for i in stepping}
         t_train = time.perf_counter()
         active = list(stepping)
         for _ in range(self.cfg.steps_per_action):
@@ -253,18 +248,14 @@ class VectorQuotaEnv(gym.vector.VectorEnv):
             if not active:
                 break
         # close the last epoch (evaluation) of runs at their budget, as QuotaEnv does
-        closing = [i for i in stepping
-                   if not runs[i].trainer.done
-                   and runs[i].trainer.global_step >= runs[i].total_steps]
-        self._iteration(closing)
+        self._iteration([i for i in stepping if not runs[i].trainer.done
+                         and runs[i].decisions.spent(runs[i].trainer.global_step)])
         self.timing["trainer_seconds"] += time.perf_counter() - t_train
         for i in stepping:
             run = runs[i]
-            t_finish = time.perf_counter()
-            r, terminated, truncated, info = run._finish_step(
-                before[i], {f"quota_{m}": int(q) for m, q in zip(self.modalities, quotas[i])})
-            self.timing["trainer_seconds"] += time.perf_counter() - t_finish
-            obs = run._obs()
+            seconds = run.timing["trainer_seconds"]
+            obs, r, terminated, truncated, info = run.end_step(pending[i])
+            self.timing["trainer_seconds"] += run.timing["trainer_seconds"] - seconds
             if self.autoreset_mode == AutoresetMode.SAME_STEP and (terminated or truncated):
                 final_info = info
                 obs_new, info = self._reset_run(i, None, None)

@@ -16,10 +16,10 @@ of 100, so a shorter run still reaches all of its data.
 BSS-L rescores every epoch and draws the epoch's whole order without replacement with
 weights 2.01 - d. Its scores come from a no-grad pass over the training set before the
 epoch (`score=pass`, the default, as the authors) or, with `score=forward`, from the
-previous epoch's training forward pass (no extra pass, but the scores lag: see README).
+previous epoch's training forward pass (no extra pass, but the scores are an epoch old).
 The authors' draw is a permutation, so the weights only change the order within an epoch;
 `draw=replacement` draws N samples with replacement instead, so they change how often each
-sample is seen (a deviation, measured in the leverage benchmark).
+sample is seen (a deviation from the paper).
 The bucket sampler of the sequence env (`bss_buckets.py`) is a BSS sampler too.
 """
 
@@ -40,7 +40,14 @@ from mmbalance.policies.bss_measure import (
     pacing_size,
     sampling_probs,
 )
-from mmbalance.trainers.sampler import Batch, EpochOrderSampler, ForwardPass, SamplerContext, Scorer
+from mmbalance.trainers.sampler import (
+    Batch,
+    EpochOrderSampler,
+    ForwardPass,
+    SamplerContext,
+    Scorer,
+    StepFeedback,
+)
 
 
 def _check_weights(name: str, weights) -> tuple[float, ...] | None:
@@ -88,8 +95,11 @@ class BSSSampler(EpochOrderSampler):
         sim, loss = balance_terms(list(logits[:-1]), logits[-1], out.y, self.loss_weights)
         return sim.cpu().numpy(), loss.cpu().numpy()
 
-    def observe(self, out: ForwardPass) -> None:
+    def feedback(self, step: StepFeedback) -> None:
         """Keep a trained batch's logits; the epoch's terms come from them in one pass."""
+        out = step.forward
+        if out is None:
+            return
         device = out.logits.device
         if self._seen_logits is None or self._seen_logits.device != device:
             n = self.ctx.n_train
@@ -151,7 +161,7 @@ class BSSSampler(EpochOrderSampler):
         self._seen = self._seen_logits = self._seen_y = None
         super().load_state_dict(state)
 
-    def log_metrics(self) -> dict[str, float]:
+    def log_metrics(self, scope: str = "epoch") -> dict[str, float]:
         return dict(self.metrics)
 
 

@@ -22,8 +22,14 @@ import numpy as np
 
 from mmbalance.errors import ConfigError
 from mmbalance.policies.quota_actions import spread_budget
-from mmbalance.trainers.quota import QuotaPlan
-from mmbalance.trainers.sampler import PAIRED, Batch, Sampler, SamplerContext, Scorer
+from mmbalance.trainers.sampler import (
+    PAIRED,
+    Batch,
+    Sampler,
+    SamplerContext,
+    Scorer,
+    StepFeedback,
+)
 
 # the largest fixed quota, in batch sizes: a quota of 10^8 under `extra-steps` would run
 # millions of optimizer steps per iteration
@@ -52,17 +58,20 @@ class QuotaSampler(Sampler):
         self.quotas = np.full(m, int(np.clip(b, self.n_min, self.n_max)), dtype=np.int64)
         # one stream per modality, plus one for the paired batch where the method wants it
         self._streams = [np.empty(0, dtype=np.int64) for _ in range(m + ctx.paired_with_quotas)]
-        self._steps_per_epoch = math.ceil(ctx.n_train / b)
-        # a sampler bound outside a trainer (checks, tests) gets the default meaning
-        self.plan = ctx.quota_plan or QuotaPlan("share", b, m)
+        self._steps_per_epoch = ctx.steps_per_epoch
+        self.plan = ctx.quota_plan
 
     def set_quotas(self, quotas) -> None:
+        """The quotas of the coming iterations; they are in [n_min, n_max] already (an action
+        map or a rule clamps them where it computes them), so this only checks."""
         q = np.asarray(quotas, dtype=np.int64)
         if q.shape != self.quotas.shape:
             raise ValueError(f"quotas need shape {self.quotas.shape}, got {q.shape}")
-        self.quotas = np.clip(q, self.n_min, self.n_max)
+        if q.min() < self.n_min or q.max() > self.n_max:
+            raise ValueError(f"quotas must be in [{self.n_min}, {self.n_max}], got {q.tolist()}")
+        self.quotas = q
 
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
+    def start_epoch(self, epoch: int, scorer: Scorer, last_epoch: dict | None = None) -> None:
         self._step = 0
 
     def _take(self, j: int, k: int) -> np.ndarray:
@@ -76,28 +85,15 @@ class QuotaSampler(Sampler):
         if self._step >= self._steps_per_epoch:
             return None
         self._step += 1
-        names, b = self.ctx.modalities, self.ctx.batch_size
-        if self.plan.mode == "share":
-            # an update's samples: B, the rest of the training set in the epoch's last
-            # iteration (uniform's last batch), so an epoch costs what uniform's costs
-            b = min(b, self.ctx.n_train - (self._step - 1) * b)
-        if self.plan.mode == "share" and self.ctx.paired_with_quotas:
-            # k_j updates for modality j: the first on the paired batch (the uniform step's
-            # rows), the others on rows of its own stream; k_j = 0 draws nothing
-            paired = self._take(len(names), b)
-            updates = self.plan.rows(self.quotas, b) // b
-            batch = {m: (np.concatenate([paired, self._take(j, int(k - 1) * b)]) if k > 1
-                         else paired if k == 1 else paired[:0])
-                     for j, (m, k) in enumerate(zip(names, updates))}
+        remaining = self.ctx.n_train - (self._step - 1) * self.ctx.batch_size
+        rows, paired = self.plan.draw(self.quotas, self._take, self.ctx.paired_with_quotas,
+                                      remaining)
+        batch = dict(zip(self.ctx.modalities, rows))
+        if paired is not None:
             batch[PAIRED] = paired
-            return batch
-        rows = self.plan.rows(self.quotas, b)
-        batch = {m: self._take(j, int(rows[j])) for j, m in enumerate(names)}
-        if self.ctx.paired_with_quotas:
-            batch[PAIRED] = self._take(len(names), b)
         return batch
 
-    def log_metrics(self) -> dict[str, float]:
+    def log_metrics(self, scope: str = "epoch") -> dict[str, float]:
         return {f"quota_{m}": float(q) for m, q in zip(self.ctx.modalities, self.quotas)}
 
     def config(self) -> dict:
@@ -106,7 +102,7 @@ class QuotaSampler(Sampler):
 
 class FixedQuotaSampler(QuotaSampler):
     """Fixed per-modality quotas for the whole run (`fixed:quotas=16/128`): the extreme
-    policies of the leverage benchmark, and a baseline any learned quota policy must beat."""
+    policies a quota's leverage is measured with, and a baseline a learned policy must beat."""
 
     name = "fixed"
 
@@ -133,6 +129,9 @@ class FixedQuotaSampler(QuotaSampler):
         self.n_min_cfg = lo if self.n_min_cfg is None else self.n_min_cfg
         self.n_max_cfg = hi if self.n_max_cfg is None else self.n_max_cfg
         super().bind(ctx)
+        if lo < self.n_min or hi > self.n_max:
+            raise ConfigError(f"fixed: 'quotas' {self.fixed} must be in [n_min, n_max] = "
+                              f"[{self.n_min}, {self.n_max}]")
         self.set_quotas(self.fixed)
 
     def load_state_dict(self, state: dict) -> None:
@@ -162,6 +161,7 @@ class DUSHeuristicSampler(QuotaSampler):
     """DUS-H: after every step, quotas follow the learning status."""
 
     name = "dus-h"
+    needs_status = True
 
     def __init__(self, strength: float = 4.0, n_min: int | None = None,
                  n_max: int | None = None):
@@ -170,7 +170,8 @@ class DUSHeuristicSampler(QuotaSampler):
             raise ConfigError(f"dus-h: 'strength' must be a finite number >= 0, got {strength}")
         self.strength = strength
 
-    def update(self, status) -> None:
+    def feedback(self, step: StepFeedback) -> None:
+        status = step.status
         if status.t.min() == 0:  # every modality needs a score first
             return
         self.quotas = dus_quotas(

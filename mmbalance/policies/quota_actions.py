@@ -7,10 +7,10 @@ which takes a single discrete action). `continuous`: one value per
 modality in [-1, 1], mapped linearly to [n_min, n_max] and rounded (a Box, for SAC/PPO).
 `budget`: `fixed` (what the envs use by default) rescales the chosen quotas to sum to M·B,
 the samples of a uniform iteration, before clamping to [n_min, n_max]: a policy redistributes
-the samples of an iteration, as DUS-H does, and cannot win by training on more of them (with
-`quota_mode` steps or scaled, more samples are more learning, and a policy learned under the
-paired reward did exactly that: B·(2, 1.5) on every step, 1.75x the compute of its
-reference). `free` keeps the chosen quotas (policies exported before budgets existed).
+the samples of an iteration, as DUS-H does, and cannot win by training on more of them
+(under the `scaled` and `extra-steps` quota meanings more samples are more learning, which a
+reward would pay for). `free` keeps the chosen quotas, for policies exported before budgets
+existed.
 Invalid actions (wrong shape, NaN, out of bounds) raise ValueError: training never runs on
 garbage.
 """
@@ -25,6 +25,9 @@ from mmbalance.errors import ConfigError
 
 ACTION_MODES = ("discrete", "flat", "continuous")
 BUDGETS = ("fixed", "free")
+DEFAULT_BUDGET = "fixed"  # what a quota policy's actions are rescaled to, unless told
+# the rule of policy files exported before budgets existed (they kept the chosen quotas)
+UNSTATED_BUDGET = "free"
 DEFAULT_GRID = (0.25, 0.5, 1.0, 1.5, 2.0)
 
 
@@ -45,7 +48,7 @@ class QuotaActionMap:
     batch_size: int
     mode: str = "discrete"
     grid_multiples: tuple[float, ...] = DEFAULT_GRID
-    budget: str = "free"
+    budget: str = DEFAULT_BUDGET
 
     def __post_init__(self) -> None:
         if self.mode not in ACTION_MODES:

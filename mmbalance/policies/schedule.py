@@ -67,8 +67,8 @@ class ScheduleQuotaSampler(QuotaSampler):
     def phase_quotas(self, epoch: int) -> list[int]:
         return self.first if epoch < self.at else self.second
 
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
-        super().start_epoch(epoch, scorer)
+    def start_epoch(self, epoch: int, scorer: Scorer, last_epoch: dict | None = None) -> None:
+        super().start_epoch(epoch, scorer, last_epoch)
         self.set_quotas(self.phase_quotas(epoch))
 
     def load_state_dict(self, state: dict) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from mmbalance.errors import ConfigError
 from mmbalance.spec import typed_fields
 from mmbalance.trainers.methods import METHOD_CLASSES, METHODS
-from mmbalance.trainers.quota import check_quota_mode
+from mmbalance.trainers.quota import DEFAULT_QUOTA_MODE, check_quota_mode
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -60,7 +60,7 @@ class TrainConfig:
     ema_beta: float = 0.05
     # what a quota sampler's quotas mean (`mmbalance/trainers/quota.py`): share (a fixed
     # budget of updates, moved between modalities), scaled, batch, extra-steps (adds updates)
-    quota_mode: str = "share"
+    quota_mode: str = DEFAULT_QUOTA_MODE
     # the method's own hyperparameters (its `Options`); None: the method's defaults
     options: Any = field(default=None)
 

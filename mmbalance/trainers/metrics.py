@@ -21,21 +21,6 @@ def macro_f1(y: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
     return float(f1.mean())
 
 
-def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the step precision-recall curve, ties grouped (scikit-learn's definition)."""
-    order = np.argsort(-scores, kind="mergesort")
-    return _ap_of_sorted(scores[order], np.cumsum(positive[order]), int(positive.sum()))
-
-
-def _ap_of_sorted(s: np.ndarray, true_pos: np.ndarray, positives: int) -> float:
-    """Average precision from scores sorted descending and the running count of positives."""
-    last_of_tie = np.append(np.flatnonzero(np.diff(s)), len(s) - 1)
-    tps = true_pos[last_of_tie]
-    precision = tps / (last_of_tie + 1)
-    recall = tps / max(1, positives)
-    return float(np.sum(np.diff(np.concatenate(([0.0], recall))) * precision))
-
-
 def classification_metrics(
     mm_logits: np.ndarray, uni_logits: dict[str, np.ndarray], y: np.ndarray, num_classes: int
 ) -> dict[str, float]:
@@ -49,7 +34,8 @@ def classification_metrics(
     order = np.argsort(-scores, axis=1, kind="mergesort")
     ranked = np.take_along_axis(scores, order, 1)
     true_pos = np.cumsum(y[order] == present[:, None], axis=1)
-    # per class, the last position of each run of tied scores (what `_ap_of_sorted` finds)
+    # per class, the last position of each run of tied scores: tied scores form one step
+    # of the precision-recall curve (scikit-learn's definition)
     last = np.ones(ranked.shape, dtype=bool)
     last[:, :-1] = np.diff(ranked, axis=1) != 0
     precision = true_pos / np.arange(1, ranked.shape[1] + 1)

@@ -22,6 +22,7 @@ turns them into what each modality trains on:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch
 from mmbalance.errors import ConfigError
 
 QUOTA_MODES = ("share", "scaled", "batch", "extra-steps")
+DEFAULT_QUOTA_MODE = "share"  # `TrainConfig.quota_mode`'s default
 # quota meanings whose compute depends on the quotas beyond a fixed budget
 ADDS_COMPUTE = ("extra-steps",)
 # names of the meanings before `share` existed, read from older configs and exported policies
@@ -106,6 +108,28 @@ class QuotaPlan:
             return self.allocate(quotas) * self.unit
         self.last = np.asarray(quotas, dtype=np.int64)
         return self.last
+
+    def draw(self, quotas, take: Callable[[int, int], np.ndarray], paired: bool,
+             remaining: int | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """This iteration's rows per modality, drawn with `take(stream, n)` (stream j is
+        modality j's, stream M the paired batch's), and, with `paired`, a paired batch for a
+        fusion loss beside the per-modality ones. `remaining`: the training samples left in
+        this epoch; under `share` an update then takes min(B, remaining) of them, as
+        uniform's last batch does, so an epoch costs what uniform's costs."""
+        m, b = self.num_modalities, self.batch_size
+        if self.mode == "share" and remaining is not None:
+            b = max(1, min(b, remaining))
+        if self.mode == "share" and paired:
+            # k_j updates for modality j: the first on the paired batch (the uniform step's
+            # rows), the others on rows of its own stream; k_j = 0 draws nothing
+            both = take(m, b)
+            updates = self.rows(quotas, b) // b
+            rows = [np.concatenate([both, take(j, int(k - 1) * b)]) if k > 1
+                    else both if k == 1 else both[:0] for j, k in enumerate(updates)]
+            return rows, both
+        counts = self.rows(quotas, b)
+        rows = [take(j, int(counts[j])) for j in range(m)]
+        return rows, (take(m, b) if paired else None)
 
     def state_dict(self) -> dict:
         return {"mode": self.mode, "credit": self.credit.tolist()}

@@ -6,13 +6,21 @@ policy. The trainer asks `next_batch()` for what to feed and never knows the pol
 it. A batch maps each modality to an index array into the training set: the same array for
 every modality is a paired batch; different arrays (of possibly different sizes) are
 unimodal batches (DUS), which only methods that update each modality on its own batch
-accept. After each step the trainer calls `update(status)`. A sampler that scores samples
-(BSS) gets forward-pass outputs and nothing else: `observe(ForwardPass)` with the detached
-logits of every trained batch (if it `observes`), and at each epoch start a `Scorer` that
-runs a no-grad pass over the training set when called; what it computes from them (BSS's
-balance terms, with its own loss weights) is its own business. `log_metrics()` exposes the
-sampling distribution at any time; `state_dict()` / `load_state_dict()` carry a sampler
-through a checkpoint.
+accept.
+
+The contract, besides `bind` and `next_batch`:
+
+- one epoch hook, `start_epoch(epoch, scorer, last_epoch)`: a `Scorer` that runs a no-grad
+  pass over the training set when called (BSS), and the previous epoch's row of the epoch
+  log (`val_acc`, the learning status, ...; None before the first);
+- one feedback call per step, `feedback(StepFeedback)`, for samplers that ask for it with
+  an explicit flag: `needs_status` (the learning status, up to date with this step: the
+  trainer then reads each step's numbers at once instead of in bulk) and `observes` (the
+  step's `ForwardPass`, the detached logits of the trained batch); what a sampler computes
+  from them (BSS's balance terms, DUS's quotas) is its own business;
+- one metrics call, `log_metrics(scope)`: the sampling distribution for the epoch row, or
+  with `logs_steps` set, extra columns for every step's row;
+- `state_dict()` / `load_state_dict()` carry a sampler through a checkpoint.
 
 `UniformSampler`, plain training's data order, is the trainer's default.
 """
@@ -25,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmbalance.trainers.quota import QuotaPlan
+from mmbalance.balance import LearningStatus
+from mmbalance.trainers.quota import DEFAULT_QUOTA_MODE, QuotaPlan
 from mmbalance.trainers.state import from_saveable, object_state, to_saveable
 
 Batch = dict[str, np.ndarray]
@@ -50,6 +59,17 @@ Scorer = Callable[[], ForwardPass]
 
 
 @dataclass
+class StepFeedback:
+    """What the trainer knows after a training step, for `Sampler.feedback`: the run's step
+    count, the learning status (up to date; None unless the sampler `needs_status`) and
+    the trained batch's forward pass (None unless it `observes`)."""
+
+    step: int
+    status: LearningStatus | None = None
+    forward: ForwardPass | None = None
+
+
+@dataclass
 class SamplerContext:
     n_train: int
     modalities: list[str]
@@ -62,12 +82,29 @@ class SamplerContext:
     # BSS's measurer uses them unless given its own
     loss_weights: tuple[float, ...] | None = None
     # the run's quota meaning (`TrainConfig.quota_mode`): how many rows a quota sampler
-    # draws per modality for its quotas (`QuotaPlan.rows`)
+    # draws per modality for its quotas (`QuotaPlan.rows`); a sampler bound outside a
+    # trainer (checks, tests) gets the default meaning
     quota_plan: QuotaPlan | None = None
+
+    def __post_init__(self) -> None:
+        if self.quota_plan is None:
+            self.quota_plan = QuotaPlan(DEFAULT_QUOTA_MODE, self.batch_size,
+                                        len(self.modalities))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps of an epoch of N samples in batches of B: ceil(N / B)."""
+        return -(-self.n_train // self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        """The run's step budget (what a decision loop's progress t / T counts to)."""
+        return self.epochs * self.steps_per_epoch
 
 
 class Sampler:
-    """Base class. Subclasses override `start_epoch` and `next_batch`, and optionally more.
+    """Base class. Subclasses override `start_epoch` and `next_batch`, and optionally more
+(see the module docstring for the contract).
 
     A sampler's checkpointed state is its plain-data attributes (arrays, tensors, numbers,
     strings and containers of them) and its random stream; one that holds more (a network,
@@ -76,7 +113,9 @@ class Sampler:
 
     name = "base"
     unimodal_batches = False  # True: yields per-modality batches; needs a method like MLA
-    observes = False  # True: wants per-sample (sim, loss) of every trained batch
+    observes = False  # True: every step's feedback carries the trained batch's forward pass
+    needs_status = False  # True: every step's feedback carries the up-to-date learning status
+    logs_steps = False  # True: `log_metrics("step")` adds columns to every step's row
 
     def __init__(self) -> None:
         pass
@@ -85,28 +124,17 @@ class Sampler:
         self.ctx = ctx
         self.rng = ctx.rng
 
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
+    def start_epoch(self, epoch: int, scorer: Scorer, last_epoch: dict | None = None) -> None:
+        """A new epoch starts; `last_epoch` is the previous epoch's row (None before the
+        first)."""
         raise NotImplementedError
 
     def next_batch(self) -> Batch | None:
         """The next batch of this epoch, or None when the epoch is over."""
         raise NotImplementedError
 
-    def update(self, status) -> None:
-        """Called after every training step with the trainer's LearningStatus (only for
-        samplers that override it: see `reads_status`)."""
-
-    @property
-    def reads_status(self) -> bool:
-        """Whether `update` does anything: the trainer then reads each step's numbers at
-        once; for the others it reads them in bulk (no device sync per step)."""
-        return type(self).update is not Sampler.update
-
-    def observe(self, out: ForwardPass) -> None:
-        """The training forward pass of a trained batch (called if `observes`)."""
-
-    def on_epoch_end(self, metrics: dict[str, float]) -> None:
-        """Called after each epoch's validation with that epoch's row (`val_acc`, ...)."""
+    def feedback(self, step: StepFeedback) -> None:
+        """After every training step, for samplers that `observes` or `needs_status`."""
 
     def state_dict(self) -> dict:
         """What continues this sampler exactly: plain attributes and the random stream."""
@@ -117,15 +145,10 @@ class Sampler:
             setattr(self, key, from_saveable(value))
         self.rng.bit_generator.state = from_saveable(state["rng"])
 
-    def log_metrics(self) -> dict[str, float]:
-        """The current sampling distribution, for logs and plots."""
-        return {}
-
-    def step_metrics(self) -> dict[str, float]:
-        """Extra columns for this step's row of the step table (e.g. a policy's probabilities).
-
-        Called once per training step: keep it cheap; most samplers add nothing.
-        """
+    def log_metrics(self, scope: str = "epoch") -> dict[str, float]:
+        """`epoch`: the current sampling distribution, for the epoch row, logs and plots;
+        `step` (called once per training step, for samplers that `logs_steps`: keep it
+        cheap): extra columns for the step's row (e.g. a policy's probabilities)."""
         return {}
 
     def config(self) -> dict:
@@ -139,7 +162,7 @@ class Sampler:
 class EpochOrderSampler(Sampler):
     """A sampler whose epoch is an ordered list of indices, cut into batches of B."""
 
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
+    def start_epoch(self, epoch: int, scorer: Scorer, last_epoch: dict | None = None) -> None:
         self._order = self.epoch_order(epoch, scorer)
         self._pos = 0
 

@@ -25,12 +25,24 @@ from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.trainers.arrays import FeatureArray
 from mmbalance.trainers.config import TrainConfig
 from mmbalance.trainers.ledger import ComputeLedger
-from mmbalance.trainers.methods import METHOD_CLASSES, MethodContext, StepOutput, read_outputs
+from mmbalance.trainers.methods import (
+    METHOD_CLASSES,
+    MethodContext,
+    StepOutput,
+    check_method_sampler,
+    read_outputs,
+)
 from mmbalance.trainers.metrics import classification_metrics
 from mmbalance.trainers.quota import QuotaPlan
-from mmbalance.trainers.sampler import ForwardPass, Sampler, SamplerContext, UniformSampler
+from mmbalance.trainers.sampler import (
+    ForwardPass,
+    Sampler,
+    SamplerContext,
+    StepFeedback,
+    UniformSampler,
+)
 
-# what `state_dict` writes; 2: the sampler's and the method's own state_dict (issue 11)
+# what `state_dict` writes; 2: the sampler and the method write their own state_dict
 STATE_FORMAT = 2
 
 
@@ -57,13 +69,7 @@ class Trainer:
         self.modalities = list(dataset.modalities)
         self.sampler = sampler or UniformSampler()
         method_cls = METHOD_CLASSES[config.method]
-        if self.sampler.unimodal_batches and not method_cls.accepts_unimodal_batches:
-            allowed = [n for n, c in METHOD_CLASSES.items() if c.accepts_unimodal_batches]
-            raise ConfigError(
-                f"sampler '{self.sampler.name}' feeds each modality its own batch, which method "
-                f"'{config.method}' cannot train on (it needs paired batches); use method "
-                f"{allowed} or a paired sampler"
-            )
+        check_method_sampler(config.method, self.sampler)
         torch.manual_seed(config.seed)  # model initialisation
         self.device = resolve_device(config.device)
         self._on_cpu = self.device.type == "cpu"
@@ -129,8 +135,9 @@ class Trainer:
         # trained steps whose numbers are still where they were computed (see `_read_steps`)
         self._pending: list[tuple[StepOutput, int, int, dict | None, np.ndarray | None]] = []
         self._quotas: np.ndarray | None = None
-        self._reads_status = self.sampler.reads_status
-        self._step_metrics = type(self.sampler).step_metrics is not Sampler.step_metrics
+        self._needs_status = bool(self.sampler.needs_status)
+        self._observes = bool(self.sampler.observes)
+        self._logs_steps = bool(self.sampler.logs_steps)
         self.best_val = -math.inf
         self.best_epoch = -1
         self.best_state: dict | None = None
@@ -176,7 +183,7 @@ class Trainer:
         batch = self.next_batch(stop_at_epoch_end)
         if batch is None:
             return None
-        out = self.method.step(batch, want_logits=self.sampler.observes)
+        out = self.method.step(batch, want_logits=self._observes)
         self.record_step(batch, out)
         return out
 
@@ -193,7 +200,8 @@ class Trainer:
             if not self.in_epoch:
                 self._epoch_start = self._t0
                 self.method.ctx.epoch = self.epoch
-                self.sampler.start_epoch(self.epoch, self.training_pass)
+                last = self._history.epochs[-1] if self._history.epochs else None
+                self.sampler.start_epoch(self.epoch, self.training_pass, last)
                 self.in_epoch = True
             self.quota_plan.last = None
             batch = self.sampler.next_batch()  # an observing sampler folds its epoch in here
@@ -206,25 +214,30 @@ class Trainer:
                 if stop_at_epoch_end:
                     return None
                 continue
-            self._host_batch = batch  # the sampler's own index arrays, for observe()
+            self._host_batch = batch  # the sampler's own index arrays, for its feedback
             return self._to_device(batch)
         return None
 
     def record_step(self, batch: dict[str, torch.Tensor], out: StepOutput) -> None:
-        """Take a trained batch's output: the sampler observes it (if it scores samples) and,
-        if it reads the learning status, gets it now. Otherwise the step's numbers stay on
-        the device and are read with the epoch's others (`_read_steps`); a non-finite loss
-        stops the run there (`DivergedError`, naming the step) rather than training on."""
+        """Take a trained batch's output and give the sampler its feedback, if it asked for
+        some: the batch's forward pass (if it `observes`) and the learning status (if it
+        `needs_status`: the step's numbers are read now). Otherwise the step's numbers stay
+        on the device and are read with the epoch's others (`_read_steps`); a non-finite
+        loss stops the run there (`DivergedError`, naming the step) rather than training
+        on."""
         self.global_step += 1
-        if self.sampler.observes and out.logits is not None:
-            rows = self._host_batch[self.modalities[0]]
-            self.sampler.observe(ForwardPass(rows, out.logits, out.labels))
         self._pending.append((out, self.global_step, self.epoch, None, self._quotas))
-        if self._reads_status:
-            self._read_steps()
-            self.sampler.update(self._status)
-        if self._step_metrics:  # after update: a policy's row shows its latest decision
-            extra = dict(self.sampler.step_metrics())
+        if self._observes or self._needs_status:
+            forward = None
+            if self._observes and out.logits is not None:
+                rows = self._host_batch[self.modalities[0]]
+                forward = ForwardPass(rows, out.logits, out.labels)
+            if self._needs_status:
+                self._read_steps()
+            self.sampler.feedback(StepFeedback(
+                self.global_step, self._status if self._needs_status else None, forward))
+        if self._logs_steps:  # after the feedback: a policy's row shows its latest decision
+            extra = dict(self.sampler.log_metrics("step"))
             if self._pending:
                 self._pending[-1] = (*self._pending[-1][:3], extra, self._pending[-1][4])
             else:
@@ -288,7 +301,6 @@ class Trainer:
         row.update(self.status.as_dict())
         row.update({f"sampler_{k}": v for k, v in self.sampler.log_metrics().items()})
         self.history.epochs.append(row)
-        self.sampler.on_epoch_end(row)
         if val["acc"] > self.best_val:
             self.best_val, self.best_epoch = val["acc"], self.epoch
             self.best_state = self._weights()

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mmbalance.errors import ConfigError
-from mmbalance.policies.learned import ACTIVATIONS, FORMAT, ExportedPolicy
+from mmbalance.policies.policy_file import ACTIVATIONS, FORMAT, ExportedPolicy
 
 _ACT_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
 
@@ -32,6 +32,15 @@ def _space_json(space: gym.Space, squash: bool) -> dict:
         return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(),
                 "squash": squash}
     raise ConfigError(f"cannot export a policy for action space {space}")
+
+
+def _squashes(module: nn.Module) -> bool:
+    """Whether the module's actions are its distribution's outputs squashed by tanh into the
+    space's bounds (a squashed Gaussian, as SAC's), so the replay must squash its mean too."""
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchSquashedGaussian
+
+    dist = module.get_inference_action_dist_cls()
+    return isinstance(dist, type) and issubclass(dist, TorchSquashedGaussian)
 
 
 def _trace_chain(module: nn.Module, obs: torch.Tensor) -> tuple[list[nn.Module], torch.Tensor]:
@@ -83,7 +92,7 @@ def export_policy(
         "algorithm": algorithm,
         "observation_space": {"dim": int(obs_space.shape[0]), "low": obs_space.low.tolist(),
                               "high": obs_space.high.tolist()},
-        "action_space": _space_json(env.action_space, squash=algorithm == "SAC"),
+        "action_space": _space_json(env.action_space, squash=_squashes(module)),
         "layers": layers,
         **meta,
     }

@@ -195,7 +195,7 @@ def check_learn(cfg: LearnConfig, out: str | Path, address: str | None) -> Learn
     cluster: this machine). Returns the config with the marker made absolute."""
     import dataclasses
 
-    from mmbalance.envs.common import Episodes, fault_inside
+    from mmbalance.envs.env_config import Episodes, fault_inside
     from mmbalance.errors import ConfigError
     from mmbalance.ray_session import known_resources
 

@@ -1,7 +1,7 @@
 """The YAML of `mmbalance learn`: what is learned, with which RLlib algorithm, on what.
 
 ```yaml
-algorithm: PPO            # PPO | APPO | IMPALA | SAC | DQN
+algorithm: PPO            # any algorithm of RLlib's registry: PPO, APPO, IMPALA, SAC, DQN, ...
 env: quota                # quota (DUS) | quota-vector (DUS, K runs in one batched update,
                           #   env_config.num_runs) | sequence (BSS)
 env_config: {...}         # QuotaEnvConfig / SequenceEnvConfig fields
@@ -24,6 +24,13 @@ Loaded with a safe YAML loader; `algorithm` and `env` are required (an empty fil
 error, not a default PPO); every value is parsed as its key's type; unknown keys, unknown
 algorithms, non-finite numbers and keyword arguments the algorithm does not take are errors
 that name the key and the allowed values, before Ray starts.
+
+An algorithm is a name in RLlib's registry (`ray.rllib.algorithms.registry.ALGORITHMS`):
+its config class comes from there, so any algorithm RLlib registers runs without code here.
+Which action modes it can learn follows from its default RLModule: the env's action space
+of each mode is offered to it, and the modes whose space it builds an action distribution
+for are the ones it can use. Without `env_config.action_mode` the env's default is taken if
+the algorithm can act in it, else the first mode it can.
 """
 
 from __future__ import annotations
@@ -36,25 +43,60 @@ import yaml
 from mmbalance.errors import ConfigError
 from mmbalance.spec import YamlConfig, load_yaml_text, set_dotted
 
-ALGORITHMS = ("PPO", "APPO", "IMPALA", "SAC", "DQN")
 ENVS = ("quota", "quota-vector", "sequence")
 SECTIONS = ("training", "env_runners", "learners", "reporting", "fault_tolerance")
 
 
 def algorithm_config_class(name: str):
+    """The AlgorithmConfig class of the algorithm RLlib registers under `name`."""
+    from ray.rllib.algorithms.registry import ALGORITHMS
+
     if name not in ALGORITHMS:
-        raise ConfigError(f"algorithm: unknown {name!r}; allowed: {list(ALGORITHMS)}")
-    if name == "PPO":
-        from ray.rllib.algorithms.ppo import PPOConfig as cls
-    elif name == "APPO":
-        from ray.rllib.algorithms.appo import APPOConfig as cls
-    elif name == "IMPALA":
-        from ray.rllib.algorithms.impala import IMPALAConfig as cls
-    elif name == "SAC":
-        from ray.rllib.algorithms.sac import SACConfig as cls
-    else:
-        from ray.rllib.algorithms.dqn import DQNConfig as cls
-    return cls
+        raise ConfigError(f"algorithm: unknown {name!r}; allowed: {sorted(ALGORITHMS)}")
+    try:
+        algo_class = ALGORITHMS[name]()[0]
+    except ImportError as exc:  # an algorithm whose own dependencies are not installed
+        raise ConfigError(f"algorithm {name}: cannot be imported ({exc})") from None
+    return type(algo_class.get_default_config())
+
+
+def _sample_space(kind: str):
+    """A small action space of the kind an env's action mode gives (its size is not what
+    decides whether an algorithm can act in it)."""
+    import gymnasium as gym
+    import numpy as np
+
+    return {"Discrete": gym.spaces.Discrete(4), "MultiDiscrete": gym.spaces.MultiDiscrete([3, 3]),
+            "Box": gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)}[kind]
+
+
+def action_distribution(config_cls, space_kind: str, model: dict):
+    """The action distribution class the algorithm's default RLModule builds for an action
+    space of `space_kind`; None when it cannot act in such a space."""
+    import logging
+
+    import gymnasium as gym
+    import numpy as np
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    config = config_cls()
+    spec = config.get_default_rl_module_spec()
+    spec.observation_space = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
+    spec.action_space = _sample_space(space_kind)
+    spec.model_config = {**asdict(DefaultModelConfig(**model)),
+                         **config._model_config_auto_includes}
+    # RLlib warns (catalogs, deprecations) while it tries a space: not the user's business
+    quiet = [logging.getLogger(name) for name in ("ray", "ray.rllib")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
+    try:
+        return spec.build().get_inference_action_dist_cls()
+    except Exception:  # noqa: BLE001 - RLlib refuses a space in many ways
+        return None
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
 
 
 def allowed_kwargs(config_cls, method: str) -> list[str]:
@@ -118,18 +160,26 @@ class LearnConfig(YamlConfig):
         bad = sorted(set(self.model) - set(model_keys))
         if bad:
             raise ConfigError(f"model: unknown key(s) {bad}; allowed: {model_keys}")
-        self.env_class().cfg_class.from_dict(self.env_config)  # validate env config now
-        mode = self.env_config.get("action_mode")
-        mode = mode or ("continuous" if self.env == "sequence" else "discrete")
-        if self.algorithm == "SAC" and mode != "continuous":
-            raise ConfigError(
-                f"algorithm SAC needs env_config.action_mode 'continuous', got {mode!r}"
-            )
-        if self.algorithm == "DQN" and mode != "flat":
-            raise ConfigError(
-                f"algorithm DQN needs one discrete action: env_config.action_mode 'flat' "
-                f"(got {mode!r})"
-            )
+        env_cfg = self.env_class().cfg_class.from_dict(self.env_config)  # validate it now
+        self._choose_action_mode(cls, env_cfg.action_mode)
+
+    def _choose_action_mode(self, cls, default: str) -> None:
+        """The action modes the algorithm can act in (see the module docstring): the given
+        one must be among them; without one, the env's default or the first of them."""
+        from mmbalance.policies.policy_file import SPACES
+
+        spaces = SPACES["sequence" if self.env == "sequence" else "quota"]
+        given = self.env_config.get("action_mode")
+        order = [given or default, *(m for m in spaces if m != (given or default))]
+        can = [m for m in order if action_distribution(cls, spaces[m], self.model) is not None]
+        if given is not None and given not in can:
+            raise ConfigError(f"algorithm {self.algorithm} cannot act with "
+                              f"env_config.action_mode {given!r} (a {spaces[given]} space); "
+                              f"it can with {can}")
+        if not can:
+            raise ConfigError(f"algorithm {self.algorithm} cannot act in any of the {self.env} "
+                              f"env's action spaces {sorted(spaces.values())}")
+        self.env_config = {**self.env_config, "action_mode": can[0]}
 
     def env_class(self):
         from mmbalance.envs import ENVS as env_classes

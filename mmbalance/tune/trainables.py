@@ -17,16 +17,9 @@ from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.manifest import sign_folder, verify_folder
 
 
-def _sampler_spec(name: str, options: dict) -> str:
-    def fmt(v) -> str:
-        return "/".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-
-    return name + (":" + ",".join(f"{k}={fmt(v)}" for k, v in options.items()) if options else "")
-
-
 def build_trainer(config: dict, dataset: MultimodalDataset | None = None):
     from mmbalance.data.registry import load_dataset
-    from mmbalance.policies.registry import make_sampler
+    from mmbalance.policies.registry import build_sampler
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
@@ -34,8 +27,7 @@ def build_trainer(config: dict, dataset: MultimodalDataset | None = None):
     train = TrainConfig.from_dict({**config.get("train", {}),
                                    "method": config.get("method", "joint"),
                                    "seed": config.get("seed", 0)})
-    sampler = make_sampler(_sampler_spec(config.get("sampler", "uniform"),
-                                         config.get("sampler_options", {})))
+    sampler = build_sampler(config.get("sampler", "uniform"), config.get("sampler_options", {}))
     return Trainer(data, train, sampler)
 
 
@@ -75,7 +67,7 @@ def _maybe_fail(fault: dict, epoch: int) -> None:
     """Fault drill: crash once after epoch `fault.epoch` (a marker file remembers it)."""
     if not fault or epoch != int(fault.get("epoch", -1)):
         return
-    from mmbalance.envs.common import write_fault_marker
+    from mmbalance.envs.env_config import write_fault_marker
 
     if write_fault_marker(fault["marker"]):
         raise RuntimeError(f"injected fault after epoch {epoch} (fault drill)")

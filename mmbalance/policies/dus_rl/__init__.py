@@ -6,7 +6,7 @@ decision and the REINFORCE step), `sampler.py` (the quota sampler that runs them
 
 The DUS paper's RL variant: a small policy network adapts the per-modality quotas while the
 multimodal model trains; no fleet of past runs is needed. It meets exactly what a `QuotaEnv`
-policy meets (`mmbalance.trainers.signals`):
+policy meets (`mmbalance.policies.signals`):
 
 - observation: `quota_observation(status, t/T, last quotas, ...)`, clipped to its bounds;
 - action: `QuotaActionMap` (`discrete`: a categorical per modality over the grid of batch
@@ -14,7 +14,7 @@ policy meets (`mmbalance.trainers.signals`):
   modality, clipped to [-1, 1], or tanh-squashed for SAC policies);
 - reward of a decision: `reward(before, after, RewardConfig)` on snapshots taken when the
   decision is made and `k` iterations later (the validation term uses the latest epoch's val
-  accuracy, received through `on_epoch_end`; before the first epoch ends it is chance, 1/C,
+  accuracy, received with the next epoch's start; before the first epoch ends it is chance, 1/C,
   where the env evaluates the untrained model).
 
 Every `k` iterations the sampler scores the pending decision and takes one REINFORCE step,
@@ -43,6 +43,6 @@ exactly too.
 """
 
 from mmbalance.policies.dus_rl.options import MODES, DUSRLOptions, dus_rl_options
-from mmbalance.policies.dus_rl.sampler import DUSRLSampler, make_dus_rl_sampler
+from mmbalance.policies.dus_rl.sampler import DUSRLSampler
 
-__all__ = ["MODES", "DUSRLOptions", "DUSRLSampler", "dus_rl_options", "make_dus_rl_sampler"]
+__all__ = ["MODES", "DUSRLOptions", "DUSRLSampler", "dus_rl_options"]

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from mmbalance.errors import UserError
+from mmbalance.policies.decision import QuotaObservation
 from mmbalance.policies.dus_rl.options import DUSRLOptions
-from mmbalance.policies.learned import FORMAT, ExportedPolicy
+from mmbalance.policies.policy_file import FORMAT, ExportedPolicy
 from mmbalance.policies.quota_actions import QuotaActionMap
-from mmbalance.trainers.signals import quota_observation_bounds
 
 LOG_STD_RANGE = (-5.0, 2.0)
 HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
@@ -54,14 +54,15 @@ class QuotaPolicyNetwork:
     and the distribution it defines (categorical heads, or Gaussians clipped to [-1, 1] or
     tanh-squashed for SAC policies)."""
 
-    def __init__(self, opts: DUSRLOptions, actions: QuotaActionMap, batch_size: int,
-                 generator: torch.Generator) -> None:
+    def __init__(self, opts: DUSRLOptions, observation: QuotaObservation,
+                 actions: QuotaActionMap, batch_size: int, generator: torch.Generator) -> None:
         m = actions.num_modalities
         self.opts, self.actions, self.m = opts, actions, m
         levels = len(actions.grid)
         # categorical heads: (number of heads, choices per head); a Box has m Gaussians
         self.heads = {"discrete": (m, levels), "flat": (1, levels**m)}.get(opts.mode, (m, 0))
-        self.obs_low, self.obs_high = quota_observation_bounds(m)
+        self.obs_size = observation.size
+        self.obs_low, self.obs_high = observation.low, observation.high
         if opts.policy_file is not None:
             self.net = self._from_file()
         else:
@@ -79,7 +80,7 @@ class QuotaPolicyNetwork:
 
     def _fresh(self, batch_size: int, generator: torch.Generator) -> ExportedPolicy:
         m = self.m
-        sizes = [5 * m + 2, *self.opts.hidden]
+        sizes = [self.obs_size, *self.opts.hidden]
         layers: list[dict] = []
         for a, b in itertools.pairwise(sizes):
             layers += [{"kind": "linear", "in": a, "out": b}, {"kind": "tanh"}]
@@ -104,10 +105,10 @@ class QuotaPolicyNetwork:
         m, opts = self.m, self.opts
         net = copy.deepcopy(opts.policy_file)  # the loaded file's weights stay as they are
         spec, where = net.spec, f"dus-rl init={opts.init}"
-        if net.obs_dim != 5 * m + 2:
+        if net.obs_dim != self.obs_size:
             raise UserError(f"{where}: its observation has {net.obs_dim} values; a quota policy "
-                            f"for {m} modalities needs {5 * m + 2} (trained on another number "
-                            f"of modalities?)")
+                            f"for {m} modalities needs {self.obs_size} (trained on another "
+                            f"number of modalities?)")
         space, levels = spec["action_space"], len(self.actions.grid)
         if space["type"] == "MultiDiscrete" and list(space["nvec"]) != [levels] * m:
             raise UserError(f"{where}: its action space is MultiDiscrete{list(space['nvec'])}; "

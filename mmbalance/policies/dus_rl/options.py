@@ -12,10 +12,11 @@ from pathlib import Path
 
 from mmbalance.errors import ConfigError, UserError
 from mmbalance.limits import TRAIN_MAXIMA
-from mmbalance.policies.learned import ExportedPolicy, load_policy
-from mmbalance.policies.quota_actions import DEFAULT_GRID
-from mmbalance.spec import parse_spec, typed_fields
-from mmbalance.trainers.signals import RewardConfig
+from mmbalance.policies.decision import DEFAULT_STEPS_PER_ACTION
+from mmbalance.policies.policy_file import ExportedPolicy, load_policy
+from mmbalance.policies.quota_actions import DEFAULT_BUDGET, DEFAULT_GRID, UNSTATED_BUDGET
+from mmbalance.policies.signals import RewardConfig
+from mmbalance.spec import parse_spec
 
 MODES = ("discrete", "flat", "continuous")
 MAX_HIDDEN_LAYERS = 16
@@ -88,7 +89,8 @@ def dus_rl_options(
             raise ConfigError(f"dus-rl: mode={mode} does not match init={init}, whose action "
                               f"space is {space} (mode {SPACE_MODE[space]})")
         mode = SPACE_MODE[space]
-    k_given = _number("k", k if k is not None else env_cfg.get("steps_per_action", 10))
+    k_given = _number("k", k if k is not None else env_cfg.get("steps_per_action",
+                                                          DEFAULT_STEPS_PER_ACTION))
     base = RewardConfig.from_dict(env_cfg.get("reward"))
     if base.paired:  # one run online has no paired reference run: the default terms
         base = RewardConfig()
@@ -98,7 +100,7 @@ def dus_rl_options(
         key: _number(name, v) for key, (name, v) in given.items() if v is not None}})
     # an initial policy's quotas follow the budget rule it was learned with (`free` for
     # policies exported before budgets existed)
-    budget = budget or (env_cfg.get("budget", "free") if policy else "fixed")
+    budget = budget or (env_cfg.get("budget", UNSTATED_BUDGET) if policy else DEFAULT_BUDGET)
     opts = DUSRLOptions(
         k=int(k_given), lr=_number("lr", lr), entropy=_number("entropy", entropy),
         baseline_beta=_number("baseline_beta", baseline_beta),
@@ -135,8 +137,8 @@ def _check(opts: DUSRLOptions, k_given: float) -> None:
 
 
 def parse_selector(rest: str) -> dict:
-    """The options of `dus-rl[:key=value,...]`, typed; `init=PATH` keeps its slashes and
-    commas: it runs to the end or to the next `,<option>=` (so sweeps may list it anywhere)."""
+    """The options of `dus-rl[:key=value,...]` (as text, for the registry to type);
+    `init=PATH` keeps its slashes and commas: it runs to the end or to the next `,<option>=` (so sweeps may list it anywhere)."""
     head, sep, tail = rest.partition("init=")
     if sep and head and not head.endswith(","):
         raise ConfigError(f"sampler 'dus-rl': cannot read {rest!r}; write init=PATH as its own "
@@ -145,10 +147,6 @@ def parse_selector(rest: str) -> dict:
     path, after = (tail[: later.start()], tail[later.start() + 1 :]) if later else (tail, "")
     _, options = parse_spec("dus-rl:" + ",".join(p for p in (head.rstrip(","), after) if p),
                             "sampler")
-    if "quota_mode" in options:  # a sampler option before it became a training option
-        raise ConfigError(f"sampler 'dus-rl': quota_mode is a training option now: --set "
-                          f"quota_mode={options['quota_mode']}")
-    options = typed_fields("sampler 'dus-rl'", options, dus_rl_options, noun="option")
     if sep:
         if not path.strip():
             raise ConfigError("sampler 'dus-rl': init= needs the folder of an exported policy")

@@ -18,7 +18,7 @@ import torch
 
 from mmbalance.policies.dus_rl.network import QuotaPolicyNetwork
 from mmbalance.policies.dus_rl.options import DUSRLOptions
-from mmbalance.trainers.signals import Snapshot
+from mmbalance.policies.signals import Snapshot
 from mmbalance.trainers.state import from_saveable, object_state
 
 EDGE_WEIGHT = 10.0  # continuous, clipped: penalty on a Gaussian mean outside [-1, 1]

@@ -6,23 +6,23 @@ import math
 
 import torch
 
-from mmbalance.balance import LearningStatus
-from mmbalance.errors import ConfigError, UserError
-from mmbalance.policies.dus import QuotaSampler
+from mmbalance.errors import ConfigError
+from mmbalance.policies.decision import DecidingQuotaSampler
 from mmbalance.policies.dus_rl.network import QuotaPolicyNetwork, one_thread
-from mmbalance.policies.dus_rl.options import DUSRLOptions, dus_rl_options, parse_selector
+from mmbalance.policies.dus_rl.options import DUSRLOptions, dus_rl_options
 from mmbalance.policies.dus_rl.reinforce import Reinforce
-from mmbalance.policies.learned import check_policy_quota_mode
+from mmbalance.policies.policy_file import check_policy_quota_mode
 from mmbalance.policies.quota_actions import QuotaActionMap
-from mmbalance.trainers.sampler import SamplerContext, Scorer
-from mmbalance.trainers.signals import Snapshot, quota_observation, reward
+from mmbalance.policies.signals import Snapshot, reward
+from mmbalance.trainers.sampler import SamplerContext
 
 
-class DUSRLSampler(QuotaSampler):
+class DUSRLSampler(DecidingQuotaSampler):
     """DUS quotas from a policy trained online by REINFORCE (see the package docstring).
     Keyword arguments: the options of `dus_rl_options`."""
 
     name = "dus-rl"
+    logs_steps = True  # the policy's probabilities, reward and baseline, every step
 
     def __init__(self, **options) -> None:
         self.options: DUSRLOptions = dus_rl_options(**options)
@@ -40,23 +40,21 @@ class DUSRLSampler(QuotaSampler):
 
     def bind(self, ctx: SamplerContext) -> None:
         m = len(ctx.modalities)
-        self.actions = QuotaActionMap(m, ctx.batch_size, self.options.mode, self.options.grid,
-                                      self.options.budget)
-        self.n_min_cfg, self.n_max_cfg = self.actions.n_min, self.actions.n_max
-        super().bind(ctx)
-        if self.policy_file is not None and ctx.quota_plan is not None:
-            check_policy_quota_mode(self.policy_file.spec, self.plan.mode, self.init)
+        actions = QuotaActionMap(m, ctx.batch_size, self.options.mode, self.options.grid,
+                                 self.options.budget)
         num_classes = ctx.num_classes
         if num_classes is None and self.policy_file is not None:
             num_classes = self.policy_file.spec.get("num_classes")
         if num_classes is None:
             raise ConfigError("dus-rl: the sampler context does not say the number of classes")
+        self.bind_decisions(ctx, actions, self.options.k, int(num_classes))
+        if self.policy_file is not None:
+            check_policy_quota_mode(self.policy_file.spec, self.plan.mode, self.init)
         self.num_classes = int(num_classes)
-        self.total = ctx.epochs * math.ceil(ctx.n_train / ctx.batch_size)
         generator = torch.Generator().manual_seed(int(ctx.rng.integers(2**62)))
-        self.policy = QuotaPolicyNetwork(self.options, self.actions, ctx.batch_size, generator)
+        self.policy = QuotaPolicyNetwork(self.options, self.decisions.observation,
+                                         actions, ctx.batch_size, generator)
         self.learner = Reinforce(self.policy, self.options, generator)
-        self.steps = 0
         self.val_acc = 1.0 / self.num_classes  # chance, until the first epoch's validation
         self._row: dict[str, float] = {}
 
@@ -68,44 +66,37 @@ class DUSRLSampler(QuotaSampler):
         """The reward of the pending decision (whose quotas are `self.quotas`): the env's."""
         return reward(before, after, self.options.reward)
 
-    def _decide(self, status) -> None:
+    def act(self, status) -> None:
         """Sample the next action (keeping its graph for the REINFORCE step) and apply it."""
-        progress = min(1.0, self.steps / self.total)
-        obs = quota_observation(status, progress, self.quotas, self.actions.n_min,
-                                self.actions.n_max, self.num_classes)
-        action, dist, entropy = self.learner.decide(obs, self._snapshot(status))
-        self.set_quotas(self.actions.to_quotas(action))
         learner = self.learner
-        self._row = {**self.policy.describe(dist, self.ctx.modalities),
-                     "rl_reward": learner.last_reward,
-                     "rl_baseline": math.nan if learner.baseline is None else learner.baseline,
-                     "rl_entropy": entropy, "rl_updates": float(learner.updates)}
+        with one_thread():
+            action, dist, entropy = learner.decide(self.observe_now(status),
+                                                   self._snapshot(status))
+            self.set_quotas(self.actions.to_quotas(action))
+            self._row = {**self.policy.describe(dist, self.ctx.modalities),
+                         "rl_reward": learner.last_reward,
+                         "rl_baseline": math.nan if learner.baseline is None
+                         else learner.baseline,
+                         "rl_entropy": entropy, "rl_updates": float(learner.updates)}
 
-    def _learn(self, status) -> None:
+    def conclude(self, status) -> None:
         """Score the pending decision and take one REINFORCE step on it."""
+        if self.learner.pending is None:
+            return
         r = self.decision_reward(self.learner.before, self._snapshot(status))
-        self.learner.learn(r)
+        with one_thread():
+            self.learner.learn(r)
         self._row.update({"rl_reward": r, "rl_baseline": self.learner.baseline,
                           "rl_updates": float(self.learner.updates)})
 
+    def started(self) -> bool:
+        return self.learner.pending is not None
+
     # ----------------------------------------------------------- sampler hooks
-    def start_epoch(self, epoch: int, scorer: Scorer) -> None:
-        super().start_epoch(epoch, scorer)
-        if self.steps == 0 and self.learner.pending is None:  # the first decision, as at reset
-            with one_thread():
-                self._decide(LearningStatus(self.ctx.modalities))
-
-    def update(self, status) -> None:
-        self.steps += 1
-        if self.steps % self.k == 0 or self.steps >= self.total:
-            with one_thread():
-                if self.learner.pending is not None:
-                    self._learn(status)
-                if self.steps < self.total:
-                    self._decide(status)
-
-    def on_epoch_end(self, metrics: dict[str, float]) -> None:
-        self.val_acc = float(metrics["val_acc"])
+    def start_epoch(self, epoch: int, scorer, last_epoch: dict | None = None) -> None:
+        if last_epoch is not None:  # the reward's validation term reads the latest epoch's
+            self.val_acc = float(last_epoch["val_acc"])
+        super().start_epoch(epoch, scorer, last_epoch)
 
     def state_dict(self) -> dict:
         """The plain attributes, plus the learner: the network, its Adam state, the
@@ -117,10 +108,9 @@ class DUSRLSampler(QuotaSampler):
         with one_thread():
             self.learner.load_state_dict(state["learner"])
 
-    def step_metrics(self) -> dict[str, float]:
-        return self._row
-
-    def log_metrics(self) -> dict[str, float]:
+    def log_metrics(self, scope: str = "epoch") -> dict[str, float]:
+        if scope == "step":
+            return self._row
         out = super().log_metrics()
         out.update({k: v for k, v in self._row.items() if k.startswith("rl_mean_")})
         out["rl_baseline"] = math.nan if self.learner.baseline is None else self.learner.baseline
@@ -128,14 +118,3 @@ class DUSRLSampler(QuotaSampler):
 
     def config(self) -> dict:
         return {**self.options.config(), **super().config()}
-
-
-def make_dus_rl_sampler(rest: str) -> DUSRLSampler:
-    """`dus-rl[:key=value,...]`, as `parse_selector` reads it."""
-    options = parse_selector(rest)
-    try:
-        return DUSRLSampler(**options)
-    except UserError:
-        raise
-    except (TypeError, ValueError) as exc:  # e.g. a list or a word where a number was expected
-        raise ConfigError(f"sampler 'dus-rl': {exc}") from None

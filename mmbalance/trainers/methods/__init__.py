@@ -13,6 +13,7 @@ names is derived from:
   trains K runs of it in one batched update (the vectorised env).
 """
 
+from mmbalance.errors import ConfigError
 from mmbalance.trainers.methods.base import Method, MethodContext, NoOptions, quota_chunks
 from mmbalance.trainers.methods.joint import JointMethod, JointOptions
 from mmbalance.trainers.methods.joint_uni import JointUniMethod, JointUniOptions
@@ -30,7 +31,41 @@ METHOD_CLASSES: dict[str, type[Method]] = {
 }
 METHODS = tuple(METHOD_CLASSES)
 
-__all__ = ["METHODS", "METHOD_CLASSES", "JointMethod", "JointOptions", "JointUniMethod",
-           "JointUniOptions", "MLAMethod", "MLAOptions", "Method", "MethodContext",
-           "NoOptions", "OGMGEMethod", "OGMGEOptions", "StepOutput", "modulate_grad",
-           "ogm_coefficients", "quota_chunks", "read_outputs"]
+
+def check_method_sampler(method: str, sampler, label: str | None = None) -> None:
+    """Whether `method` can train on what `sampler` feeds: a sampler of per-modality
+    batches (`unimodal_batches`, DUS) needs a method that updates each modality on its own
+    batch. A ConfigError naming the methods that can, else nothing. `label`: how the user
+    named the sampler (its selector), default its name."""
+    cls = METHOD_CLASSES.get(method)
+    if cls is None:
+        raise ConfigError(f"method: unknown {method!r}; allowed: {list(METHODS)}")
+    if getattr(sampler, "unimodal_batches", False) and not cls.accepts_unimodal_batches:
+        allowed = [n for n, c in METHOD_CLASSES.items() if c.accepts_unimodal_batches]
+        raise ConfigError(
+            f"sampler '{label or sampler.name}' feeds each modality its own batch, which method "
+            f"'{method}' cannot train on (it needs paired batches); use method {allowed} or a "
+            f"paired sampler"
+        )
+
+__all__ = [
+    "METHODS",
+    "METHOD_CLASSES",
+    "JointMethod",
+    "JointOptions",
+    "JointUniMethod",
+    "JointUniOptions",
+    "MLAMethod",
+    "MLAOptions",
+    "Method",
+    "MethodContext",
+    "NoOptions",
+    "OGMGEMethod",
+    "OGMGEOptions",
+    "StepOutput",
+    "check_method_sampler",
+    "modulate_grad",
+    "ogm_coefficients",
+    "quota_chunks",
+    "read_outputs",
+]

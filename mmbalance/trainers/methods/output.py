@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn import functional as F
+
+from mmbalance.balance import true_class_score
 
 
 @dataclass
@@ -96,12 +97,12 @@ def _compute(group: list[Pending]) -> torch.Tensor:
     first = group[0]
     s, m, n = len(group), len(first.logits), first.y.shape[0]
     z = torch.stack([t for p in group for t in p.logits]).view(s, m, n, -1)
-    index = torch.stack([p.y for p in group]).view(s, 1, n, 1).expand(s, m, n, 1)
+    y = torch.stack([p.y for p in group]).view(s, 1, n)
     if first.recipe == "log":
-        true = F.log_softmax(z, dim=-1).gather(3, index).squeeze(3)  # (S, M, n)
+        true = true_class_score(z, y, log=True)  # (S, M, n)
         parts = [true.exp().mean(2), -true.mean(2)]
     else:
-        parts = [F.softmax(z, dim=-1).gather(3, index).squeeze(3).mean(2)]
+        parts = [true_class_score(z, y).mean(2)]
     if first.extra:
         parts.append(torch.stack([e for p in group for e in p.extra]).view(s, -1))
     return torch.cat(parts, dim=1)

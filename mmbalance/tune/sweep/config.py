@@ -147,29 +147,27 @@ class SweepConfig(YamlConfig):
             if unknown:
                 raise ConfigError(f"base: unknown key(s) {unknown}; allowed: "
                                   f"{list(TRAIN_BASE_KEYS)}")
-            from mmbalance.policies.registry import make_sampler
+            from mmbalance.policies.registry import build_sampler
             from mmbalance.trainers.config import TrainConfig
-            from mmbalance.tune.trainables import _sampler_spec
+            from mmbalance.trainers.methods import check_method_sampler
 
             for k, v in base.items():
                 typed_value("base", k, v, TRAIN_BASE_TYPES[k])
-            from mmbalance.envs.common import check_fault
+            from mmbalance.envs.env_config import check_fault
 
             check_fault("base.fault", base.get("fault") or {}, "epoch")
             if base.get("train", {}).get("device") == "cuda" and not self.resources.get("gpu"):
                 raise ConfigError("base.train.device: 'cuda' needs resources.gpu > 0 (Ray "
                                   "hides the GPUs from a trial that asks for none)")
 
-            TrainConfig.from_dict({**base.get("train", {}), "method": base.get("method", "joint"),
-                                   "seed": base.get("seed", 0)})
-            make_sampler(_sampler_spec(base.get("sampler", "uniform"),
-                                       base.get("sampler_options", {})))
+            train = TrainConfig.from_dict({**base.get("train", {}),
+                                           "method": base.get("method", "joint"),
+                                           "seed": base.get("seed", 0)})
+            sampler = build_sampler(base.get("sampler", "uniform"),
+                                    base.get("sampler_options", {}))
+            check_method_sampler(train.method, sampler)
         except ConfigError as exc:
             raise ConfigError(f"{exc}{where}") from None
-
-    def grid_size(self) -> int:
-        sizes = [len(s["grid"]) for s in self.search_space.values() if "grid" in s]
-        return math.prod(sizes) if sizes else 1
 
 
 def expand_grid(cfg: SweepConfig) -> list[dict]:

@@ -60,7 +60,7 @@ def _algo_class(cfg: SweepConfig):
 def fault_inside_sweep(cfg: SweepConfig, out: Path) -> SweepConfig:
     """The sweep with its fault drill's marker (base.fault, or base.env_config.fault of
     learn trials) made absolute inside `out`, or one line if it lies outside."""
-    from mmbalance.envs.common import fault_inside
+    from mmbalance.envs.env_config import fault_inside
 
     base = copy.deepcopy(cfg.base)
     if cfg.trainable == "train" and base.get("fault"):

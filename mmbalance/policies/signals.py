@@ -13,18 +13,17 @@ Reward for one decision: `scale * (w_D (D_before - D_after) + w_weak (weak_after
 weak_before) + w_val (val_after - val_before) + w_paired (A_after - A_before))`, where weak
 is the lowest ŝ (the weakest modality's learning status), val the latest validation
 accuracy, and A the *advantage over a paired reference run*: the policy's run and a
-reference run (`reference`: uniform, dus-h or bss-h) start from the same seed, initial
+reference run (`reference`: uniform or any sampler of the registry) start from the same seed, initial
 weights and data stream, and A = measure(policy run) - measure(reference run) on a fixed
 validation subset (`measure`: val_loss (negated: higher is better), val_acc, or weak_probe,
 the weak modality's linear-probe accuracy, read at the episode's end only). A_0 = 0, so an
 episode's paired return is its final advantage, and a policy that acts as the reference
 earns exactly 0. `pay`: `step` pays the change of A at every decision; `end` pays the final
-A at the last decision only (the same return without the intermediate swings: on the
-competition preset, feeding the leading modality raises A within the first decisions and
-then loses more than that, a signal that misled PPO into feeding the leader; README: RL
-results). The envs compute A (`mmbalance/envs/paired.py`). The discrepancy term alone
-can be gamed by starving the strong modality (README: reward gaming); the paired term pays
-only for what the measure gains over the reference.
+A at the last decision only: the same return without the intermediate swings, which can
+pay a policy for an early gain that it later loses. The envs compute A
+(`mmbalance/envs/paired.py`). The discrepancy term alone can be gamed by starving the
+strong modality (D shrinks when nothing learns); the paired term pays only for what the
+measure gains over the reference.
 """
 
 from __future__ import annotations
@@ -74,7 +73,6 @@ def quota_observation_bounds(m: int) -> tuple[np.ndarray, np.ndarray]:
     return low.astype(np.float32), high.astype(np.float32)
 
 
-REFERENCES = ("none", "uniform", "dus-h", "bss-h")
 MEASURES = ("val_acc", "val_loss", "weak_probe")
 PAY = ("step", "end")
 
@@ -85,8 +83,10 @@ class RewardConfig:
     weak_gain: float = 0.0
     val_acc: float = 0.0
     paired: float = 0.0  # weight of the advantage over the reference run
-    reference: str = "none"  # none | uniform | dus-h (quota envs) | bss-h (sequence env)
-    measure: str = "val_acc"  # val_acc | val_loss | weak_probe (README: reward gaming)
+    # none | uniform (the env's own sampler at its neutral action) | a sampler selector of
+    # the registry (a quota sampler for the quota envs, a paired one for the sequence env)
+    reference: str = "none"
+    measure: str = "val_acc"  # val_acc | val_loss | weak_probe
     val_subset: int = 1000  # validation samples the measure reads (fixed per data set)
     pay: str = "step"  # step: the change of A at every decision | end: the final A only
     scale: float = 100.0
@@ -98,9 +98,8 @@ class RewardConfig:
         for key in ("discrepancy", "weak_gain", "val_acc", "paired", "scale"):
             if not math.isfinite(float(getattr(cfg, key))):
                 raise ConfigError(f"reward.{key}: must be a finite number")
-        if cfg.reference not in REFERENCES:
-            raise ConfigError(f"reward.reference: got {cfg.reference!r}, allowed "
-                              f"{list(REFERENCES)}")
+        if not cfg.reference.strip():
+            raise ConfigError("reward.reference: needs 'none', 'uniform' or a sampler selector")
         if cfg.measure not in MEASURES:
             raise ConfigError(f"reward.measure: got {cfg.measure!r}, allowed {list(MEASURES)}")
         if cfg.pay not in PAY:
@@ -109,7 +108,7 @@ class RewardConfig:
             raise ConfigError(f"reward.val_subset: must be >= 1, got {cfg.val_subset}")
         if cfg.paired and cfg.reference == "none":
             raise ConfigError("reward.paired: needs a reference run (reward.reference: "
-                              f"one of {list(REFERENCES[1:])})")
+                              "uniform or a sampler selector)")
         return cfg
 
     def to_dict(self) -> dict:
