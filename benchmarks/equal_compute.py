@@ -44,7 +44,7 @@ DATA = {  # name: selector
 }
 BUDGETS = {  # name: (compare options, data sets it runs on)
     "converged": (["--lr", "0.01", "--epochs", "30"], list(DATA)),
-    "under-training": (["--lr", "0.003", "--epochs", "15"], ["competition"]),
+    "under-training": (["--lr", "0.003", "--epochs", "15"], list(DATA)),
 }
 GRID = ["joint/uniform", "joint/bss-h", "joint/bss-l",
         "joint-uni/uniform", "joint-uni/dus-h:strength=2", "joint-uni/dus-h",
