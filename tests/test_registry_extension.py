@@ -56,7 +56,7 @@ def test_a_new_sampler_is_built_from_its_name_and_typed_options(lead):
 def test_a_new_sampler_trains_from_the_command_line(lead, tmp_path):
     out = tmp_path / "run"
     rc = main(["train", "--data", TINY, "--method", "mla", "--sampler", "lead:lead=1",
-               "--epochs", "1", "--out", str(out), "--no-progress", "--set", "batch_size=32",
+               "--epochs", "1", "--out", str(out), "--no-progress", "--batch-size", "32",
                "--set", "quota_mode=scaled"])
     assert rc == 0
     assert json.loads((out / "config.json").read_text())["sampler_config"]["lead"] == 1

@@ -124,7 +124,7 @@ def verified_algorithm(name: str) -> type:
 def __getattr__(attr: str):
     """`VerifiedPPO` etc., made on first use (importing RLlib's algorithms takes seconds)."""
     if attr.startswith("Verified"):
-        from mmbalance.tune.learn_config import ALGORITHMS
+        from ray.rllib.algorithms.registry import ALGORITHMS  # RLlib's names
 
         if attr[len("Verified"):] in ALGORITHMS:
             return verified_algorithm(attr[len("Verified"):])
