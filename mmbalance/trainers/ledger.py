@@ -5,8 +5,8 @@ remember to report anything:
 
 - `optimizer_steps`;
 - per encoder m: `updates_<m>` (optimizer steps in which m's parameters had a gradient, i.e.
-  changed), `grad_samples_<m>` (samples whose encoding received a gradient: counted when the
-  gradient arrives, so a forward whose output no loss uses is not one) and
+  changed), `grad_samples_<m>` (samples m encoded with autograd on before an optimizer step
+  that found a gradient on m: a forward whose output no loss uses is not one) and
   `nograd_samples_<m>` (every other sample m encoded: scoring passes, validation, features
   of a modality that sits out a `share` iteration);
 - per head part (`head` for the fusion or shared layer, `head_<m>` for a unimodal head):
@@ -43,7 +43,9 @@ class ComputeLedger:
             self._groups.setdefault(key, []).append(param)
         for key in self._groups:
             self.counts[f"updates_{key}"] = 0
-        self._forward = {m: 0 for m in self.modalities}  # every sample each encoder encoded
+        # samples encoded with autograd on since the last optimizer step: they count as
+        # gradient samples if the step finds a gradient on that encoder, else as no-grad
+        self._pending = {m: 0 for m in self.modalities}
         for m in self.modalities:
             self.counts[f"grad_samples_{m}"] = 0
             self.counts[f"nograd_samples_{m}"] = 0
@@ -55,28 +57,28 @@ class ComputeLedger:
         self.wall_before = 0.0  # wall seconds of the run before a checkpoint it resumed from
 
     def _encoder_hook(self, m: str):
-        grad_key, nograd_key = f"grad_samples_{m}", f"nograd_samples_{m}"
+        nograd_key = f"nograd_samples_{m}"
 
         def hook(module: nn.Module, inputs, output) -> None:
             if not isinstance(output, torch.Tensor):
                 return
-            n = output.shape[0]
-            self._forward[m] += n
-            self.counts[nograd_key] += n  # until a gradient arrives for these samples
             if output.requires_grad:
-                output.register_hook(lambda grad: self._got_gradient(grad_key, nograd_key, n))
+                self._pending[m] += output.shape[0]
+            else:
+                self.counts[nograd_key] += output.shape[0]
 
         return hook
-
-    def _got_gradient(self, grad_key: str, nograd_key: str, n: int) -> None:
-        self.counts[grad_key] += n
-        self.counts[nograd_key] -= n
 
     def _before_step(self, optimizer, args, kwargs) -> None:
         self.counts["optimizer_steps"] += 1
         for key, param in self._probe.items():
             if param.grad is not None:
                 self.counts[f"updates_{key}"] += 1
+        for m, n in self._pending.items():
+            if n:
+                got = self._probe.get(m) is not None and self._probe[m].grad is not None
+                self.counts[f"grad_samples_{m}" if got else f"nograd_samples_{m}"] += n
+                self._pending[m] = 0
 
     def add_step(self, samples: dict[str, int], parts: tuple[str, ...] = ("head",)) -> None:
         """Count one optimizer step this run took outside its own optimizer (the vectorised
@@ -99,12 +101,20 @@ class ComputeLedger:
         now = time.perf_counter() - self.wall_start if self.wall_start is not None else 0.0
         return self.wall_before + now
 
+    def _settled(self) -> dict[str, float]:
+        """The counts, with samples no optimizer step has used yet counted as no-grad."""
+        counts = dict(self.counts)
+        for m, n in self._pending.items():
+            counts[f"nograd_samples_{m}"] += n
+        return counts
+
     def snapshot(self, train_seconds: float) -> dict[str, float]:
         """The counts so far, with the run's training and wall seconds."""
-        return {**self.counts, "train_seconds": train_seconds, "wall_seconds": self.wall_seconds}
+        return {**self._settled(), "train_seconds": train_seconds,
+                "wall_seconds": self.wall_seconds}
 
     def state_dict(self) -> dict:
-        return {**self.counts, "wall_seconds": self.wall_seconds}
+        return {**self._settled(), "wall_seconds": self.wall_seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.counts.update({k: v for k, v in state.items() if k in self.counts})
