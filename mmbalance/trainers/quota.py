@@ -59,7 +59,9 @@ def quota_chunks(idx: torch.Tensor, batch_size: int, mode: str) -> list[tuple[to
     if mode == "scaled":
         return [(idx, n / batch_size)]
     if mode in ("extra-steps", "share"):
-        return [(c, 1.0) for c in torch.tensor_split(idx, max(1, math.ceil(n / batch_size)))]
+        if n <= batch_size:  # one step (every paired batch): no split, it costs a kernel
+            return [(idx, 1.0)]
+        return [(c, 1.0) for c in torch.tensor_split(idx, math.ceil(n / batch_size))]
     raise ValueError(f"quota_mode must be one of {list(QUOTA_MODES)}, got {mode!r}")
 
 

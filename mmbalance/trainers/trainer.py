@@ -143,7 +143,10 @@ class Trainer:
         self.best_state: dict | None = None
         self.last_step: StepOutput | None = None
         self.train_seconds = 0.0
-        self.train_cpu_seconds = 0.0  # this thread's CPU time: robust to other load
+        # this thread's CPU time in its epochs, evaluation excluded (robust to other load;
+        # what fit() spends training: a caller's own work between steps would count too)
+        self.train_cpu_seconds = 0.0
+        self._cpu_epoch0 = time.thread_time()
 
     # ----------------------------------------------------------------- training
     @property
@@ -196,8 +199,10 @@ class Trainer:
         self.ledger.start()
         while not self.done:
             self._t0 = time.perf_counter()  # sampler and training time; not evaluation
-            self._c0 = time.thread_time()
             if not self.in_epoch:
+                # this thread's CPU time is read per epoch: the clock is a system call that
+                # would cost a few percent of a small model's step if read at every step
+                self._cpu_epoch0 = time.thread_time()
                 self._epoch_start = self._t0
                 self.method.ctx.epoch = self.epoch
                 last = self._history.epochs[-1] if self._history.epochs else None
@@ -209,7 +214,7 @@ class Trainer:
             if batch is None:
                 self._read_steps()
                 self.train_seconds += time.perf_counter() - self._t0
-                self.train_cpu_seconds += time.thread_time() - self._c0
+                self.train_cpu_seconds += time.thread_time() - self._cpu_epoch0
                 self._end_epoch()
                 if stop_at_epoch_end:
                     return None
@@ -244,7 +249,6 @@ class Trainer:
                 self._history.steps[-1].update(extra)
         self.last_step = out
         self.train_seconds += time.perf_counter() - self._t0
-        self.train_cpu_seconds += time.thread_time() - self._c0
 
     def _read_steps(self) -> None:
         """Read the pending steps' numbers in one transfer and fold them, in order, into the
@@ -397,6 +401,7 @@ class Trainer:
                                 list(state["history"]["epochs"]))
         self.in_epoch = bool(c.get("in_epoch", False))
         self._epoch_start = time.perf_counter()  # the epoch's wall time restarts here
+        self._cpu_epoch0 = time.thread_time()
 
     def save(self, path) -> None:
         from mmbalance.trainers.state import save_file
