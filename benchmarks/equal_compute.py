@@ -110,6 +110,7 @@ def verdicts(raw: Path) -> tuple[str, list[dict]]:
                  "d": frames.get(("ensemble", "uniform", ""))}
         name = f"{method}/{sampler}" + (f"@{options}" if options else "")
         cells, ok = [], flags.get(name, "") == ""
+        deltas = {}
         for key in ("a", "c", "d"):
             base = bases[key]
             if base is None or not len(base):
@@ -117,12 +118,14 @@ def verdicts(raw: Path) -> tuple[str, list[dict]]:
                 continue
             da, sa = paired(res, g, base, "test_acc")
             dp, sp = paired(res, g, base, probe)
+            deltas[key] = (da, sa, dp, sp)
             cells += [f"{da:+.1f} ± {sa:.1f}", f"{dp:+.1f} ± {sp:.1f}"]
             ok = ok and da >= 0 and math.isfinite(sp) and dp >= sp
         eq = "yes" if flags.get(name, "") == "" else f"no ({flags[name]})"
         lines.append(f"| {name} | {chosen.get(name) or '-'} | {eq} | " + " | ".join(cells)
                      + f" | {'**yes**' if ok else 'no'} |")
-        out.append({"row": name, "holds": ok})
+        out.append({"row": name, "holds": ok, "equal": flags.get(name, "") == "",
+                    "deltas": deltas})
     return "\n".join(lines), out
 
 
@@ -169,6 +172,18 @@ def main() -> None:
         for name in args.data:
             if name not in BUDGETS[budget][1]:
                 continue
+            if args.tables_only:  # the result files stay as their runs wrote them
+                if not (RAW / f"{name}_{budget}" / "summary.parquet").exists():
+                    continue
+                _, rows = verdicts(RAW / f"{name}_{budget}")
+                held = [r["row"] for r in rows if r["holds"]]
+                confirmed = []
+                if held and (RAW / f"{name}_{budget}_confirm").exists():
+                    _, crows = verdicts(RAW / f"{name}_{budget}_confirm")
+                    confirmed = [r["row"] for r in crows if r["holds"] and r["row"] in held]
+                claims.append(_claim(name, budget, rows, held, confirmed))
+                write_claims(claims)
+                continue
             text, rows = run_setting(name, budget, args.seeds, 0, args.tables_only, GRID)
             held = [r["row"] for r in rows if r["holds"]]
             confirmed: list[str] = []
@@ -182,9 +197,25 @@ def main() -> None:
             write_result(f"equal_compute_{name}_{budget}",
                          header(invocation()) + "\n\n" + f"### {name}, {budget} budget\n\n"
                          + text + "\n")
-            claims.append({"data": name, "budget": budget, "rows": len(rows),
-                           "held": held, "confirmed": confirmed})
+            claims.append(_claim(name, budget, rows, held, confirmed))
             write_claims(claims)  # after each setting: a stopped benchmark keeps its claims
+
+
+def _claim(name: str, budget: str, rows: list[dict], held: list[str],
+           confirmed: list[str]) -> dict:
+    """One setting's verdict, with its largest accuracy gain over tuned uniform at equal
+    compute and what the best fixed share says of that row."""
+    equal = [r for r in rows if r["equal"] and "a" in r["deltas"]]
+    best = max(equal, key=lambda r: r["deltas"]["a"][0], default=None)
+    top = None
+    if best is not None:
+        da, sa, dp, sp = best["deltas"]["a"]
+        top = {"row": best["row"], "acc": da, "acc_std": sa, "probe": dp, "probe_std": sp}
+        if "c" in best["deltas"]:
+            top["vs_fixed"] = best["deltas"]["c"][0]
+            top["vs_fixed_std"] = best["deltas"]["c"][1]
+    return {"data": name, "budget": budget, "rows": len(rows), "held": held,
+            "confirmed": confirmed, "top": top}
 
 
 def write_claims(claims: list[dict]) -> None:
@@ -196,17 +227,27 @@ def write_claims(claims: list[dict]) -> None:
     old = json.loads(path.read_text()) if path.exists() else []
     keep = {(c["data"], c["budget"]): c for c in [*old, *claims]}
     path.write_text(json.dumps(list(keep.values()), indent=1) + "\n")
-    lines = []
-    for c in keep.values():
-        where = f"{c['data']} ({c['budget']})"
-        if c["confirmed"]:
-            lines.append(f"- {where}: **holds, confirmed on fresh seeds**: "
-                         + ", ".join(c["confirmed"]))
-        elif c["held"]:
-            lines.append(f"- {where}: {', '.join(c['held'])} held on the picking seeds, "
-                         "**not** on fresh ones: no gain claimed")
-        else:
-            lines.append(f"- {where}: no sampler row beats all of its tuned baselines")
+    held = sorted({f"{r} ({c['data']}, {c['budget']})" for c in keep.values()
+                   for r in c["held"]})
+    confirmed = sorted({f"{r} ({c['data']}, {c['budget']})" for c in keep.values()
+                        for r in c["confirmed"]})
+    lines = [f"- Holds at equal compute against every tuned baseline, confirmed on fresh "
+             f"seeds: {', '.join(confirmed) if confirmed else '**none**'}"
+             + (f"; held on the picking seeds only: {', '.join(held)}" if held and
+                not confirmed else "") + "."]
+    for data in dict.fromkeys(c["data"] for c in keep.values()):
+        parts = []
+        for c in (c for c in keep.values() if c["data"] == data):
+            t = c.get("top")
+            if t is None:
+                parts.append(f"{c['budget']}: no row at equal compute")
+                continue
+            text = (f"{c['budget']}: best over tuned uniform {t['row']} "
+                    f"{t['acc']:+.1f} ± {t['acc_std']:.1f} acc, {t['probe']:+.1f} weak probe")
+            if "vs_fixed" in t:
+                text += f", vs the best fixed share {t['vs_fixed']:+.1f} ± {t['vs_fixed_std']:.1f}"
+            parts.append(text)
+        lines.append(f"- {data}: " + "; ".join(parts) + ".")
     write_result("equal_compute_claims", "\n".join(lines[:10]) + "\n")
 
 
