@@ -178,10 +178,12 @@ def run_comparison(data: str, grid, seeds: list[int], overrides: dict,
 
 
 def _selection_note(tune_lr: bool, best_fixed: bool) -> str:
+    from mmbalance.compare import select
+
     parts = []
     if tune_lr:
         parts.append("every row's learning rate chosen on validation from "
-                     + "/".join(f"{f:g}x" for f in (0.3, 1.0, 3.0)) + " the base")
+                     + "/".join(f"{f:g}x" for f in select.LR_FACTORS) + " the base")
     if best_fixed:
         parts.append("`fixed:best` = the fixed quota share with the best validation accuracy")
     return (" " + "; ".join(parts).capitalize() + ".") if parts else ""

@@ -50,9 +50,10 @@ def share_candidates(num_modalities: int, batch_size: int) -> list[str]:
 
 
 def is_quota_sampler(selector: str) -> bool:
-    head = selector.split(":", 1)[0].strip().lower()
-    return head in ("dus-h", "dus-rl", "fixed", "learned", "schedule") and \
-        selector != BEST_FIXED
+    """Whether a selector's sampler feeds per-modality quotas (what its class says)."""
+    from mmbalance.policies.registry import make_sampler
+
+    return selector != BEST_FIXED and make_sampler(selector).unimodal_batches
 
 
 def expand(rows: list[GridRow], seeds: list[int], overrides: dict, base_lr: float,

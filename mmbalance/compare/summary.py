@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.special import log_softmax
 
 from mmbalance.compare.grid import ALONE
 from mmbalance.trainers.ledger import PER_ENCODER
@@ -115,7 +116,7 @@ def ensemble_rows(rows: list[dict], arrays: dict[str, dict], dataset) -> list[di
                "alone_runs": ",".join(r["key"] for r in runs)}
         for split in ("val", "test"):
             uni = {m: arrays[r["key"]][f"{split}_logits"] for m, r in zip(modalities, runs)}
-            logp = [z - _logsumexp(z) for z in uni.values()]
+            logp = [log_softmax(z, axis=1) for z in uni.values()]
             metrics = classification_metrics(np.mean(logp, axis=0), uni,
                                              dataset.splits[split].y, dataset.num_classes)
             row.update({f"{split}_{k}": v for k, v in metrics.items()})
@@ -130,11 +131,6 @@ def ensemble_rows(rows: list[dict], arrays: dict[str, dict], dataset) -> list[di
             row[key] = float(sum(r.get(key, 0.0) for r in runs))
         out.append(row)
     return out
-
-
-def _logsumexp(z: np.ndarray) -> np.ndarray:
-    top = z.max(axis=1, keepdims=True)
-    return top + np.log(np.exp(z - top).sum(axis=1, keepdims=True))
 
 
 def headroom(rows: list[dict], modalities: list[str]) -> list[dict]:

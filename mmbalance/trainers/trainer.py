@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -466,35 +467,38 @@ class Trainer:
         logits = torch.stack([*(uni[m] for m in self.modalities), mm])
         return ForwardPass(np.arange(self.n_train), logits, self.train_y)
 
-    def best_logits(self, split: str) -> dict[str, np.ndarray]:
-        """Each modality's unimodal logits over a split, from the best-validation model."""
+    @contextmanager
+    def _best_model(self):
+        """The model holds the best-validation weights inside the block, its own after."""
         current = None
         if self.best_state is not None:
             current = self._weights()
             self.model.load_state_dict(self.best_state)
-        _, uni = self._logits(split)
-        if current is not None:
-            self.model.load_state_dict(current)
+        try:
+            yield
+        finally:
+            if current is not None:
+                self.model.load_state_dict(current)
+
+    def best_logits(self, split: str) -> dict[str, np.ndarray]:
+        """Each modality's unimodal logits over a split, from the best-validation model."""
+        with self._best_model():
+            _, uni = self._logits(split)
         return {m: z.cpu().numpy() for m, z in uni.items()}
 
     def final_metrics(self) -> dict:
         """Val and test metrics of the model with the best validation accuracy (test also
         holds each encoder's linear-probe accuracy `probe_acc_<m>` unless `probe` is off)."""
         ledger = self.ledger.snapshot(self.train_seconds)  # before the final passes
-        current = None
-        if self.best_state is not None:
-            current = self._weights()
-            self.model.load_state_dict(self.best_state)
-        out = {
-            "best_epoch": self.best_epoch,
-            "val": self.evaluate("val"),
-            "test": self.evaluate("test"),
-            "train_seconds": self.train_seconds,
-            "steps": self.global_step,
-            "ledger": ledger,
-        }
-        if self.config.probe:
-            out["test"].update({f"probe_acc_{m}": v for m, v in self.probe().items()})
-        if current is not None:
-            self.model.load_state_dict(current)
+        with self._best_model():
+            out = {
+                "best_epoch": self.best_epoch,
+                "val": self.evaluate("val"),
+                "test": self.evaluate("test"),
+                "train_seconds": self.train_seconds,
+                "steps": self.global_step,
+                "ledger": ledger,
+            }
+            if self.config.probe:
+                out["test"].update({f"probe_acc_{m}": v for m, v in self.probe().items()})
         return out
