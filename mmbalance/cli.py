@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--best-fixed", action="store_true",
                    help="add, per method with a quota sampler, the best fixed quota share "
                    "chosen on validation (row fixed:best): the constant to beat")
+    _add_schedule_baselines(c)
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
     _add_tracking_options(c)
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--best-fixed", action="store_true",
                     help="add the best fixed quota share, chosen on validation (Ray Tune): "
                     "the constant a learned quota policy must beat")
+    _add_schedule_baselines(ev)
     ev.add_argument("--out")
     ev.add_argument("--no-progress", action="store_true")
     _add_tracking_options(ev)
@@ -414,6 +416,15 @@ def _failed_run(out: Path, created: bool, trainer, exc: BaseException) -> None:
         print(hint, file=sys.stderr)
 
 
+def _add_schedule_baselines(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--best-schedule", action="store_true",
+                   help="add, per method with a quota sampler, the best two-phase schedule "
+                   "(shares that switch at an epoch) chosen on validation (row schedule:best)")
+    p.add_argument("--pbt", action="store_true",
+                   help="add, per method with a quota sampler, Population Based Training over "
+                   "the share (Ray Tune; row pbt:share, 4 runs per seed)")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from mmbalance.compare import DEFAULT_GRID, parse_row, run_comparison
 
@@ -426,7 +437,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          address=args.address, gpus_per_run=args.gpus_per_run,
                          unimodal_reference=args.unimodal_reference,
                          progress=not args.no_progress, tune_lr=args.tune_lr,
-                         best_fixed=args.best_fixed)
+                         best_fixed=args.best_fixed, best_schedule=args.best_schedule,
+                         pbt=args.pbt)
     if tracking:
         from mmbalance.tracking import log_comparison
 
@@ -557,6 +569,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def learned_cost(spec: dict, sampler: str) -> dict[str, dict]:
+    """What learning the exported policy cost, as `run_comparison`'s search-cost table
+    takes it: its episodes (each a training run) and their training iterations (env steps
+    times the iterations one decision covers; a sequence env decides once per epoch)."""
+    learned = spec.get("learned_with")
+    if not learned:  # exported before the cost was recorded
+        return {}
+    return {sampler: {"episodes": int(learned.get("episodes", 0)),
+                      "iterations": float(learned.get("iterations", 0))}}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mmbalance.compare import evaluation_grid, run_comparison
     from mmbalance.policies.policy_file import load_policy
@@ -584,7 +607,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = run_comparison(data, [(method, s) for s in samplers], seeds, overrides,
                          Path(args.out or _default_out("evaluate")), parallel=args.parallel,
                          address=args.address, progress=not args.no_progress,
-                         best_fixed=args.best_fixed)
+                         best_fixed=args.best_fixed, best_schedule=args.best_schedule,
+                         pbt=args.pbt, learned_costs=learned_cost(policy.spec, samplers[0]))
     if tracking:
         from mmbalance.tracking import log_comparison
 

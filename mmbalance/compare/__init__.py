@@ -41,6 +41,7 @@ from mmbalance.compare.summary import (
     headroom_text,
     markdown_table,
     reference_line,
+    search_cost_text,
     summarize,
 )
 from mmbalance.errors import ConfigError
@@ -73,14 +74,18 @@ def run_comparison(data: str, grid, seeds: list[int], overrides: dict,
                    out_path: Path, parallel: str = "auto", address: str | None = None,
                    gpus_per_run: float = 0.0, unimodal_reference: bool = False,
                    progress: bool = True, tune_lr: bool = False,
-                   best_fixed: bool = False) -> Path:
+                   best_fixed: bool = False, best_schedule: bool = False, pbt: bool = False,
+                   learned_costs: dict[str, dict] | None = None) -> Path:
     """Run a grid into the new folder `out_path` (results, summary, table) and print the
     table; everything a run would refuse is refused before the folder exists.
 
     `unimodal_reference` adds each modality trained alone (`alone:<m>`), the unimodal
     ensemble and the headroom diagnosis; `tune_lr` chooses every row's learning rate on
-    validation, `best_fixed` adds the best fixed quota share per quota method (both
-    through Ray Tune: `select.py`)."""
+    validation, `best_fixed` adds the best fixed quota share per quota method,
+    `best_schedule` the best two-phase schedule (all through Ray Tune: `select.py`), `pbt`
+    a Population Based Training search over the share per quota method and seed (`pbt.py`).
+    `learned_costs` (learned sampler -> its learning's episodes and training iterations)
+    goes into the search-cost table."""
     from mmbalance.compare import select
     from mmbalance.data.registry import load_dataset
     from mmbalance.ray_session import ray_session_if
@@ -96,13 +101,23 @@ def run_comparison(data: str, grid, seeds: list[int], overrides: dict,
         rows += [GridRow(f"{ALONE}{m}", "uniform") for m in dataset.modalities]
     check_grid(rows, dataset.modalities)
     check_runs(dataset, rows, overrides, seeds, address, gpus_per_run)
-    selecting = tune_lr or best_fixed
+    selecting = tune_lr or best_fixed or best_schedule
     on_ray = uses_ray(parallel, address)
-    if selecting and not on_ray:
-        raise ConfigError("--tune-lr / --best-fixed run their candidates through Ray Tune; "
-                          "use --parallel auto or ray (Ray must be installed)")
+    if (selecting or pbt) and not on_ray:
+        raise ConfigError("--tune-lr / --best-fixed / --best-schedule / --pbt run their "
+                          "candidates through Ray Tune; use --parallel auto or ray (Ray must "
+                          "be installed)")
     rows, specs = select.expand(rows, seeds, overrides, base.lr, tune_lr, best_fixed,
-                                list(dataset.modalities), base.batch_size)
+                                list(dataset.modalities), base.batch_size, best_schedule,
+                                base.epochs)
+    pbt_specs = []
+    if pbt:
+        from mmbalance.compare.pbt import PBT_SHARE, pbt_interval, pbt_spec
+
+        pbt_interval(base.epochs)
+        methods = dict.fromkeys(r.method for r in rows if select.is_quota_sampler(r.sampler))
+        rows += [GridRow(m, PBT_SHARE) for m in methods]
+        pbt_specs = [pbt_spec(m, s, overrides) for m in methods for s in seeds]
     if on_ray:  # a task the cluster can never run waits forever: refused, here or connected
         from mmbalance.ray_session import known_resources, require_resources
 
@@ -118,7 +133,8 @@ def run_comparison(data: str, grid, seeds: list[int], overrides: dict,
         write_json(out / "compare.json", {
             "data": data, "seeds": seeds, "grid": [[r.method, r.sampler] for r in rows],
             "rows": [r.text for r in rows], "train": overrides,
-            "tune_lr": tune_lr, "best_fixed": best_fixed, "modalities": dataset.modalities,
+            "tune_lr": tune_lr, "best_fixed": best_fixed, "best_schedule": best_schedule,
+            "pbt": pbt, "modalities": dataset.modalities,
             "best_accuracy": dataset.best_accuracy, **data_record(dataset),
         }, out)
         t0 = time.perf_counter()
@@ -131,6 +147,8 @@ def run_comparison(data: str, grid, seeds: list[int], overrides: dict,
                 results = run_grid(dataset, specs, out, parallel="ray" if on_ray else "none",
                                    progress=progress, address=address,
                                    gpus_per_run=gpus_per_run, finished=finished)
+            finished.update(dict(enumerate(results)))
+            results = list(results) + _run_pbt(dataset, pbt_specs, out, progress, finished)
         except BaseException as exc:
             if not finished:
                 # no run finished: nothing worth keeping, and the same --out must work again
@@ -150,14 +168,17 @@ def run_comparison(data: str, grid, seeds: list[int], overrides: dict,
     write_table(out / "summary.parquet", summary, out)
     table = markdown_table(summary, dataset.modalities) if chosen else "(no run finished)"
     room = headroom_text(headroom(chosen, dataset.modalities)) if unimodal_reference else ""
+    cost = search_cost_text(summary, learned_costs)
     ref = reference_line(dataset)
     partial = (f"PARTIAL: interrupted after {len(results)} of {len(specs)} runs; the table "
                "holds the finished runs only.\n\n" if interrupted else "")
-    selection = _selection_note(tune_lr, best_fixed)
+    selection = _selection_note(tune_lr, best_fixed, best_schedule, pbt)
     write_text(out / "summary.md",
                f"{partial}Data `{data}`, seeds {seeds}, test metrics of the best-validation "
-               f"epoch.{selection}\n\n{table}\n\n{room}\n\n{ref}\n", out)
+               f"epoch.{selection}\n\n{table}\n\n{room}\n\n{cost}\n\n{ref}\n", out)
     print(table)
+    if cost:
+        print(cost)
     if room:
         print(room)
     if interrupted:  # the CLI prints the message and exits 130
@@ -177,7 +198,26 @@ def run_comparison(data: str, grid, seeds: list[int], overrides: dict,
     return out
 
 
-def _selection_note(tune_lr: bool, best_fixed: bool) -> str:
+def _run_pbt(dataset, specs: list[RunSpec], out: Path, progress: bool,
+             finished: dict[int, dict]) -> list[dict]:
+    """The PBT rows, one population per spec, each best member's run written to
+    `out/runs/<key>` as it finishes."""
+    if not specs:
+        return []
+    from mmbalance.compare.pbt import run_pbt
+    from mmbalance.runs import write_record
+
+    rows = []
+    for spec in specs:
+        row, record = run_pbt(dataset, spec, out / "tune", progress=progress)
+        write_record(new_run_dir(out / "runs" / spec.key), record)
+        rows.append(row)
+        finished[len(finished)] = row
+    return rows
+
+
+def _selection_note(tune_lr: bool, best_fixed: bool, best_schedule: bool = False,
+                    pbt: bool = False) -> str:
     from mmbalance.compare import select
 
     parts = []
@@ -186,6 +226,14 @@ def _selection_note(tune_lr: bool, best_fixed: bool) -> str:
                      + "/".join(f"{f:g}x" for f in select.LR_FACTORS) + " the base")
     if best_fixed:
         parts.append("`fixed:best` = the fixed quota share with the best validation accuracy")
+    if best_schedule:
+        parts.append("`schedule:best` = the two-phase schedule (shares switching at an epoch) "
+                     "with the best validation accuracy")
+    if pbt:
+        from mmbalance.compare.pbt import POPULATION
+
+        parts.append(f"`pbt:share` = Population Based Training over the share ({POPULATION} "
+                     "runs per seed), its best member on validation")
     return (" " + "; ".join(parts).capitalize() + ".") if parts else ""
 
 

@@ -173,18 +173,27 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec,
 
         torch.set_num_threads(threads)
     from mmbalance.policies.registry import make_sampler
-    from mmbalance.runs import collect_run
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer
 
     method, alone = resolve_method(spec.method, dataset.modalities)
     config = TrainConfig.from_dict({**spec.train, **alone, "method": method, "seed": spec.seed})
-    sampler = make_sampler(spec.sampler)
-    trainer = Trainer(dataset, config, sampler)
+    trainer = Trainer(dataset, config, make_sampler(spec.sampler))
     try:
-        final = trainer.fit()
+        final, diverged = trainer.fit(), ""
     except DivergedError as exc:
         final, diverged = None, str(exc)
+    return finished_run(dataset, spec, trainer, final, diverged)
+
+
+def finished_run(dataset: MultimodalDataset, spec: RunSpec, trainer, final: dict | None,
+                 diverged: str = "") -> tuple[dict, RunRecord]:
+    """The summary row and record of a trained run (`final`: its `final_metrics`, None
+    where it diverged), wherever it trained: `run_one`, or a PBT trial's last checkpoint."""
+    from mmbalance.runs import collect_run
+
+    config, sampler = trainer.config, trainer.sampler
+    alone = resolve_method(spec.method, dataset.modalities)[1]
     record = collect_run(trainer, final, {
         "data": dataset.name, "sampler": spec.sampler, "sampler_config": sampler.config(),
         **train_record(config, {**spec.train, **alone}), "best_accuracy": dataset.best_accuracy,
@@ -200,7 +209,8 @@ def run_one(dataset: MultimodalDataset, spec: RunSpec,
         row.update({f"ledger_{k}": v for k, v in ledger.items()})
         return row, record
     row.update({"best_epoch": final["best_epoch"], "train_seconds": final["train_seconds"],
-                "final_discrepancy": trainer.status.discrepancy, "diverged": False})
+                "steps": final["steps"], "final_discrepancy": trainer.status.discrepancy,
+                "diverged": False})
     row.update({f"test_{k}": v for k, v in final["test"].items()})
     row.update({f"val_{k}": v for k, v in final["val"].items()})
     row.update({f"ledger_{k}": v for k, v in final["ledger"].items()})

@@ -7,6 +7,15 @@ asks for before a sampler's gain counts.
 - `--best-fixed`: for each method with a quota sampler in the grid, a row `fixed:best`: the
   fixed quota share with the best mean validation accuracy, from a grid of shares. An
   adaptive or learned sampler is worth its machinery only where it beats this constant.
+- `--best-schedule`: likewise a row `schedule:best`: the best two-phase schedule (shares
+  that switch at an epoch, the `schedule` sampler) on validation, from a grid of share
+  pairs and switch epochs: the simplest time-varying policy a learned one must beat.
+- `--pbt` (`pbt.py`): Population Based Training over the share, Tune's own adaptive
+  schedule search, one population per seed.
+
+Every row records what finding it cost (`search_runs`, `search_steps`: the training runs
+and training iterations of all its candidates over all seeds), so a policy found by a
+larger search is seen to be one.
 
 Each candidate run is one Tune trial (`compare_trial`): it trains `run_one`, reports its
 validation accuracy and its row, and leaves its run record as the trial's checkpoint, which
@@ -26,10 +35,12 @@ import numpy as np
 
 from mmbalance.compare.grid import ALONE, GridRow, RunSpec, run_one
 from mmbalance.data.dataset import MultimodalDataset
-from mmbalance.errors import UserError
+from mmbalance.errors import ConfigError, UserError
 
 LR_FACTORS = (0.3, 1.0, 3.0)
 BEST_FIXED = "fixed:best"
+BEST_SCHEDULE = "schedule:best"
+CHOSEN_ROWS = (BEST_FIXED, BEST_SCHEDULE)
 
 
 def share_candidates(num_modalities: int, batch_size: int) -> list[str]:
@@ -49,26 +60,51 @@ def share_candidates(num_modalities: int, batch_size: int) -> list[str]:
     return [f"fixed:quotas={q}" for q in out]
 
 
+def schedule_candidates(num_modalities: int, batch_size: int, epochs: int) -> list[str]:
+    """Two-phase schedules (`schedule` selectors) spanning what a time-varying policy with
+    one switch could do: every ordered pair of distinct shares (two modalities: the first
+    one's share 1/6, 1/2 or 5/6; more: uniform or one modality fed 3x) switching after a
+    third or two thirds of the epochs. A pair of equal shares is a constant: `fixed:best`."""
+    if epochs < 2:
+        raise ConfigError(f"--best-schedule: a schedule switches at an epoch, so the run "
+                          f"needs at least 2 epochs, got {epochs}")
+    b = batch_size
+    if num_modalities == 2:
+        shares = [f"{max(1, k * b // 3)}/{max(1, (6 - k) * b // 3)}" for k in (1, 3, 5)]
+    else:
+        shares = ["/".join([str(b)] * num_modalities)]
+        for j in range(num_modalities):
+            q = [b] * num_modalities
+            q[j] = 3 * b
+            shares.append("/".join(map(str, q)))
+    switches = sorted({min(epochs - 1, max(1, round(epochs * f))) for f in (1 / 3, 2 / 3)})
+    return [f"schedule:quotas={a},then={c},at={e}"
+            for e in switches for a in shares for c in shares if a != c]
+
+
 def is_quota_sampler(selector: str) -> bool:
     """Whether a selector's sampler feeds per-modality quotas (what its class says)."""
     from mmbalance.policies.registry import make_sampler
 
-    return selector != BEST_FIXED and make_sampler(selector).unimodal_batches
+    return selector not in CHOSEN_ROWS and make_sampler(selector).unimodal_batches
 
 
 def expand(rows: list[GridRow], seeds: list[int], overrides: dict, base_lr: float,
            tune_lr: bool, best_fixed: bool, modalities: list[str],
-           batch_size: int) -> tuple[list[GridRow], list[RunSpec]]:
-    """The rows (with the `fixed:best` rows added) and every candidate run."""
+           batch_size: int, best_schedule: bool = False,
+           epochs: int = 0) -> tuple[list[GridRow], list[RunSpec]]:
+    """The rows (with the `fixed:best` and `schedule:best` rows added) and every
+    candidate run."""
     rows = list(rows)
-    if best_fixed:
-        methods = [r.method for r in rows if is_quota_sampler(r.sampler)]
-        for method in dict.fromkeys(methods):
-            rows.append(GridRow(method, BEST_FIXED))
+    methods = list(dict.fromkeys(r.method for r in rows if is_quota_sampler(r.sampler)))
+    for wanted, name in ((best_fixed, BEST_FIXED), (best_schedule, BEST_SCHEDULE)):
+        if wanted:
+            rows += [GridRow(method, name) for method in methods]
     specs = []
     for row in rows:
         samplers = (share_candidates(len(modalities), batch_size) if row.sampler == BEST_FIXED
-                    else [row.sampler])
+                    else schedule_candidates(len(modalities), batch_size, epochs)
+                    if row.sampler == BEST_SCHEDULE else [row.sampler])
         train = {**overrides, **dict(row.options)}
         lr0 = float(train.get("lr", base_lr))
         lrs = [lr0 * f for f in LR_FACTORS] if tune_lr else [None]
@@ -111,9 +147,13 @@ def choose(rows: list[dict]) -> list[dict]:
             return float(np.mean([v if math.isfinite(v) else 0.0 for v in vals]))
 
         best = max(variants, key=lambda v: score(variants[v]))  # ties: the first listed
+        every = [r for rs in variants.values() for r in rs]
+        runs = sum(int(r.get("search_runs", 1)) for r in every)
+        steps = sum(float(r.get("search_steps", r.get("steps", 0)) or 0) for r in every)
         for variant, rs in variants.items():
             for r in rs:
                 r["chosen"] = variant == best
+                r["search_runs_total"], r["search_steps_total"] = runs, steps
     return rows
 
 

@@ -53,6 +53,14 @@ def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
                "seed_list": sorted({int(r["seed"]) for r in rs}),
                "chosen": next((r.get("variant", "") for r in every if r.get("variant")), ""),
                "quota_mode": next((r.get("quota_mode") for r in every), None)}
+        # what finding the row cost: every candidate's runs for a row chosen on validation
+        # (`choose`), else the row's own runs (a PBT row's carry their population's)
+        total = next((r for r in every if "search_runs_total" in r), None)
+        row["search_runs"] = (int(total["search_runs_total"]) if total else
+                              sum(int(r.get("search_runs", 1)) for r in every))
+        row["search_steps"] = (float(total["search_steps_total"]) if total else
+                               sum(float(r.get("search_steps", r.get("steps", 0)) or 0)
+                                   for r in every))
         for k in _metrics(modalities):
             v = np.array([r.get(k, np.nan) for r in rs], dtype=np.float64)
             v = v[np.isfinite(v)] if k.startswith("ledger_") else v
@@ -207,6 +215,34 @@ def markdown_table(summary: list[dict], modalities: list[str]) -> str:
             n = r["seeds"] + r.get("diverged", 0)
             cells.append(f"{r.get('diverged', 0)} of {n} runs diverged")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def search_cost_text(summary: list[dict], learned: dict[str, dict] | None = None) -> str:
+    """What each row cost to find, beside what it cost to run: training runs and training
+    iterations over every candidate (a row chosen on validation, a PBT population), per
+    evaluated seed; `learned` adds, per learned sampler, what learning it cost (env steps,
+    episodes, training iterations of those episodes). Empty where every row is one run
+    per seed (nothing was searched)."""
+    learned = learned or {}
+    searched = [r for r in summary if r.get("search_runs", 0) > r.get("seeds", 0)
+                + r.get("diverged", 0) or r["sampler"] in learned]
+    if not searched:
+        return ""
+    lines = [("Search cost: the training runs and training iterations spent to find each row's "
+             "policy (all candidates, all seeds; a learned policy: its learning episodes, "
+             "each also trains a paired reference run), and per evaluated seed."), "",
+             ("| method | sampler | training runs | training iterations | runs per seed | "
+             "iterations per seed |"), "|---|---|---|---|---|---|"]
+    for r in summary:
+        n = max(1, r.get("seeds", 0) + r.get("diverged", 0))
+        runs, steps = r.get("search_runs", n), r.get("search_steps", 0.0)
+        if r["sampler"] in learned:
+            cost = learned[r["sampler"]]
+            runs += int(cost.get("episodes", 0))
+            steps += float(cost.get("iterations", 0))
+        lines.append(f"| {r['method']} | {r['sampler']} | {runs} | {steps:.0f} | "
+                     f"{runs / n:.1f} | {steps / n:.0f} |")
     return "\n".join(lines)
 
 

@@ -65,6 +65,23 @@ def summary_row(iteration: int, result: dict, seconds: float) -> dict:
     return row
 
 
+def learning_cost(rows: list[dict], env) -> dict:
+    """What learning cost in training: env steps and episodes sampled, and the training
+    iterations those env steps trained (a quota env step covers `steps_per_action`
+    iterations, a sequence env step `epochs_per_action` epochs of ceil(N / B))."""
+    last = rows[-1] if rows else {}
+    steps = float(last.get("env_steps", 0.0))
+    steps = steps if math.isfinite(steps) else 0.0
+    episodes = float(last.get("episodes", 0.0))
+    if hasattr(env.cfg, "steps_per_action"):
+        per_step = env.cfg.steps_per_action
+    else:
+        n, b = len(env.dataset.splits["train"]), env.cfg.train_config(0).batch_size
+        per_step = env.cfg.epochs_per_action * math.ceil(n / b)
+    return {"env_steps": int(steps), "episodes": int(episodes) if math.isfinite(episodes) else 0,
+            "iterations": int(steps * per_step)}
+
+
 def latest_checkpoint(out: Path) -> tuple[int, Path] | None:
     """The newest complete checkpoint of a learn folder, as (iteration, path)."""
     found = []
@@ -371,6 +388,7 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
             "modalities": env.modalities,
             "seed": cfg.seed,
             "iterations": last,
+            "learned_with": learning_cost(rows, env),
         }
         export_policy(algo.get_module(), env, out / "policy", meta, cfg.algorithm, cfg.seed)
         ok = True

@@ -52,14 +52,16 @@ def plain_trial(config: dict, dataset: MultimodalDataset | None = None,
         metrics = {k: v for k, v in last.items() if isinstance(v, (int, float))}
         metrics["epoch"] = trainer.epoch
         metrics["node_id"] = node_id
-        if trainer.done:
-            final = trainer.final_metrics()
-            metrics.update({f"final_val_{k}": v for k, v in final["val"].items()})
-            metrics.update({f"final_test_{k}": v for k, v in final["test"].items()})
-            metrics.update({f"ledger_{k}": v for k, v in final["ledger"].items()})
         with tempfile.TemporaryDirectory() as d:
+            # the training state before the final passes: a run rebuilt from the last
+            # checkpoint (a PBT row's chosen member) has the ledger of its training only
             trainer.save(Path(d) / "trainer.pt")
             sign_folder(d, run=run)
+            if trainer.done:
+                final = trainer.final_metrics()
+                metrics.update({f"final_val_{k}": v for k, v in final["val"].items()})
+                metrics.update({f"final_test_{k}": v for k, v in final["test"].items()})
+                metrics.update({f"ledger_{k}": v for k, v in final["ledger"].items()})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
