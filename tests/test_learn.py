@@ -70,6 +70,10 @@ def test_dus_ppo_learns_checkpoints_exports_and_logs_mml_metrics(ppo_run):
     assert list((out / "tb").iterdir())
     spec = json.loads((out / "policy" / "policy.json").read_text())
     assert spec["algorithm"] == "PPO" and spec["action_space"]["type"] == "MultiDiscrete"
+    # what learning cost: the env steps sampled, each 2 training iterations (steps_per_action)
+    cost = spec["learned_with"]
+    assert cost["env_steps"] == progress["env_steps"].iloc[0]
+    assert cost["iterations"] == 2 * cost["env_steps"] and cost["episodes"] >= 1
 
 
 @pytest.mark.parametrize("name", ["dus_sac.yaml", "dus_dqn.yaml", "dus_appo.yaml",
@@ -196,6 +200,11 @@ def test_evaluate_command_compares_on_held_out_seeds(ppo_run, tmp_path):
     kinds = {s.split(":")[0] for s in results["sampler"]}
     assert kinds == {"learned", "dus-rl", "uniform", "dus-h"}
     assert (out / "plots" / "accuracy_by_method.png").exists()
+    # the learned row's search cost is its learning: its episodes beside its 2 replays
+    cost = json.loads((ppo_run["out"] / "policy" / "policy.json").read_text())["learned_with"]
+    table = (out / "summary.md").read_text().split("Search cost", 1)[1]
+    line = next(v for v in table.splitlines() if v.startswith("| joint-uni | learned:"))
+    assert line.split(" | ")[2] == str(2 + cost["episodes"])
 
 
 def test_evaluate_on_data_the_policy_never_saw(ppo_run, tmp_path, refused):
