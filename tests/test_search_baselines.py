@@ -81,3 +81,28 @@ def test_pbt_trains_a_population_at_uniforms_compute_and_keeps_its_best_member(s
     assert {"quota_audio", "quota_visual"} <= set(steps.columns) and len(steps) == row["steps"]
     text = (searched / "summary.md").read_text()
     assert "Search cost" in text and "| mla | pbt:share | 4 |" in text
+
+
+def test_a_restored_sampler_trains_on_with_its_own_options(tmp_path):
+    """PBT clones a checkpoint into a trial with mutated sampler options: DUS-H's strength
+    is the trial's own after the restore, not the donor's."""
+    from mmbalance.data.registry import load_dataset
+    from mmbalance.tune.trainables import build_trainer
+
+    ds = load_dataset(DATA)
+
+    def trainer(strength: float):
+        return build_trainer({"method": "mla", "seed": 0, "sampler": "dus-h",
+                              "sampler_options": {"strength": strength},
+                              "train": {"epochs": 2, "batch_size": 32}}, ds)
+
+    donor = trainer(8.0)
+    while donor.step(stop_at_epoch_end=True) is not None:
+        pass
+    donor.save(tmp_path / "t.pt")
+    clone = trainer(0.0)
+    clone.restore(tmp_path / "t.pt")
+    assert clone.sampler.strength == 0.0
+    clone.step()
+    # strength 0 feeds both modalities alike, whatever the donor's status says
+    assert len(set(clone.sampler.quotas)) == 1

@@ -162,6 +162,7 @@ class DUSHeuristicSampler(QuotaSampler):
 
     name = "dus-h"
     needs_status = True
+    option_attributes = ("strength",)
 
     def __init__(self, strength: float = 4.0, n_min: int | None = None,
                  n_max: int | None = None):

@@ -116,6 +116,10 @@ class Sampler:
     observes = False  # True: every step's feedback carries the trained batch's forward pass
     needs_status = False  # True: every step's feedback carries the up-to-date learning status
     logs_steps = False  # True: `log_metrics("step")` adds columns to every step's row
+    # attributes set from the sampler's options: a checkpoint restores the run's position
+    # and streams, never these, so a PBT trial that clones another's checkpoint with
+    # mutated options trains on with its own
+    option_attributes: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         pass
@@ -141,9 +145,12 @@ class Sampler:
         return {"attributes": object_state(self), "rng": to_saveable(self.rng.bit_generator.state)}
 
     def load_state_dict(self, state: dict) -> None:
+        mine = {key: getattr(self, key) for key in self.option_attributes}
         for key, value in state["attributes"].items():
             setattr(self, key, from_saveable(value))
         self.rng.bit_generator.state = from_saveable(state["rng"])
+        for key, value in mine.items():
+            setattr(self, key, value)
 
     def log_metrics(self, scope: str = "epoch") -> dict[str, float]:
         """`epoch`: the current sampling distribution, for the epoch row, logs and plots;
