@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -57,8 +58,11 @@ OVERRIDES = [
 ]
 PER_ALGO = {"PPO": ["training.train_batch_size_per_learner=128", "training.minibatch_size=32"]}
 # held-out data: the centre of the training family, and a data set no episode drew
-EVAL_DATA = {"competition": "synthetic:preset=competition,n_train=1000", "digits": "digits"}
+EVAL_DATA = {"centre": "synthetic:preset=competition,n_train=1000", "digits": "digits"}
 FIXED_SEEDS = list(range(20_000, 20_005))  # episodes of the fixed policies (training range)
+FRESH_SEED = 2000  # first seed of the confirmation (evaluation uses 1000..)
+# what a learned quota policy is measured against (a sequence policy: uniform, BSS-H)
+BASELINES = ["uniform", "dus-h", "bss-h", "fixed:best", "schedule:best", "pbt:share"]
 
 
 def config(name: str) -> tuple[dict, list[str]]:
@@ -121,7 +125,7 @@ def gaming(env_config: dict) -> tuple[str, dict]:
         "|" + "---|" * 8]
     agree, profile = {}, {}
     for rname, reward in rewards.items():
-        env = QuotaEnv({**env_config, "data": EVAL_DATA["competition"], "pool": 0,
+        env = QuotaEnv({**env_config, "data": EVAL_DATA["centre"], "pool": 0,
                         "reward": reward, "action_mode": "discrete"})
         played = {p: [play(env, act, s) for s in FIXED_SEEDS] for p, act in policies.items()}
         rows = {p: pd.DataFrame([{k: v for k, v in r.items() if k != "rewards"} for r in runs])
@@ -153,7 +157,7 @@ def gaming(env_config: dict) -> tuple[str, dict]:
 def step_cost(env_config: dict) -> str:
     """Seconds per env step of one episode (uniform actions) without the paired term, with
     it on a first visit (the reference run trained beside) and on a cached set-up."""
-    base = {**env_config, "data": EVAL_DATA["competition"], "pool": 0}
+    base = {**env_config, "data": EVAL_DATA["centre"], "pool": 0}
     out = {}
     for name, reward, episodes in (("no paired term", {"discrepancy": 1.0}, 2),
                                    ("paired, first visit", env_config["reward"], 1),
@@ -174,52 +178,76 @@ def step_cost(env_config: dict) -> str:
         f"| {k} | {v:.3f} | {v / ref:.2f}x |" for k, v in out.items()])
 
 
-def evaluation_folders(raw: Path, algo: str) -> dict[str, Path]:
-    """Where `evaluate` writes an algorithm's held-out runs, per evaluation data set."""
-    return {name: raw / algo / f"evaluate-{name}" for name in EVAL_DATA}
+def evaluation_folders(raw: Path, algo: str, fresh: bool = False) -> dict[str, Path]:
+    """Where `evaluate` writes an algorithm's held-out runs, per evaluation data set
+    (`fresh`: the confirmation on seeds neither learning nor the first evaluation used)."""
+    tail = "-confirm" if fresh else ""
+    return {name: raw / algo / f"evaluate-{name}{tail}" for name in EVAL_DATA}
 
 
-def evaluate(policy: Path, raw: Path, algo: str, seeds: int) -> None:
-    for name, folder in evaluation_folders(raw, algo).items():
+def evaluate(policy: Path, raw: Path, algo: str, seeds: int, fresh: bool = False,
+             names: list[str] | None = None) -> None:
+    """`mmbalance evaluate` on each held-out data set; a quota policy also against the
+    policies that need no RL (the best fixed share, the best two-phase schedule, PBT
+    over the share), each found on the evaluation data's validation split."""
+    quota = json.loads((policy / "policy.json").read_text())["env"] == "quota"
+    for name, folder in evaluation_folders(raw, algo, fresh).items():
+        if names is not None and name not in names:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        extra = ["--best-fixed", "--best-schedule", "--pbt"] if quota else []
+        first = str(FRESH_SEED if fresh else 1000)
         rc = cli(["evaluate", str(policy), "--data", EVAL_DATA[name], "--seeds", str(seeds),
-                  "--out", str(folder), "--no-progress"])
+                  "--first-seed", first, "--out", str(folder), "--no-progress", *extra])
         if rc != 0:
             raise SystemExit(rc)
 
 
-def bar_lines(algo: str, folders: dict[str, Path], baselines: list[str]) -> list[str]:
-    """Learned vs each baseline: mean difference against the baseline's seed std. On the
-    training family's centre the learned policy must beat every baseline (more than one std
-    better in accuracy or weak-modality probe, without losing the other); on a data set no
-    episode saw it must not be worse than uniform (neither more than one std below)."""
-    lines = []
-    for name, folder in folders.items():
-        res = pd.read_parquet(folder / "results.parquet")
-        mods = [c[len("test_probe_acc_"):] for c in res.columns if c.startswith("test_probe_acc_")]
-        # the weak modality: the lower probe accuracy under uniform sampling
-        uni = res[res["sampler"] == "uniform"]
-        weak = min(mods, key=lambda m: uni[f"test_probe_acc_{m}"].mean())
-        learned = res[res["sampler"].str.startswith("learned:")]
-        acc = f"{100 * learned['test_acc'].mean():.1f} ± {100 * learned['test_acc'].std():.1f}"
-        cells = [algo, name, acc, f"{weak}: {100 * learned[f'test_probe_acc_{weak}'].mean():.1f}"]
-        unseen = name != "competition"
-        met = True
-        for b in baselines:
-            base = res[res["sampler"] == b]
-            d_acc = 100 * (learned["test_acc"].mean() - base["test_acc"].mean())
-            d_pr = 100 * (learned[f"test_probe_acc_{weak}"].mean()
-                          - base[f"test_probe_acc_{weak}"].mean())
-            s_acc = 100 * base["test_acc"].std()
-            s_pr = 100 * base[f"test_probe_acc_{weak}"].std()
-            if not unseen:
-                met &= (d_acc > s_acc and d_pr >= 0) or (d_pr > s_pr and d_acc >= 0)
-            elif b == "uniform":
-                met &= d_acc >= -s_acc and d_pr >= -s_pr
-            cells.append(f"{b}: Δacc {d_acc:+.1f} (std {s_acc:.1f}), Δprobe {d_pr:+.1f} "
-                         f"(std {s_pr:.1f})")
-        rule = "not worse than uniform" if unseen else "beats every baseline"
-        lines.append("| " + " | ".join(cells) + f" | {rule}: {'yes' if met else 'no'} |")
-    return lines
+def paired(res: pd.DataFrame, learned: pd.DataFrame, sampler: str,
+           col: str) -> tuple[float, float, int]:
+    """Mean and std (points) of the learned row's seed-paired difference to `sampler`'s."""
+    base = res[(res["sampler"] == sampler) & res.get("chosen", True)].set_index("seed")[col]
+    mine = learned.set_index("seed")[col]
+    d = 100 * (mine - base).dropna()
+    return float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else math.nan, len(d)
+
+
+def bar(folder: Path) -> dict:
+    """The bar of the RL issue on one evaluation: the learned policy against every
+    baseline, by the mean seed-paired difference in test accuracy against its std. On the
+    training family it must beat each one by more than one std; on data no episode saw it
+    must not fall below uniform by more than half a std."""
+    res = pd.read_parquet(folder / "results.parquet")
+    learned = res[res["sampler"].str.startswith("learned:")]
+    summary = pd.read_parquet(folder / "summary.parquet")
+    cost = {r["sampler"]: (int(r["search_runs"]), float(r["search_steps"]))
+            for _, r in summary.iterrows() if "search_runs" in summary}
+    out = {"acc": 100 * learned["test_acc"].mean(), "acc_std": 100 * learned["test_acc"].std(),
+           "seeds": sorted(int(s) for s in learned["seed"]), "baselines": {}}
+    for b in BASELINES:
+        if not (res["sampler"] == b).any():
+            continue
+        mean, std, n = paired(res, learned, b, "test_acc")
+        out["baselines"][b] = {"diff": mean, "std": std, "n": n,
+                               "search": cost.get(b, (0, 0.0))}
+    return out
+
+
+def met(result: dict, unseen: bool) -> bool:
+    if unseen:
+        u = result["baselines"].get("uniform")
+        return u is not None and u["diff"] >= -0.5 * (u["std"] if math.isfinite(u["std"]) else 0)
+    return all(v["diff"] > v["std"] for v in result["baselines"].values()
+               if math.isfinite(v["std"]))
+
+
+def bar_cells(algo: str, name: str, result: dict, unseen: bool) -> str:
+    cells = [algo, name, f"{result['acc']:.1f} ± {result['acc_std']:.1f}"]
+    for b in BASELINES:
+        v = result["baselines"].get(b)
+        cells.append("-" if v is None else f"{v['diff']:+.1f} ± {v['std']:.1f}")
+    rule = "not below uniform by > std/2" if unseen else "beats every baseline by > 1 std"
+    return "| " + " | ".join(cells) + f" | {rule}: {'yes' if met(result, unseen) else 'no'} |"
 
 
 def measure(args: argparse.Namespace, raw: Path) -> None:
@@ -233,14 +261,14 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
                         f"the ranking by test accuracy (return: {' < '.join(r)}; accuracy: "
                         f"{' < '.join(acc)})" for k, (a, r, acc) in agree.items())
     text = (f"**Reward gaming** (fixed policies in the shipped quota env on "
-            f"`{EVAL_DATA['competition']}`, {len(FIXED_SEEDS)} episodes each, seeds "
+            f"`{EVAL_DATA['centre']}`, {len(FIXED_SEEDS)} episodes each, seeds "
             f"{FIXED_SEEDS[0]}..{FIXED_SEEDS[-1]}; {(time.perf_counter() - t0) / 60:.1f} min). "
             f"Return, test accuracy of the best-validation model and probe accuracies (%), "
             f"mean quotas.\n\n{table}\n\n{verdict}.")
     (raw / "gaming.md").write_text(text)
     print(text, flush=True)
     text = ("**Cost of the paired reward** (one episode, uniform actions, shipped settings on "
-            f"`{EVAL_DATA['competition']}`):\n\n{step_cost(env_config)}")
+            f"`{EVAL_DATA['centre']}`):\n\n{step_cost(env_config)}")
     (raw / "cost.md").write_text(text)
     print(text, flush=True)
     for algo in args.algorithms:
@@ -257,6 +285,10 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
         (out / "wall.json").write_text(json.dumps(
             {"iterations": iterations, "minutes": (time.perf_counter() - t0) / 60}))
         evaluate(out / "policy", raw, algo, args.seeds)
+        # a win on the family is confirmed on fresh seeds before it is claimed
+        centre = evaluation_folders(raw, algo)["centre"]
+        if met(bar(centre), unseen=False):
+            evaluate(out / "policy", raw, algo, args.seeds, fresh=True, names=["centre"])
 
 
 def tables(args: argparse.Namespace, raw: Path) -> str:
@@ -265,7 +297,7 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
         head = ((RESULTS / "rl.md").read_text().split("\n", 1)[0]
                 + f" Tables rebuilt from its raw results by `{invocation()}`.")
     parts = [head, (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
-    curves, rows, bars, held_out = {}, [], [], []
+    curves, rows, bars, held_out, claims, costs = {}, [], [], [], [], []
     for algo, cfg_path in CONFIGS.items():  # every one measured, by this run or an earlier one
         out = raw / f"learn-{algo}"
         if not (out / "wall.json").exists():
@@ -278,14 +310,24 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
         rows.append(f"| {algo} | {shown} | {wall['iterations']} | {steps} | "
                     f"{wall['minutes']:.1f} | {steps / (60 * wall['minutes']):.1f} | "
                     f"{progress['episode_return_mean'].iloc[-1]:.2f} |")
-        folders = evaluation_folders(raw, algo)
-        baselines = ["uniform", "bss-h"] if algo == "BSS" else ["uniform", "dus-h"]
-        bars += bar_lines(algo, folders, baselines)
-        for name, folder in folders.items():
+        for name, folder in evaluation_folders(raw, algo).items():
+            unseen = name != "centre"
+            result = bar(folder)
+            bars.append(bar_cells(algo, name, result, unseen))
+            confirm = evaluation_folders(raw, algo, fresh=True)[name]
+            confirmed = None
+            if (confirm / "results.parquet").exists():
+                again = bar(confirm)
+                bars.append(bar_cells(algo, f"{name}, fresh seeds {again['seeds']}", again,
+                                      unseen))
+                confirmed = met(again, unseen)
+            claims.append(claim(algo, name, result, unseen, confirmed))
+            costs.append(cost_line(algo, name, folder, result, out / "policy"))
             summary = (folder / "summary.md").read_text().split("\n\n", 1)[1].strip()
             held_out.append(f"**{algo}, held-out `{EVAL_DATA[name]}`** (`mmbalance evaluate "
-                            f"OUT/policy --data {EVAL_DATA[name]} --seeds {args.seeds}`):\n\n"
-                            + summary)
+                            f"OUT/policy --data {EVAL_DATA[name]} --seeds {args.seeds}"
+                            f"{' --best-fixed --best-schedule --pbt' if algo != 'BSS' else ''}"
+                            "`):\n\n" + summary)
     fig, ax = plt.subplots(figsize=(7, 4))
     for algo, prog in curves.items():
         ax.plot(prog["env_steps"], prog["episode_return_mean"], marker="o", label=algo)
@@ -305,12 +347,63 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
                  "![learning curves](benchmarks/results/rl_curve.png)\n\n"
                  "| algorithm | config | iterations | env steps | minutes | env steps / s "
                  "| last mean return |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
-    parts.append("**The bar** (learned policy vs each baseline on held-out seeds: mean "
-                 "difference in points against the baseline's seed std; the weak modality is "
-                 "the one with the lower probe accuracy under uniform sampling):\n\n"
-                 "| algorithm | data | learned acc | learned weak probe | vs baseline 1 | "
-                 "vs baseline 2 | met |\n|---|---|---|---|---|---|---|\n" + "\n".join(bars))
+    head = " | ".join(f"vs {b}" for b in BASELINES)
+    parts.append("**The bar** (the learned policy's test accuracy on held-out seeds, and its "
+                 "seed-paired difference to each baseline, mean ± std in points; the policies "
+                 "that need no RL are found on the evaluation data's validation split: "
+                 "`fixed:best` from 5 constant shares, `schedule:best` from the two-phase "
+                 "grid, `pbt:share` by PBT with 4 runs per seed):\n\n"
+                 f"| algorithm | data | learned acc | {head} | met |\n"
+                 "|---|---|---|" + "---|" * len(BASELINES) + "---|\n" + "\n".join(bars))
+    parts.append("**Search cost** (training runs and training iterations spent to find each "
+                 "policy, per evaluated seed; a learned policy's learning episodes each also "
+                 "train a paired reference run):\n\n| algorithm | data | "
+                 + " | ".join(["learned", *BASELINES]) + " |\n|---|---|"
+                 + "---|" * (1 + len(BASELINES)) + "\n" + "\n".join(costs))
+    write_result("rl_claims", "\n".join(f"- {c}" for c in claims) + "\n")
     return "\n\n".join(parts + held_out) + "\n"
+
+
+def claim(algo: str, name: str, result: dict, unseen: bool, confirmed: bool | None) -> str:
+    """One generated line for the README: does the learned policy beat the best policy
+    that needs no RL (or, on unseen data, hold against uniform)?"""
+    where = f"`{EVAL_DATA[name]}`"
+    if unseen:
+        u = result["baselines"].get("uniform", {"diff": math.nan, "std": math.nan})
+        verdict = "holds" if met(result, True) else "falls below"
+        return (f"{algo} on unseen {where}: {verdict} uniform ({u['diff']:+.1f} ± "
+                f"{u['std']:.1f} points, bar: not below by more than half a std).")
+    free = {b: v for b, v in result["baselines"].items() if b != "uniform"}
+    best = min(free, key=lambda b: free[b]["diff"]) if free else None
+    if best is None:
+        return f"{algo} on {where}: no baseline was run."
+    v = free[best]
+    won = met(result, False)
+    text = (f"{algo} on {where}: the learned policy {'beats' if won else 'does not beat'} "
+            f"every policy that needs no RL by more than one std (hardest: {best}, "
+            f"{v['diff']:+.1f} ± {v['std']:.1f} points)")
+    if won:
+        text += ("; confirmed on fresh seeds" if confirmed else
+                 "; NOT confirmed on fresh seeds" if confirmed is False else
+                 "; not yet confirmed on fresh seeds")
+    return text + "."
+
+
+def cost_line(algo: str, name: str, folder: Path, result: dict, policy: Path) -> str:
+    """Per evaluated seed, what finding each policy cost in training runs and iterations:
+    the learned one its learning (every episode a run) and its own replays."""
+    n = max(1, len(result["seeds"]))
+    learned = json.loads((policy / "policy.json").read_text()).get("learned_with", {})
+    summary = pd.read_parquet(folder / "summary.parquet")
+    mine = summary[summary["sampler"].str.startswith("learned:")].iloc[0]
+    runs = float(mine["search_runs"]) + learned.get("episodes", 0)
+    steps = float(mine["search_steps"]) + learned.get("iterations", 0)
+    cells = [algo, name, f"{runs / n:.1f} runs, {steps / n:.0f} it"]
+    for b in BASELINES:
+        v = result["baselines"].get(b)
+        cells.append("-" if v is None else
+                     f"{v['search'][0] / n:.1f} runs, {v['search'][1] / n:.0f} it")
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -321,7 +414,17 @@ def main() -> None:
                    help="the algorithms to (re)learn; the block shows every one under raw/rl")
     p.add_argument("--tables-only", action="store_true",
                    help="rebuild results/rl.md from results/raw/rl without running anything")
+    p.add_argument("--family", help=f"the data family episodes draw from (default {FAMILY})")
+    p.add_argument("--centre", help="the family's centre, evaluated on held-out seeds "
+                   f"(default {EVAL_DATA['centre']})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another override of every learn config, e.g. env_config.train.lr=0.03")
     args = p.parse_args()
+    if args.family:
+        OVERRIDES[0] = f"env_config.data={args.family}"
+    if args.centre:
+        EVAL_DATA["centre"] = args.centre
+    OVERRIDES.extend(args.set)
     raw = RESULTS / "raw" / "rl"
     if not args.tables_only:
         measure(args, raw)
