@@ -16,6 +16,7 @@ The trials are `tune.trainables.plain_trial`, the trainable the sweeps' PBT uses
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -44,6 +45,14 @@ def epoch_counter():
             self.epochs += 1
 
     return EpochCounter()
+
+
+class _NoLogRestore(logging.Filter):
+    """Drops Tune's warning that a member cloned by a reused actor has no log files of its
+    own to restore (one line per clone; the logs are not used, the checkpoint is)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Remote file not found")
 
 
 def pbt_interval(epochs: int) -> int:
@@ -92,7 +101,13 @@ def run_pbt(dataset: MultimodalDataset, spec: RunSpec, storage: Path,
         run_config=tune.RunConfig(name=name, storage_path=str(storage.absolute()),
                                   verbose=1 if progress else 0, callbacks=[counter]),
     )
-    results = tuner.fit()
+    quiet = _NoLogRestore()
+    tune_logger = logging.getLogger("ray.tune.logger.logger")
+    tune_logger.addFilter(quiet)
+    try:
+        results = tuner.fit()
+    finally:
+        tune_logger.removeFilter(quiet)
     finished = [r for r in results if r.error is None and r.checkpoint is not None
                 and math.isfinite(float(r.metrics.get("final_val_acc", math.nan)))]
     if not finished:
