@@ -46,7 +46,8 @@ from mmbalance.policies.signals import RewardConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"PPO": "tune_configs/dus_ppo.yaml", "SAC": "tune_configs/dus_sac.yaml",
-           "DQN": "tune_configs/dus_dqn.yaml", "BSS": "tune_configs/bss_ppo.yaml",
+           "DQN": "tune_configs/dus_dqn.yaml", "APPO": "tune_configs/dus_appo.yaml",
+           "IMPALA": "tune_configs/dus_impala.yaml", "BSS": "tune_configs/bss_ppo.yaml",
            "PPO-pay-step": "tune_configs/dus_ppo.yaml"}
 # the ablation: the paired advantage paid at every decision instead of at the end
 ABLATIONS = {"PPO-pay-step": ["env_config.reward.pay=step"]}
@@ -56,13 +57,19 @@ OVERRIDES = [
     "env_config.train.epochs=8",
     "env_config.steps_per_action=10",
 ]
-PER_ALGO = {"PPO": ["training.train_batch_size_per_learner=128", "training.minibatch_size=32"]}
+PER_ALGO = {"PPO": ["training.train_batch_size_per_learner=128", "training.minibatch_size=32"],
+            # the asynchronous PPOs at PPO's batch: the same env steps per iteration
+            "APPO": ["training.train_batch_size_per_learner=128"],
+            "IMPALA": ["training.train_batch_size_per_learner=128"]}
 # held-out data: the centre of the training family, and a data set no episode drew
 EVAL_DATA = {"centre": "synthetic:preset=competition,n_train=1000", "digits": "digits"}
 FIXED_SEEDS = list(range(20_000, 20_005))  # episodes of the fixed policies (training range)
 FRESH_SEED = 2000  # first seed of the confirmation (evaluation uses 1000..)
 # what a learned quota policy is measured against (a sequence policy: uniform, BSS-H)
 BASELINES = ["uniform", "dus-h", "bss-h", "fixed:best", "schedule:best", "pbt:share"]
+# a quota policy's baselines that do not depend on it: trained once per evaluation setting
+# (with the chosen rows fixed:best, schedule:best and pbt:share) for every algorithm
+SHARED = ["uniform", "dus-h", "dus-rl"]
 
 
 def config(name: str) -> tuple[dict, list[str]]:
@@ -187,20 +194,63 @@ def evaluation_folders(raw: Path, algo: str, fresh: bool = False) -> dict[str, P
 
 def evaluate(policy: Path, raw: Path, algo: str, seeds: int, fresh: bool = False,
              names: list[str] | None = None) -> None:
-    """`mmbalance evaluate` on each held-out data set; a quota policy also against the
-    policies that need no RL (the best fixed share, the best two-phase schedule, PBT
-    over the share), each found on the evaluation data's validation split."""
-    quota = json.loads((policy / "policy.json").read_text())["env"] == "quota"
+    """Held-out runs on each evaluation data set. A sequence policy: `mmbalance evaluate`.
+    A quota policy: its own rows (replayed, DUS-RL from it, and uniform for the compute
+    check), and the policies that need no RL (uniform, DUS-H, DUS-RL, the best fixed
+    share, the best two-phase schedule, PBT over the share; found on the evaluation data's
+    validation split) from a baseline folder shared by every policy with the same training
+    settings and seeds, which `mmbalance evaluate POLICY --best-fixed --best-schedule --pbt`
+    would train again for each."""
+    from mmbalance.cli import learned_cost
+    from mmbalance.compare import evaluation_setup, run_comparison
+
+    first = FRESH_SEED if fresh else 1000
     for name, folder in evaluation_folders(raw, algo, fresh).items():
         if names is not None and name not in names:
             continue
         shutil.rmtree(folder, ignore_errors=True)
-        extra = ["--best-fixed", "--best-schedule", "--pbt"] if quota else []
-        first = str(FRESH_SEED if fresh else 1000)
-        rc = cli(["evaluate", str(policy), "--data", EVAL_DATA[name], "--seeds", str(seeds),
-                  "--first-seed", first, "--out", str(folder), "--no-progress", *extra])
-        if rc != 0:
-            raise SystemExit(rc)
+        data, method, samplers, overrides, spec = evaluation_setup(str(policy),
+                                                                   EVAL_DATA[name], {})
+        if spec["env"] != "quota":
+            rc = cli(["evaluate", str(policy), "--data", EVAL_DATA[name], "--seeds", str(seeds),
+                      "--first-seed", str(first), "--out", str(folder), "--no-progress"])
+            if rc != 0:
+                raise SystemExit(rc)
+            continue
+        seed_list = list(range(first, first + seeds))
+        base = baseline_folder(raw, data, method, overrides, seed_list)
+        if not (base / "summary.parquet").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            run_comparison(data, [(method, s) for s in SHARED], seed_list, overrides, base,
+                           progress=False, best_fixed=True, best_schedule=True, pbt=True)
+        own = [s for s in samplers if s not in SHARED] + ["uniform"]
+        run_comparison(data, [(method, s) for s in own], seed_list, overrides, folder,
+                       progress=False, learned_costs=learned_cost(spec, samplers[0]))
+        (folder / "baselines.txt").write_text(f"{base.relative_to(raw)}\n")
+
+
+def baseline_folder(raw: Path, data: str, method: str, overrides: dict,
+                    seeds: list[int]) -> Path:
+    """The shared baselines' folder of one evaluation setting (named by its hash)."""
+    import hashlib
+
+    key = json.dumps([data, method, overrides, seeds], sort_keys=True, default=str)
+    return raw / "baselines" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def tables_of(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An evaluation's results and summary, with its shared baselines' where it has them
+    (their rows replace its own of the same sampler: one run of each per seed)."""
+    res = pd.read_parquet(folder / "results.parquet")
+    summary = pd.read_parquet(folder / "summary.parquet")
+    link = folder / "baselines.txt"
+    if link.exists():
+        base = folder.parents[1] / link.read_text().strip()
+        b_res = pd.read_parquet(base / "results.parquet")
+        b_sum = pd.read_parquet(base / "summary.parquet")
+        res = pd.concat([res[~res["sampler"].isin(b_res["sampler"])], b_res])
+        summary = pd.concat([summary[~summary["sampler"].isin(b_sum["sampler"])], b_sum])
+    return res, summary
 
 
 def paired(res: pd.DataFrame, learned: pd.DataFrame, sampler: str,
@@ -217,9 +267,8 @@ def bar(folder: Path) -> dict:
     baseline, by the mean seed-paired difference in test accuracy against its std. On the
     training family it must beat each one by more than one std; on data no episode saw it
     must not fall below uniform by more than half a std."""
-    res = pd.read_parquet(folder / "results.parquet")
+    res, summary = tables_of(folder)
     learned = res[res["sampler"].str.startswith("learned:")]
-    summary = pd.read_parquet(folder / "summary.parquet")
     cost = {r["sampler"]: (int(r["search_runs"]), float(r["search_steps"]))
             for _, r in summary.iterrows() if "search_runs" in summary}
     out = {"acc": 100 * learned["test_acc"].mean(), "acc_std": 100 * learned["test_acc"].std(),
@@ -298,6 +347,7 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
                 + f" Tables rebuilt from its raw results by `{invocation()}`.")
     parts = [head, (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
     curves, rows, bars, held_out, claims, costs = {}, [], [], [], [], []
+    shared: dict[str, str] = {}
     for algo, cfg_path in CONFIGS.items():  # every one measured, by this run or an earlier one
         out = raw / f"learn-{algo}"
         if not (out / "wall.json").exists():
@@ -324,10 +374,22 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
             claims.append(claim(algo, name, result, unseen, confirmed))
             costs.append(cost_line(algo, name, folder, result, out / "policy"))
             summary = (folder / "summary.md").read_text().split("\n\n", 1)[1].strip()
-            held_out.append(f"**{algo}, held-out `{EVAL_DATA[name]}`** (`mmbalance evaluate "
-                            f"OUT/policy --data {EVAL_DATA[name]} --seeds {args.seeds}"
-                            f"{' --best-fixed --best-schedule --pbt' if algo != 'BSS' else ''}"
-                            "`):\n\n" + summary)
+            link = folder / "baselines.txt"
+            if link.exists():
+                held_out.append(f"**{algo}, held-out `{EVAL_DATA[name]}`** (its own rows; "
+                                f"the baselines: `{link.read_text().strip()}` below):\n\n"
+                                + summary)
+                shared[link.read_text().strip()] = name
+            else:
+                held_out.append(f"**{algo}, held-out `{EVAL_DATA[name]}`** (`mmbalance "
+                                f"evaluate OUT/policy --data {EVAL_DATA[name]} --seeds "
+                                f"{args.seeds}`):\n\n" + summary)
+    for rel, name in shared.items():
+        summary = (raw / rel / "summary.md").read_text().split("\n\n", 1)[1].strip()
+        held_out.append(f"**Baselines `{rel}`, held-out `{EVAL_DATA[name]}`** (the policies "
+                        "that need no RL, shared by every quota policy evaluated there; as "
+                        "`mmbalance evaluate POLICY --best-fixed --best-schedule --pbt` trains "
+                        "them):\n\n" + summary)
     fig, ax = plt.subplots(figsize=(7, 4))
     for algo, prog in curves.items():
         ax.plot(prog["env_steps"], prog["episode_return_mean"], marker="o", label=algo)
@@ -394,7 +456,7 @@ def cost_line(algo: str, name: str, folder: Path, result: dict, policy: Path) ->
     the learned one its learning (every episode a run) and its own replays."""
     n = max(1, len(result["seeds"]))
     learned = json.loads((policy / "policy.json").read_text()).get("learned_with", {})
-    summary = pd.read_parquet(folder / "summary.parquet")
+    summary = tables_of(folder)[1]
     mine = summary[summary["sampler"].str.startswith("learned:")].iloc[0]
     runs = float(mine["search_runs"]) + learned.get("episodes", 0)
     steps = float(mine["search_steps"]) + learned.get("iterations", 0)

@@ -561,6 +561,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         resume=bool(args.resume), trust_unsigned=args.trust_unsigned,
                         dataset=dataset)
     print(res["summary"])
+    if res.get("policy"):
+        print(f"best trial's policy: {res['policy']}  (mmbalance evaluate {res['policy']}; "
+              f"--sampler learned:{res['policy']})")
     print(f"wrote {out}")
     if res.get("unfinished"):
         print(f"sweep interrupted: partial results ({res['unfinished']} trial(s) unfinished); "
@@ -581,34 +584,17 @@ def learned_cost(spec: dict, sampler: str) -> dict[str, dict]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmbalance.compare import evaluation_grid, run_comparison
-    from mmbalance.policies.policy_file import load_policy
+    from mmbalance.compare import evaluation_setup, run_comparison
 
     tracking = _tracking(args)
-    policy = load_policy(args.policy)
-    env_cfg = policy.spec["env_config"]
-    method, samplers = evaluation_grid(policy.spec, args.policy)
-    overrides = {**env_cfg.get("train", {}), **_train_overrides(args)}
-    if policy.spec["env"] == "quota":  # its actions mean what they meant while it learned
-        from mmbalance.policies.policy_file import policy_quota_mode
-
-        overrides.setdefault("quota_mode", policy_quota_mode(policy.spec))
-    from mmbalance.trainers.config import TrainConfig
-
-    # the policy file's own train settings, bounded as flags are (it may come from anyone)
-    check_train_sizes(TrainConfig.parse(overrides), f"{args.policy}: env_config.train")
-    data = args.data or env_cfg.get("data", "synthetic")
-    from mmbalance.data.family import DataFamily
-
-    if not DataFamily(data).fixed:
-        raise UserError(f"evaluate: the policy learned on a family of data ({data!r}); name "
-                        "the data to evaluate on with --data")
+    data, method, samplers, overrides, spec = evaluation_setup(
+        args.policy, args.data, _train_overrides(args))
     seeds = _seeds(args)
     out = run_comparison(data, [(method, s) for s in samplers], seeds, overrides,
                          Path(args.out or _default_out("evaluate")), parallel=args.parallel,
                          address=args.address, progress=not args.no_progress,
                          best_fixed=args.best_fixed, best_schedule=args.best_schedule,
-                         pbt=args.pbt, learned_costs=learned_cost(policy.spec, samplers[0]))
+                         pbt=args.pbt, learned_costs=learned_cost(spec, samplers[0]))
     if tracking:
         from mmbalance.tracking import log_comparison
 

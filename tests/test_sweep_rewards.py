@@ -3,12 +3,14 @@ the paired reward at equal compute, and PBT over the `schedule` sampler's shares
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from mmbalance.data.registry import load_dataset
 from mmbalance.envs import QuotaEnv
 from mmbalance.tune.sweep import SweepConfig
 
@@ -66,6 +68,21 @@ def test_a_tiny_asha_sweep_on_the_paired_reward_runs(ray_session, tmp_path):
     for row in res["rows"]:
         ret = row["env_runners/episode_return_mean"]
         assert -100.0 <= ret <= 100.0
+    # the best trial's policy is exported from its last checkpoint, with its own sampled
+    # env settings, and replays as a sampler
+    best = res["best"]
+    spec = json.loads((tmp_path / "best_policy" / "policy.json").read_text())
+    assert res["policy"] == tmp_path / "best_policy"
+    assert spec["env_config"]["steps_per_action"] == best["config/env_config.steps_per_action"]
+    assert spec["learned_with"]["env_steps"] > 0
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.trainer import Trainer
+
+    ds = load_dataset(TINY)
+    train = TrainConfig.from_dict({**spec["env_config"]["train"], "method": "joint-uni"})
+    final = Trainer(ds, train, make_sampler(f"learned:{res['policy']}")).fit()
+    assert final["ledger"]["optimizer_steps"] > 0
 
 
 def test_share_pbt_sweep_config_loads():

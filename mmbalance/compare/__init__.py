@@ -55,7 +55,7 @@ from mmbalance.runs import (
 )
 
 __all__ = ["ALONE", "DEFAULT_GRID", "ENSEMBLE", "GridRow", "RunSpec", "check_grid",
-           "check_runs", "evaluation_grid", "fmt_seconds", "grid_rows", "markdown_table",
+           "check_runs", "evaluation_grid", "evaluation_setup", "fmt_seconds", "grid_rows", "markdown_table",
            "parse_row", "reference_line", "remove_new_folder", "resolve_method", "run_comparison",
            "run_grid", "run_one", "seeds_list", "summarize", "train_record", "uses_ray"]
 
@@ -260,6 +260,31 @@ def remove_new_folder(out: Path, created: bool) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def evaluation_setup(policy_path: str, data: str | None,
+                     train: dict) -> tuple[str, str, list[str], dict, dict]:
+    """What `mmbalance evaluate` trains for the exported policy at `policy_path`: (the data,
+    the method it learned with, the samplers it is compared with, the training options:
+    the policy's own with `train` over them, and its quota meaning), and its policy.json."""
+    from mmbalance.data.family import DataFamily
+    from mmbalance.limits import check_train_sizes
+    from mmbalance.policies.policy_file import load_policy, policy_quota_mode
+    from mmbalance.trainers.config import TrainConfig
+
+    policy = load_policy(policy_path)
+    env_cfg = policy.spec["env_config"]
+    method, samplers = evaluation_grid(policy.spec, policy_path)
+    overrides = {**env_cfg.get("train", {}), **train}
+    if policy.spec["env"] == "quota":  # its actions mean what they meant while it learned
+        overrides.setdefault("quota_mode", policy_quota_mode(policy.spec))
+    # the policy file's own train settings, bounded as flags are (it may come from anyone)
+    check_train_sizes(TrainConfig.parse(overrides), f"{policy_path}: env_config.train")
+    data = data or env_cfg.get("data", "synthetic")
+    if not DataFamily(data).fixed:
+        raise ConfigError(f"evaluate: the policy learned on a family of data ({data!r}); name "
+                          "the data to evaluate on with --data")
+    return data, method, samplers, overrides, policy.spec
 
 
 def evaluation_grid(spec: dict, policy: str) -> tuple[str, list[str]]:

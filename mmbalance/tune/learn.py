@@ -65,6 +65,42 @@ def summary_row(iteration: int, result: dict, seconds: float) -> dict:
     return row
 
 
+def export_learned(module, cfg: LearnConfig, out: Path, iterations: int,
+                   rows: list[dict]) -> Path:
+    """Export a learned module as a policy folder (`policy.json` + `policy.pt`) with what
+    it replays with: its env config, what a quota meant while it learned and how quotas
+    shared an iteration's budget (the env's defaults unless given), and what learning
+    cost (`rows`: the progress rows, the last one's counters)."""
+    env = cfg.env_class()(cfg.env_config)
+    quota = hasattr(env.cfg, "budget")
+    mode = ({"train": {**env.cfg.train,
+                       "quota_mode": env.cfg.train_config(0).quota_mode},
+             "budget": env.cfg.budget} if quota else {})
+    if cfg.env == "quota-vector":  # export the single run's policy: a quota policy
+        from mmbalance.envs import QuotaEnv
+
+        single = {k: v for k, v in cfg.env_config.items()
+                  if k not in ("num_runs", "autoreset_mode")}
+        env.close()
+        env = QuotaEnv({**single, **mode})
+    env_config = {k: v for k, v in cfg.env_config.items()  # the fault drill stays here
+                  if k not in ("data", "num_runs", "autoreset_mode", "fault")}
+    env_config.update(mode)
+    env_config["data"] = cfg.env_config.get("data", "synthetic")
+    meta = {
+        "env": "quota" if cfg.env == "quota-vector" else cfg.env,
+        "env_config": env_config,
+        "num_classes": env.dataset.num_classes,
+        "modalities": env.modalities,
+        "seed": cfg.seed,
+        "iterations": iterations,
+        "learned_with": learning_cost(rows, env),
+    }
+    from mmbalance.tune.export import export_policy
+
+    return export_policy(module, env, out, meta, cfg.algorithm, cfg.seed)
+
+
 def learning_cost(rows: list[dict], env) -> dict:
     """What learning cost in training: env steps and episodes sampled, and the training
     iterations those env steps trained (a quota env step covers `steps_per_action`
@@ -307,7 +343,6 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
     from tqdm.auto import tqdm
 
     from mmbalance.tune.algos import build_algorithm_config
-    from mmbalance.tune.export import export_policy
 
     if start is None:
         out = new_run_dir(out)
@@ -363,34 +398,7 @@ def _train(cfg: LearnConfig, out: str | Path, progress: bool,
         last = max(cfg.iterations, first - 1)
         if not (out / "checkpoints" / f"iter_{last:04d}").exists():
             _save(algo, out, last, cfg)
-        env = cfg.env_class()(cfg.env_config)
-        # what a quota meant while the policy learned and how quotas share an iteration's
-        # budget (the env's defaults unless given): the exported policy replays with both
-        quota = hasattr(env.cfg, "budget")
-        mode = ({"train": {**env.cfg.train,
-                           "quota_mode": env.cfg.train_config(0).quota_mode},
-                 "budget": env.cfg.budget} if quota else {})
-        if cfg.env == "quota-vector":  # export the single run's policy: a quota policy
-            from mmbalance.envs import QuotaEnv
-
-            single = {k: v for k, v in cfg.env_config.items()
-                      if k not in ("num_runs", "autoreset_mode")}
-            env.close()
-            env = QuotaEnv({**single, **mode})
-        env_config = {k: v for k, v in cfg.env_config.items()  # the fault drill stays here
-                      if k not in ("data", "num_runs", "autoreset_mode", "fault")}
-        env_config.update(mode)
-        env_config["data"] = cfg.env_config.get("data", "synthetic")
-        meta = {
-            "env": "quota" if cfg.env == "quota-vector" else cfg.env,
-            "env_config": env_config,
-            "num_classes": env.dataset.num_classes,
-            "modalities": env.modalities,
-            "seed": cfg.seed,
-            "iterations": last,
-            "learned_with": learning_cost(rows, env),
-        }
-        export_policy(algo.get_module(), env, out / "policy", meta, cfg.algorithm, cfg.seed)
+        export_learned(algo.get_module(), cfg, out / "policy", last, rows)
         ok = True
     finally:
         if algo is not None:

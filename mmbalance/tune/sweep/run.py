@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import secrets
 import time
 from pathlib import Path
@@ -288,4 +289,36 @@ def _fit(cfg: SweepConfig, out: Path, progress: bool, resume: bool, trust_unsign
     unfinished = guard.unfinished
     res = write_results(cfg, out, results, time.perf_counter() - t0, unfinished=unfinished)
     res["unfinished"] = unfinished
+    if cfg.trainable == "learn" and not unfinished:
+        res["policy"] = export_best_policy(cfg, results, out, run, trust_unsigned)
     return res
+
+
+def export_best_policy(cfg: SweepConfig, results, out: Path, run: str | None,
+                       trust_unsigned: bool = False) -> Path | None:
+    """The best trial's policy (by the sweep's metric, its last result), exported from its
+    last checkpoint as `mmbalance learn` exports one, to `out/best_policy`: what
+    `mmbalance evaluate` and `learned:` take. None where no trial left a checkpoint."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from mmbalance.manifest import verify_folder
+    from mmbalance.tune.learn import export_learned
+    from mmbalance.tune.learn_config import LearnConfig
+
+    try:
+        best = results.get_best_result(metric=cfg.metric, mode=cfg.mode)
+    except RuntimeError:  # no trial reported the metric
+        return None
+    if best is None or best.checkpoint is None:
+        return None
+    with best.checkpoint.as_directory() as d:
+        verify_folder(d, trust_unsigned, run=None if trust_unsigned else run)
+        module = RLModule.from_checkpoint(
+            Path(d) / "learner_group" / "learner" / "rl_module" / "default_policy")
+    learn = LearnConfig.from_dict({**copy.deepcopy(cfg.base),
+                                   "env_config": dict(best.config["env_config"])})
+    m = best.metrics or {}
+    row = {"env_steps": float(m.get("num_env_steps_sampled_lifetime", math.nan)),
+           "episodes": float(m.get("env_runners", {}).get("num_episodes_lifetime", math.nan))}
+    return export_learned(module, learn, out / "best_policy",
+                          int(m.get("training_iteration", 0)), [row])
