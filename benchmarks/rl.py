@@ -11,14 +11,23 @@ so there is a better policy than the heuristic to find.
    the env, under the paired reward and under the pure discrepancy reward: does the ranking
    by return agree with the ranking by held-out (test) accuracy?
 2. Cost of the paired reward per env step against the same env without it.
-3. Per algorithm (PPO, SAC, DQN on the quota env; PPO on the BSS sequence env; and the
-   ablation PPO-pay-step, PPO with the paired advantage paid at every decision), the same
-   env-step budget: learning curve, wall time, env steps/s; then `mmbalance evaluate` on
-   held-out seeds of the competition preset and of `digits`, which no episode saw, against
-   uniform, DUS-H and DUS-RL (BSS: uniform, BSS-H, BSS-L), and the bar of the RL issue.
+3. Per algorithm (PPO, SAC, DQN, APPO, IMPALA on the quota env; PPO on the BSS sequence env;
+   the ablation PPO-pay-step, PPO with the paired advantage paid at every decision; and
+   PPO-ASHA, the shipped ASHA sweep with SWEEP_TRIALS trials of that budget, whose best
+   trial's exported policy is evaluated), the same env-step budget: learning curve, wall
+   time, env steps/s; then held-out seeds of the family's centre and of `digits`, which no
+   episode saw, against the policies that need no RL: uniform, DUS-H, DUS-RL, the best
+   fixed share, the best two-phase schedule and PBT over the share (each found on the
+   evaluation data's validation split; trained once per setting and shared by every quota
+   policy), BSS: uniform, BSS-H, BSS-L. The bar of the RL issue, by the seed-paired
+   difference in test accuracy: on the family, more than one std better than every
+   baseline (a win is re-evaluated on fresh seeds before it is claimed); on `digits`, not
+   below uniform by more than half a std. The search cost (training runs and iterations)
+   of every policy, learning included.
 Writes results/rl.md and results/rl_curve.png; raw runs under results/raw/rl (not committed;
 `--algorithms X` re-learns X only and keeps the others' raw results for the block).
 Usage: python benchmarks/rl.py [--env-steps 2048] [--seeds 5] [--algorithms PPO SAC ...]
+       [--family DATA --centre DATA] [--set KEY=VALUE ...]
        python benchmarks/rl.py --tables-only   (rebuild results/rl.md from results/raw/rl)
 """
 
@@ -48,7 +57,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"PPO": "tune_configs/dus_ppo.yaml", "SAC": "tune_configs/dus_sac.yaml",
            "DQN": "tune_configs/dus_dqn.yaml", "APPO": "tune_configs/dus_appo.yaml",
            "IMPALA": "tune_configs/dus_impala.yaml", "BSS": "tune_configs/bss_ppo.yaml",
-           "PPO-pay-step": "tune_configs/dus_ppo.yaml"}
+           "PPO-pay-step": "tune_configs/dus_ppo.yaml",
+           "PPO-ASHA": "tune_configs/sweep_ppo_asha.yaml"}
+# a shipped sweep, run at the benchmark's budget per trial; its best trial's policy is
+# evaluated as a learned one (its search cost counts every trial)
+SWEEPS = {"PPO-ASHA"}
+SWEEP_TRIALS = 4
 # the ablation: the paired advantage paid at every decision instead of at the end
 ABLATIONS = {"PPO-pay-step": ["env_config.reward.pay=step"]}
 FAMILY = "synthetic:preset=competition,n_train=1000,separation=5..7/3..5,informative=0.7..0.9/1"
@@ -299,6 +313,33 @@ def bar_cells(algo: str, name: str, result: dict, unseen: bool) -> str:
     return "| " + " | ".join(cells) + f" | {rule}: {'yes' if met(result, unseen) else 'no'} |"
 
 
+def sweep(algo: str, env_steps: int, out: Path) -> int:
+    """A shipped PPO sweep at the benchmark's settings: SWEEP_TRIALS trials of PPO's batch,
+    each for about `env_steps` env steps (ASHA may stop a weak one earlier); its best
+    trial's exported policy goes to `out/policy` and that trial's curve to
+    `out/progress.parquet`, as a learn run's. Returns the iterations per trial."""
+    batch = 128
+    iterations = max(1, round(env_steps / batch))
+    sets = [f"base.{o}" for o in OVERRIDES if "steps_per_action" not in o]  # searched
+    sets += [f"base.{o}" for o in PER_ALGO["PPO"]]
+    sets += [f"stop.training_iteration={iterations}", f"scheduler.max_t={iterations}",
+             f"scheduler.grace_period={max(1, iterations // 4)}"]
+    folder = out / "sweep"
+    rc = cli(["sweep", str(ROOT / CONFIGS[algo]), "--num-samples", str(SWEEP_TRIALS),
+              "--out", str(folder), "--no-progress", *[a for o in sets for a in ("--set", o)]])
+    if rc != 0 or not (folder / "best_policy").is_dir():
+        raise SystemExit(rc or 1)
+    shutil.copytree(folder / "best_policy", out / "policy")
+    results = pd.read_parquet(folder / "results.parquet")
+    best = results.sort_values("env_runners/episode_return_mean", ascending=False)["trial"]
+    trials = pd.read_parquet(folder / "trials.parquet")
+    curve = trials[trials["trial"] == best.iloc[0]].rename(columns={
+        "env_runners/num_env_steps_sampled_lifetime": "env_steps",
+        "env_runners/episode_return_mean": "episode_return_mean"})
+    curve[["env_steps", "episode_return_mean"]].to_parquet(out / "progress.parquet")
+    return iterations
+
+
 def measure(args: argparse.Namespace, raw: Path) -> None:
     """Run everything and keep each live measurement under RAW (the tables are built from
     there, so `--tables-only` can rebuild them)."""
@@ -321,16 +362,20 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
     (raw / "cost.md").write_text(text)
     print(text, flush=True)
     for algo in args.algorithms:
-        cfg, sets = config(algo)
-        iterations = max(1, round(args.env_steps / env_steps_per_iteration(cfg)))
         out = raw / f"learn-{algo}"
         for folder in (out, raw / algo):  # only this algorithm's earlier results are replaced
             shutil.rmtree(folder, ignore_errors=True)
         t0 = time.perf_counter()
-        rc = cli(["learn", str(ROOT / CONFIGS[algo]), "--iterations", str(iterations),
-                  "--out", str(out), "--no-progress", *[a for o in sets for a in ("--set", o)]])
-        if rc != 0:
-            raise SystemExit(rc)
+        if algo in SWEEPS:
+            iterations = sweep(algo, args.env_steps, out)
+        else:
+            cfg, sets = config(algo)
+            iterations = max(1, round(args.env_steps / env_steps_per_iteration(cfg)))
+            rc = cli(["learn", str(ROOT / CONFIGS[algo]), "--iterations", str(iterations),
+                      "--out", str(out), "--no-progress",
+                      *[a for o in sets for a in ("--set", o)]])
+            if rc != 0:
+                raise SystemExit(rc)
         (out / "wall.json").write_text(json.dumps(
             {"iterations": iterations, "minutes": (time.perf_counter() - t0) / 60}))
         evaluate(out / "policy", raw, algo, args.seeds)

@@ -74,7 +74,9 @@ def test_a_tiny_asha_sweep_on_the_paired_reward_runs(ray_session, tmp_path):
     spec = json.loads((tmp_path / "best_policy" / "policy.json").read_text())
     assert res["policy"] == tmp_path / "best_policy"
     assert spec["env_config"]["steps_per_action"] == best["config/env_config.steps_per_action"]
-    assert spec["learned_with"]["env_steps"] > 0
+    # what finding it cost: both trials' env steps
+    steps = [r["env_runners/num_env_steps_sampled_lifetime"] for r in res["rows"]]
+    assert spec["learned_with"]["env_steps"] == sum(steps) > max(steps)
     from mmbalance.policies.registry import make_sampler
     from mmbalance.trainers.config import TrainConfig
     from mmbalance.trainers.trainer import Trainer

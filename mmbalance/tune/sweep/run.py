@@ -298,7 +298,8 @@ def export_best_policy(cfg: SweepConfig, results, out: Path, run: str | None,
                        trust_unsigned: bool = False) -> Path | None:
     """The best trial's policy (by the sweep's metric, its last result), exported from its
     last checkpoint as `mmbalance learn` exports one, to `out/best_policy`: what
-    `mmbalance evaluate` and `learned:` take. None where no trial left a checkpoint."""
+    `mmbalance evaluate` and `learned:` take; its `learned_with` counts every trial's env
+    steps and episodes. None where no trial left a checkpoint."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from mmbalance.manifest import verify_folder
@@ -317,8 +318,16 @@ def export_best_policy(cfg: SweepConfig, results, out: Path, run: str | None,
             Path(d) / "learner_group" / "learner" / "rl_module" / "default_policy")
     learn = LearnConfig.from_dict({**copy.deepcopy(cfg.base),
                                    "env_config": dict(best.config["env_config"])})
-    m = best.metrics or {}
-    row = {"env_steps": float(m.get("num_env_steps_sampled_lifetime", math.nan)),
-           "episodes": float(m.get("env_runners", {}).get("num_episodes_lifetime", math.nan))}
+    # what finding it cost: every trial of the sweep, not the best one's alone
+    steps = episodes = 0.0
+    for result in results:
+        m = result.metrics or {}
+        runners = m.get("env_runners", {})
+        step = m.get("num_env_steps_sampled_lifetime",
+                     runners.get("num_env_steps_sampled_lifetime", math.nan))
+        steps += float(step) if math.isfinite(float(step)) else 0.0
+        ep = float(runners.get("num_episodes_lifetime", math.nan))
+        episodes += ep if math.isfinite(ep) else 0.0
     return export_learned(module, learn, out / "best_policy",
-                          int(m.get("training_iteration", 0)), [row])
+                          int((best.metrics or {}).get("training_iteration", 0)),
+                          [{"env_steps": steps, "episodes": episodes}])
