@@ -24,7 +24,8 @@ so there is a better policy than the heuristic to find.
    baseline (a win is re-evaluated on fresh seeds before it is claimed); on `digits`, not
    below uniform by more than half a std. The search cost (training runs and iterations)
    of every policy, learning included.
-Writes results/rl.md and results/rl_curve.png; raw runs under results/raw/rl (not committed;
+Writes results/rl.md, rl_claims.md and rl_curve.png (`--name`: another name); raw runs under
+results/raw/rl (not committed;
 `--algorithms X` re-learns X only and keeps the others' raw results for the block).
 Usage: python benchmarks/rl.py [--env-steps 2048] [--seeds 5] [--algorithms PPO SAC ...]
        [--family DATA --centre DATA] [--set KEY=VALUE ...]
@@ -388,7 +389,7 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
 def tables(args: argparse.Namespace, raw: Path) -> str:
     head = header(invocation())
     if args.tables_only:  # the measuring run's command, commit and date stay
-        head = ((RESULTS / "rl.md").read_text().split("\n", 1)[0]
+        head = ((RESULTS / f"{args.name}.md").read_text().split("\n", 1)[0]
                 + f" Tables rebuilt from its raw results by `{invocation()}`.")
     parts = [head, (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
     curves, rows, bars, held_out, claims, costs = {}, [], [], [], [], []
@@ -445,13 +446,13 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "rl_curve.png", dpi=120)
+    fig.savefig(RESULTS / f"{args.name}_curve.png", dpi=120)
     plt.close(fig)
     shown = " ".join(f"--set {o}" for o in OVERRIDES)
     parts.append("**Learning** (each algorithm from its shipped YAML with `--iterations` set for "
                  f"about {args.env_steps} env steps and `{shown}`; PPO also "
                  f"`{' '.join('--set ' + o for o in PER_ALGO['PPO'])}`):\n\n"
-                 "![learning curves](benchmarks/results/rl_curve.png)\n\n"
+                 f"![learning curves](benchmarks/results/{args.name}_curve.png)\n\n"
                  "| algorithm | config | iterations | env steps | minutes | env steps / s "
                  "| last mean return |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
     head = " | ".join(f"vs {b}" for b in BASELINES)
@@ -467,7 +468,7 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
                  "train a paired reference run):\n\n| algorithm | data | "
                  + " | ".join(["learned", *BASELINES]) + " |\n|---|---|"
                  + "---|" * (1 + len(BASELINES)) + "\n" + "\n".join(costs))
-    write_result("rl_claims", "\n".join(f"- {c}" for c in claims) + "\n")
+    write_result(f"{args.name}_claims", "\n".join(f"- {c}" for c in claims) + "\n")
     return "\n\n".join(parts + held_out) + "\n"
 
 
@@ -521,6 +522,8 @@ def main() -> None:
                    help="the algorithms to (re)learn; the block shows every one under raw/rl")
     p.add_argument("--tables-only", action="store_true",
                    help="rebuild results/rl.md from results/raw/rl without running anything")
+    p.add_argument("--name", default="rl", help="the results' name: results/NAME.md, "
+                   "NAME_claims.md, NAME_curve.png, raw/NAME (another family: another name)")
     p.add_argument("--family", help=f"the data family episodes draw from (default {FAMILY})")
     p.add_argument("--centre", help="the family's centre, evaluated on held-out seeds "
                    f"(default {EVAL_DATA['centre']})")
@@ -532,10 +535,10 @@ def main() -> None:
     if args.centre:
         EVAL_DATA["centre"] = args.centre
     OVERRIDES.extend(args.set)
-    raw = RESULTS / "raw" / "rl"
+    raw = RESULTS / "raw" / args.name
     if not args.tables_only:
         measure(args, raw)
-    write_result("rl", tables(args, raw))
+    write_result(args.name, tables(args, raw))
 
 
 if __name__ == "__main__":
