@@ -22,6 +22,7 @@ bench: setup
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/step_cost.py
 	$(BIN)/python benchmarks/equal_compute.py
+	$(BIN)/python benchmarks/adaptivity.py
 	$(BIN)/python benchmarks/leverage.py --no-progress
 	$(BIN)/python benchmarks/bss_scores.py
 	$(BIN)/python benchmarks/rl.py
