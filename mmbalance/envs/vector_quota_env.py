@@ -47,19 +47,8 @@ class VectorQuotaEnvConfig(QuotaEnvConfig):
     num_runs: int = 4
     autoreset_mode: str = "next_step"  # next_step | same_step | disabled
 
-    def __post_init__(self) -> None:
-        # the batched update takes one step per modality per iteration for every run, so the
-        # runs' quotas scale each run's loss (`scaled`, with the fixed budget: equal updates
-        # and gradient samples); `share` and `extra-steps` would give runs different numbers
-        # of steps per modality, which the batched update does not do yet
-        self.train = {"quota_mode": "scaled", **(self.train or {})}
-
     def check(self) -> None:
         super().check()
-        mode = self.train_config(0).quota_mode
-        if mode not in ("scaled", "batch"):
-            raise ConfigError(f"train.quota_mode: the vectorised quota env supports 'scaled' "
-                              f"(its default) and 'batch', not {mode!r}")
         if not isinstance(self.num_runs, int) or self.num_runs < 1:
             raise ConfigError(f"num_runs: must be an integer >= 1, got {self.num_runs!r}")
         if self.autoreset_mode not in AUTORESET_MODES:

@@ -50,6 +50,7 @@ from torch.nn.utils.rnn import pad_sequence
 from mmbalance.errors import ConfigError
 from mmbalance.trainers.methods.mla import owm_update, project
 from mmbalance.trainers.methods.output import StepOutput
+from mmbalance.trainers.quota import quota_chunks
 
 HEAD = ("head.fc.weight", "head.fc.bias")
 
@@ -66,11 +67,6 @@ def check_batchable(trainer) -> None:
     if cfg.optimizer != "sgd":
         raise ConfigError(
             f"vectorised training: optimizer {cfg.optimizer!r} is not supported, only 'sgd'"
-        )
-    if cfg.quota_mode not in ("batch", "scaled"):
-        raise ConfigError(
-            f"vectorised training: quota_mode {cfg.quota_mode!r} is not supported (runs would "
-            "take different numbers of optimizer steps); use 'scaled' or 'batch'"
         )
     if trainer.sampler.observes:
         raise ConfigError(
@@ -189,59 +185,59 @@ class StackedMLA:
         runs = sorted(batches)
         if not runs:
             return {}
-        k = len(self.trainers)
-        lrs = [self.trainers[i].optimizer.param_groups[0]["lr"] for i in runs]
-        if runs == list(range(k)):
-            return dict(zip(runs, self._update(runs, self.params, self.bufs, self.proj,
-                                               [batches[i] for i in runs], lrs)))
-        # a subset of the runs: train gathered copies of their slices, then write them back
-        idx = torch.as_tensor(runs, device=self.proj.device)
-        with torch.no_grad():
-            params = {n: v[idx].requires_grad_() for n, v in self.params.items()}
-            bufs = {n: v[idx] for n, v in self.bufs.items()} if self.bufs is not None else None
-            proj = self.proj[idx]
-        outs = self._update(runs, params, bufs, proj, [batches[i] for i in runs], lrs)
-        with torch.no_grad():
-            for n in self.names:
-                self.params[n].index_copy_(0, idx, params[n])
-                if bufs is not None:
-                    self.bufs[n].index_copy_(0, idx, bufs[n])
-            self.proj.index_copy_(0, idx, proj)
-        return dict(zip(runs, outs))
+        return dict(zip(runs, self._update(runs, [batches[i] for i in runs])))
 
-    def _update(self, runs: list[int], params: dict, bufs: dict | None, proj: torch.Tensor,
-                batches: list[dict], lrs: list[float]) -> list[StepOutput]:
-        cfg = self.cfg
-        prev_feat = None  # previous modality's mean feature per run, (R, F)
+    def _update(self, runs: list[int], batches: list[dict]) -> list[StepOutput]:
+        """MLA's iteration for `runs`, modality by modality. Each run's rows of a modality
+        become its optimizer steps by its quota meaning (`quota_chunks`): one step under
+        `batch` and `scaled`; under `share` as many as the modality's updates this
+        iteration, none, one or several. Sub-step c trains the c-th chunk of every run that
+        has one; the others are masked out: their parameters, momentum buffers and
+        projector are not written at all (momentum and weight decay would move them even
+        with a zero gradient)."""
+        dev = self.proj.device
+        r = len(runs)
+        units = [self.trainers[i].method.unit for i in runs]
+        lrs = [self.trainers[i].optimizer.param_groups[0]["lr"] for i in runs]
+        ledgers = [self.trainers[i].ledger for i in runs]
+        # per run: the mean feature of the modality it trained last (MLA's projector input)
+        prev_feat = torch.zeros(r, self.proj.shape[1], device=dev)
+        has_prev = [False] * r
+        nan = torch.full((r,), float("nan"), device=dev)
         scores, losses = [], []
         for m in self.modalities:
+            chunks = [quota_chunks(b[m], u, self.quota_mode) for b, u in zip(batches, units)]
+            trained = [len(c) > 0 for c in chunks]
+            if not any(trained):  # every run sits this modality out (`share`)
+                scores.append(nan)
+                losses.append(nan)
+                continue
             names = [*self.enc_names[m], *HEAD]
-            idx = [b[m] for b in batches]
-            leaves = [params[n] for n in names]
-            loss, s, feat = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
-            objective = loss
-            if self.quota_mode == "scaled":  # each run's loss weighted by its n_j / B
-                objective = loss * torch.tensor([len(i) / cfg.batch_size for i in idx],
-                                                device=loss.device, dtype=loss.dtype)
-            grads = list(torch.autograd.grad(objective.sum(), leaves))
-            loss = loss.detach()
-            with torch.no_grad():
-                if self.options.mla_projection and prev_feat is not None:
-                    proj.copy_(owm_update(proj, prev_feat.unsqueeze(-1),  # r: (R, F, 1)
-                                          self.options.mla_proj_alpha))
-                    w = names.index(HEAD[0])
-                    grads[w] = project(grads[w], proj)
-                _sgd([params[n] for n in names], grads,
-                     [bufs[n] for n in names] if bufs is not None else None,
-                     lrs, cfg.momentum, cfg.weight_decay)
-                # each run's compute ledger: the stacked update bypasses the runs' own
-                # optimizers and encoder hooks, so it counts what `MLAMethod` would have
-                for run, rows in zip(runs, idx):
-                    if len(rows):
-                        self.trainers[run].ledger.add_step({m: len(rows)})
-            scores.append(s)
-            losses.append(loss)
-            prev_feat = feat
+            if self.options.mla_projection:
+                # once per modality switch, for the runs that train this modality after
+                # another: damp what the other's features span
+                self._owm([runs[j] for j in range(r) if trained[j] and has_prev[j]],
+                          prev_feat[[j for j in range(r) if trained[j] and has_prev[j]]])
+            sums = torch.zeros(r, 3 + prev_feat.shape[1], device=dev)  # p_y, CE, rows, features
+            for c in range(max(len(ch) for ch in chunks)):
+                active = [j for j in range(r) if len(chunks[j]) > c]
+                part = [chunks[j][c] for j in active]
+                out = self._substep(m, names, [runs[j] for j in active],
+                                    [p[0] for p in part], [p[1] for p in part],
+                                    [lrs[j] for j in active],
+                                    [self.options.mla_projection and has_prev[j] for j in active])
+                if len(active) == r:
+                    sums += out
+                else:
+                    sums.index_add_(0, torch.as_tensor(active, device=dev), out)
+                for j, (rows, _) in zip(active, part):  # the run's ledger: what MLAMethod counts
+                    ledgers[j].add_step({m: len(rows)})
+            count = sums[:, 2].clamp(min=1)
+            on = torch.as_tensor(trained, device=dev)
+            scores.append(torch.where(on, sums[:, 0] / count, nan))
+            losses.append(torch.where(on, sums[:, 1] / count, nan))
+            prev_feat = torch.where(on.unsqueeze(1), sums[:, 3:] / count.unsqueeze(1), prev_feat)
+            has_prev = [h or t for h, t in zip(has_prev, trained)]
         # (2M, R) on the device: each run's column is its StepOutput's stats (s_t, then CE),
         # read by its trainer in bulk, as MLAMethod's are
         stats = torch.cat([torch.stack(scores), torch.stack(losses)])
@@ -249,8 +245,65 @@ class StackedMLA:
                            {m: len(b[m]) for m in self.modalities}, total="sum")
                 for j, b in enumerate(batches)]
 
+    def _rows(self, runs: list[int]) -> torch.Tensor | None:
+        """The stacked tensors' rows of `runs`; None when they are all the rows in order (the
+        tensors themselves are used, no gather)."""
+        if runs == list(range(len(self.trainers))):
+            return None
+        return torch.as_tensor(runs, device=self.proj.device)
+
+    def _owm(self, runs: list[int], feat: torch.Tensor) -> None:
+        """MLA's projector update of `runs` after seeing their mean features (R, F)."""
+        if not runs:
+            return
+        rows = self._rows(runs)
+        alpha = self.options.mla_proj_alpha
+        with torch.no_grad():
+            if rows is None:
+                self.proj.copy_(owm_update(self.proj, feat.unsqueeze(-1), alpha))
+            else:
+                self.proj.index_copy_(0, rows, owm_update(self.proj[rows], feat.unsqueeze(-1),
+                                                          alpha))
+
+    def _substep(self, m: str, names: list[str], runs: list[int], idx: list[torch.Tensor],
+                 weights: list[float], lrs: list[float], projected: list[bool]) -> torch.Tensor:
+        """One optimizer step of modality m for `runs` (each on its own index chunk, its loss
+        weighted), the others untouched. Returns per run (R, 3 + F): the sums over its rows
+        of the true-class probability, of the CE, the row count and the feature sums."""
+        rows = self._rows(runs)
+        with torch.no_grad():
+            if rows is None:  # every run: the stacked tensors themselves
+                leaves = [self.params[n] for n in names]
+                bufs = [self.bufs[n] for n in names] if self.bufs is not None else None
+                proj = self.proj
+            else:  # gathered copies of these runs' rows, written back after the step
+                leaves = [self.params[n][rows].requires_grad_() for n in names]
+                bufs = [self.bufs[n][rows] for n in names] if self.bufs is not None else None
+                proj = self.proj[rows] if any(projected) else None
+        ce_sum, out = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
+        counts = out[:, 2]
+        if any(w != 1.0 for w in weights):  # `scaled`: each run's loss weighted by n_j / B
+            counts = counts / torch.tensor(weights, device=counts.device, dtype=counts.dtype)
+        grads = list(torch.autograd.grad((ce_sum / counts).sum(), leaves))
+        with torch.no_grad():
+            if any(projected):
+                w = names.index(HEAD[0])
+                g = project(grads[w], proj)
+                grads[w] = g if all(projected) else torch.where(
+                    torch.tensor(projected, device=g.device).view(-1, 1, 1), g, grads[w])
+            _sgd(leaves, grads, bufs, lrs, self.cfg.momentum, self.cfg.weight_decay)
+            if rows is not None:
+                for n, p in zip(names, leaves):
+                    self.params[n].index_copy_(0, rows, p)
+                if bufs is not None:
+                    for n, b in zip(names, bufs):
+                        self.bufs[n].index_copy_(0, rows, b)
+        return out
+
     def _forward_runs(self, m: str, p: dict, idx: list[torch.Tensor], run: int):
-        """Per-run loss (with graph), batch score and mean feature; `idx`: each run's batch."""
+        """Per run: the sum of the CE over its rows (with graph) and, detached, (R, 3 + F):
+        the sums of the true-class probability and of the CE, the row count, the feature
+        sums. `idx`: each run's rows."""
         data = self.trainers[run]  # every run trains on the same data
         idx_pad, mask, counts = _pad(idx)
         r, n = idx_pad.shape
@@ -269,10 +322,17 @@ class StackedMLA:
         # memory (F.cross_entropy on (R·n, C) logits is twice as slow)
         zt = _linear_t(feat_t, p[HEAD[0]], p[HEAD[1]])  # (R, C, n)
         ce = torch.logsumexp(zt, 1) - zt.gather(1, y.unsqueeze(1)).squeeze(1)  # (R, n)
-        loss = _masked_mean(ce, mask, counts)
+        if mask is not None:
+            ce = ce * mask
         with torch.no_grad():  # the true-class probability is exp(-CE)
-            s = _masked_mean(torch.exp(-ce.detach()), mask, counts)
-            return loss, s, _masked_mean(feat_t.detach().transpose(1, 2), mask, counts)
+            ce_d = ce.detach()
+            p_y = torch.exp(-ce_d)
+            feat = feat_t.detach()
+            if mask is not None:
+                p_y = p_y * mask
+                feat = feat * mask.unsqueeze(1)
+            out = torch.cat([torch.stack([p_y.sum(1), ce_d.sum(1), counts], 1), feat.sum(2)], 1)
+        return ce.sum(1), out
 
 
 def _momentum(trainer, name: str) -> torch.Tensor:
@@ -332,14 +392,6 @@ def _pad(idx: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, to
     mask = (torch.arange(padded.shape[1], device=padded.device)[None, :]
             < counts[:, None]).float()
     return padded, mask, counts
-
-
-def _masked_mean(v: torch.Tensor, mask: torch.Tensor | None, counts: torch.Tensor) -> torch.Tensor:
-    """Mean over dim 1 of (R, n, ...) values, counting only unmasked rows."""
-    if mask is None:
-        return v.mean(1)
-    m = mask.view(*mask.shape, *([1] * (v.ndim - 2)))
-    return (v * m).sum(1) / counts.view(-1, *([1] * (v.ndim - 2)))
 
 
 def _sgd(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor] | None,
