@@ -262,8 +262,8 @@ class StackedMLA:
             if rows is None:
                 self.proj.copy_(owm_update(self.proj, feat.unsqueeze(-1), alpha))
             else:
-                self.proj.index_copy_(0, rows, owm_update(self.proj[rows], feat.unsqueeze(-1),
-                                                          alpha))
+                self.proj.index_copy_(0, rows, owm_update(self.proj.index_select(0, rows),
+                                                          feat.unsqueeze(-1), alpha))
 
     def _substep(self, m: str, names: list[str], runs: list[int], idx: list[torch.Tensor],
                  weights: list[float], lrs: list[float], projected: list[bool]) -> torch.Tensor:
@@ -277,9 +277,11 @@ class StackedMLA:
                 bufs = [self.bufs[n] for n in names] if self.bufs is not None else None
                 proj = self.proj
             else:  # gathered copies of these runs' rows, written back after the step
-                leaves = [self.params[n][rows].requires_grad_() for n in names]
-                bufs = [self.bufs[n][rows] for n in names] if self.bufs is not None else None
-                proj = self.proj[rows] if any(projected) else None
+                # (index_select: a fraction of advanced indexing's cost on these sizes)
+                leaves = [self.params[n].index_select(0, rows).requires_grad_() for n in names]
+                bufs = ([self.bufs[n].index_select(0, rows) for n in names]
+                        if self.bufs is not None else None)
+                proj = self.proj.index_select(0, rows) if any(projected) else None
         ce_sum, out = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
         counts = out[:, 2]
         if any(w != 1.0 for w in weights):  # `scaled`: each run's loss weighted by n_j / B
