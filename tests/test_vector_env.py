@@ -149,6 +149,23 @@ def test_under_share_equals_separate_envs_with_each_runs_own_actions(mode):
             torch.testing.assert_close(p_v.detach(), p_s.detach(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("quota_mode", ["batch", "extra-steps"])
+def test_every_quota_meaning_equals_separate_envs(quota_mode):
+    """`batch` (one mean step per modality) and `extra-steps` (ceil(n_j / B) steps: runs with
+    quotas above B take more steps than the others) batch the same way."""
+    cfg = {**QUOTA, "train": {**QUOTA["train"], "quota_mode": quota_mode}}
+    vec, sep = pair(3, base=cfg)
+    vec.reset(seed=2)
+    sep.reset(seed=2)
+    top = len(vec.runs[0].actions.grid) - 1
+    for _ in range(3):
+        actions = np.array([[0, top], [top, top], [1, 2]])
+        assert_step_close(vec.step(actions), sep.step(actions))
+    assert_ledgers_equal(vec.trainers, sep.envs)
+    for t_v, env in zip(vec.trainers, sep.envs):
+        assert_histories_close(t_v, env.trainer)
+
+
 def test_a_run_that_skips_a_modality_keeps_its_parameters_momentum_and_projector_bitwise():
     """A masked run is not written: with momentum and weight decay a zero gradient would still
     move its parameters. Its encoder, momentum buffers and projector stay bit for bit; the

@@ -14,7 +14,12 @@ autoreset modes (`autoreset_mode`: `next_step`, Gymnasium's and RLlib's default;
 
 Config: a QuotaEnv config plus `num_runs` (K) and `autoreset_mode`. RLlib passes the number
 of sub-environments as `num_envs`, which is accepted as `num_runs`. Method `mla` only (the
-quota sampler's per-modality batches need it) and optimizer `sgd`.
+quota sampler's per-modality batches need it) and optimizer `sgd`. The quota meaning is the
+run's `train.quota_mode`, with `TrainConfig`'s default (`share`) as everywhere: each run
+gives its M updates per iteration out by its own quotas, so in one batched iteration a run
+may skip a modality and another train it twice; a per-run mask leaves a run's parameters,
+momentum buffers and projector untouched for the steps it does not take, and each run's
+compute ledger counts the steps it took.
 
 In RLlib (new API stack), an env runner uses it as its vector env with
 `.environment(VectorQuotaEnv, env_config={...})` and

@@ -12,8 +12,15 @@ shares its update: the projector recursion (`owm_update`) and the gradient proje
 torch's own SGD (`torch.optim.sgd.sgd`, the function `torch.optim.SGD` steps with) on the
 stacked tensors. Per modality, in MLA's order:
 
-- the runs' batches (their quotas differ) are padded to the largest with a mask; each run's
-  loss is the masked mean, so its gradient is the unpadded batch's;
+- each run's rows of the modality become its optimizer steps by its quota meaning
+  (`quota_chunks`, as `MLAMethod` reads them): one step under `batch` and `scaled`, under
+  `share` (the default) as many as the modality's updates this iteration, none, one or
+  several. Sub-step c trains the c-th step of every run that has one; a run without one is
+  masked out: it is not in the batched update, and its parameters, momentum buffers and
+  projector are not written (momentum and weight decay would move them even with a zero
+  gradient);
+- the runs' chunks (their sizes may differ) are padded to the largest with a mask; each
+  run's loss is the masked mean, so its gradient is the unpadded chunk's;
 - one forward of every run, and one backward of the summed per-run losses (runs share no
   parameter, so each run's gradient is that of its own loss). MLP encoders (the default for
   feature vectors) run as batched matmuls (`baddbmm`) on transposed activations; any other
@@ -24,17 +31,18 @@ stacked tensors. Per modality, in MLA's order:
   buffer being `d`; `p -= lr·buf`) in one fused pass, with each run's learning rate read
   from its own optimizer (runs at different learning rates step in groups), so a StepLR
   schedule keeps working.
-- runs that have no batch this iteration (their budget ended, or they were reset at
-  another time) are left out: the others train on gathered copies of their slices.
+- a sub-step that trains only some runs (masked runs; runs without a batch this iteration,
+  their budget ended or they were reset at another time) trains gathered copies of their
+  slices and writes them back.
 
 Each run's compute ledger counts the update as `MLAMethod`'s would be counted (one
-optimizer step per modality, that encoder and the head changed, its rows as gradient
-samples). The result equals K separate `Trainer.step()` calls to float tolerance (only the order of
+optimizer step per step the run took, that encoder and the head changed, its rows as
+gradient samples). The result equals K separate `Trainer.step()` calls to float tolerance (only the order of
 floating-point sums differs). The momentum buffers are views too (put into each trainer's
 optimizer state) and so is each `MLAMethod.projector`, so a trainer stays consistent if it
 is later stepped on its own. Supported: method `mla`, optimizer `sgd`, samplers that do not
-observe per-sample terms (`observes = False`), quota modes `batch` and `scaled` (each run's
-loss weighted by its n_j / B), models without BatchNorm or dropout.
+observe per-sample terms (`observes = False`), every quota mode, models without BatchNorm or
+dropout.
 """
 
 from __future__ import annotations
