@@ -128,6 +128,9 @@ class StackedMLA:
         self._programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
                           for m in self.modalities}
         self._forward = {m: torch.vmap(self._encoder_fn(m)) for m in self.modalities}
+        # an MLP program's layers as (weight, bias or None, ReLU after it)
+        self._layers = {m: layers for m, prog in self._programs.items()
+                        if prog and (layers := _layers(prog))}
         with torch.no_grad():
             per_run = [dict(t.model.named_parameters()) for t in trainers]
             self.params = {n: torch.stack([p[n].detach() for p in per_run]).requires_grad_()
@@ -290,11 +293,15 @@ class StackedMLA:
                 bufs = ([self.bufs[n].index_select(0, rows) for n in names]
                         if self.bufs is not None else None)
                 proj = self.proj.index_select(0, rows) if any(projected) else None
-        ce_sum, out = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
-        counts = out[:, 2]
-        if any(w != 1.0 for w in weights):  # `scaled`: each run's loss weighted by n_j / B
-            counts = counts / torch.tensor(weights, device=counts.device, dtype=counts.dtype)
-        grads = list(torch.autograd.grad((ce_sum / counts).sum(), leaves))
+        scale = (torch.tensor(weights, device=self.proj.device)
+                 if any(w != 1.0 for w in weights) else None)  # `scaled`: n_j / B per run
+        if m in self._layers:
+            grads, out = self._mlp_grads(m, dict(zip(names, leaves)), idx, scale, runs[0])
+            grads = [grads[n] for n in names]
+        else:
+            ce_sum, out = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
+            counts = out[:, 2] if scale is None else out[:, 2] / scale
+            grads = list(torch.autograd.grad((ce_sum / counts).sum(), leaves))
         with torch.no_grad():
             if any(projected):
                 w = names.index(HEAD[0])
@@ -309,6 +316,51 @@ class StackedMLA:
                     for n, b in zip(names, bufs):
                         self.bufs[n].index_copy_(0, rows, b)
         return out
+
+    @torch.no_grad()
+    def _mlp_grads(self, m: str, p: dict, idx: list[torch.Tensor], scale: torch.Tensor | None,
+                   run: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """An MLP encoder's and the head's gradients of the per-run losses (each the mean CE
+        over its rows, times `scale`), written out rather than through autograd: at these
+        sizes a step costs its number of ops more than its arithmetic, and the chain rule of
+        linear, ReLU, linear head and cross-entropy takes a third of autograd's. Returns the
+        gradients by parameter name and, per run (R, 3 + F), the sums over its rows of the
+        true-class probability and of the CE, the row count and the feature sums."""
+        data = self.trainers[run]  # every run trains on the same data
+        idx_pad, mask, counts = _pad(idx)
+        r, n = idx_pad.shape
+        x = data.train_x[m][idx_pad.reshape(-1)]
+        h = x.view(r, n, -1).transpose(1, 2)  # (R, in, n): activations kept transposed
+        layers, acts = self._layers[m], [h]
+        for w, b, relu in layers:
+            h = _linear_t(h, p[w], p[b] if b else None)
+            acts.append(torch.relu_(h) if relu else h)
+        feat_t = acts[-1]
+        zt = _linear_t(feat_t, p[HEAD[0]], p[HEAD[1]])  # (R, C, n)
+        y = data.train_y[idx_pad].unsqueeze(1)  # (R, 1, n)
+        lse = torch.logsumexp(zt, 1, keepdim=True)
+        ce = (lse - zt.gather(1, y)).squeeze(1)  # (R, n)
+        # d(sum of the runs' losses)/dz = (softmax - one-hot) · row weight / run's row count
+        dz = torch.exp(zt - lse)
+        p_y = dz.gather(1, y).squeeze(1)  # the true-class probability
+        dz.scatter_add_(1, y, torch.full_like(p_y, -1.0).unsqueeze(1))
+        per_run = 1.0 / counts if scale is None else scale / counts
+        dz.mul_(per_run.view(r, 1, 1) if mask is None else (mask * per_run[:, None]).unsqueeze(1))
+        grads = {HEAD[0]: torch.bmm(dz, feat_t.transpose(1, 2)), HEAD[1]: dz.sum(2)}
+        dh = torch.bmm(p[HEAD[0]].transpose(1, 2), dz)
+        for i in range(len(layers) - 1, -1, -1):
+            w, b, relu = layers[i]
+            if relu:  # ReLU's gradient: where its output is positive
+                dh = torch.ops.aten.threshold_backward(dh, acts[i + 1], 0)
+            grads[w] = torch.bmm(dh, acts[i].transpose(1, 2))
+            if b:
+                grads[b] = dh.sum(2)
+            if i:
+                dh = torch.bmm(p[w].transpose(1, 2), dh)
+        if mask is not None:
+            ce, p_y, feat_t = ce * mask, p_y * mask, feat_t * mask.unsqueeze(1)
+        out = torch.cat([torch.stack([p_y.sum(1), ce.sum(1), counts], 1), feat_t.sum(2)], 1)
+        return grads, out
 
     def _forward_runs(self, m: str, p: dict, idx: list[torch.Tensor], run: int):
         """Per run: the sum of the CE over its rows (with graph) and, detached, (R, 3 + F):
@@ -372,6 +424,20 @@ def _mlp_program(module: nn.Module, prefix: str) -> list[tuple] | None:
         else:
             return None
     return program if program and program[0] == ("flatten",) else None
+
+
+def _layers(program: list[tuple]) -> list[tuple[str, str | None, bool]] | None:
+    """An MLP program's linear layers as (weight, bias or None, followed by a ReLU); None if
+    it is not a chain of linear layers each followed by at most one ReLU (autograd then)."""
+    layers: list[tuple[str, str | None, bool]] = []
+    for op in program[1:]:
+        if op[0] == "linear":
+            layers.append((op[1], op[2], False))
+        elif op[0] == "relu" and layers and not layers[-1][2]:
+            layers[-1] = (layers[-1][0], layers[-1][1], True)
+        else:  # a ReLU first or twice in a row
+            return None
+    return layers
 
 
 def _run_program(program: list[tuple], params: dict, x: torch.Tensor) -> torch.Tensor:
