@@ -166,6 +166,30 @@ def test_every_quota_meaning_equals_separate_envs(quota_mode):
         assert_histories_close(t_v, env.trainer)
 
 
+@pytest.mark.parametrize("scaled", [False, True])
+def test_the_written_out_mlp_gradients_equal_autograds(scaled):
+    """The MLP encoders' update does without autograd: its gradients (runs on chunks of
+    different sizes, padded and masked; `scaled` weights) and its per-run sums equal
+    autograd's through the same forward."""
+    vec = VectorQuotaEnv({**QUOTA, "num_runs": 3})
+    vec.reset(seed=1)
+    stack = vec.stack
+    gen = torch.Generator().manual_seed(0)
+    idx = [torch.randperm(256, generator=gen)[:n] for n in (32, 9, 20)]
+    scale = torch.tensor([1.0, 9 / 32, 20 / 32]) if scaled else None
+    for m in stack.modalities:
+        assert m in stack._layers  # the default encoders are MLPs
+        names = [*stack.enc_names[m], "head.fc.weight", "head.fc.bias"]
+        params = {n: stack.params[n] for n in names}
+        grads, out = stack._mlp_grads(m, params, idx, scale, 0)
+        ce_sum, ref_out = stack._forward_runs(m, params, idx, 0)
+        counts = ref_out[:, 2] if scale is None else ref_out[:, 2] / scale
+        ref = torch.autograd.grad((ce_sum / counts).sum(), [params[n] for n in names])
+        for n, g in zip(names, ref):
+            torch.testing.assert_close(grads[n], g, rtol=1e-5, atol=1e-6, msg=n)
+        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+
+
 def test_a_run_that_skips_a_modality_keeps_its_parameters_momentum_and_projector_bitwise():
     """A masked run is not written: with momentum and weight decay a zero gradient would still
     move its parameters. Its encoder, momentum buffers and projector stay bit for bit; the
