@@ -21,11 +21,14 @@ stacked tensors. Per modality, in MLA's order:
   gradient);
 - the runs' chunks (their sizes may differ) are padded to the largest with a mask; each
   run's loss is the masked mean, so its gradient is the unpadded chunk's;
-- one forward of every run, and one backward of the summed per-run losses (runs share no
+- one forward of every run, and the gradients of the summed per-run losses (runs share no
   parameter, so each run's gradient is that of its own loss). MLP encoders (the default for
-  feature vectors) run as batched matmuls (`baddbmm`) on transposed activations; any other
-  encoder (CNN, ...) through `torch.func.functional_call` under `torch.vmap` over the runs.
-  The shared head's logits and the cross-entropy are computed batched too;
+  feature vectors) run as batched matmuls (`baddbmm`) on transposed activations, their
+  gradients and the head's written out (`_mlp_grads`: the chain rule of linear, ReLU, linear
+  head and cross-entropy, a third of autograd's ops, which at these sizes cost more than
+  the arithmetic); any other encoder (CNN, ...) runs through `torch.func.functional_call`
+  under `torch.vmap` over the runs, and autograd. The shared head's logits and the
+  cross-entropy are computed batched too;
 - MLA's OWM projector per run (batched matmuls with the K projectors), as `MLAMethod` does;
 - torch's SGD update on the stacked tensors (`d = g + wd·p`; `buf = μ·buf + d`, the first
   buffer being `d`; `p -= lr·buf`) in one fused pass, with each run's learning rate read
