@@ -10,33 +10,36 @@ one batched update and returns each run's `StepOutput`. It lives next to `MLAMet
 shares its update: the projector recursion (`owm_update`) and the gradient projection
 (`project`) are the same functions on a leading run dimension, and the optimizer step is
 torch's own SGD (`torch.optim.sgd.sgd`, the function `torch.optim.SGD` steps with) on the
-stacked tensors. Per modality, in MLA's order:
+stacked tensors. An iteration:
 
-- each run's rows of the modality become its optimizer steps by its quota meaning
+- each run's rows of a modality become its optimizer steps by its quota meaning
   (`quota_chunks`, as `MLAMethod` reads them): one step under `batch` and `scaled`, under
   `share` (the default) as many as the modality's updates this iteration, none, one or
-  several. Sub-step c trains the c-th step of every run that has one; a run without one is
-  masked out: it is not in the batched update, and its parameters, momentum buffers and
-  projector are not written (momentum and weight decay would move them even with a zero
-  gradient);
+  several. A run's steps keep MLA's order (modality by modality, the projector updated at
+  each switch). Slot s trains the s-th step of every run at once, each run through its
+  own modality's encoder (under `share` every run takes M steps, so an iteration is M
+  slots whatever the quotas). A run without an s-th step is masked out of slot s, and an
+  encoder's rows are written only for the runs that train it: the others' parameters,
+  momentum buffers and projector are not written at all (momentum and weight decay would
+  move them even with a zero gradient);
 - the runs' chunks (their sizes may differ) are padded to the largest with a mask; each
   run's loss is the masked mean, so its gradient is the unpadded chunk's;
 - one forward of every run, and the gradients of the summed per-run losses (runs share no
-  parameter, so each run's gradient is that of its own loss). MLP encoders (the default for
-  feature vectors) run as batched matmuls (`baddbmm`) on transposed activations, their
-  gradients and the head's written out (`_mlp_grads`: the chain rule of linear, ReLU, linear
-  head and cross-entropy, a third of autograd's ops, which at these sizes cost more than
-  the arithmetic); any other encoder (CNN, ...) runs through `torch.func.functional_call`
-  under `torch.vmap` over the runs, and autograd. The shared head's logits and the
-  cross-entropy are computed batched too;
+  parameter, so each run's gradient is that of its own loss). The shared head and the
+  cross-entropy, and MLP encoders (the default for feature vectors), run as batched
+  matmuls (`baddbmm`) on transposed activations with their gradients written out (the
+  chain rule of linear, ReLU, linear head and cross-entropy: a third of autograd's ops,
+  which at these sizes cost more than the arithmetic); any other encoder (CNN, ...) runs
+  through `torch.func.functional_call` under `torch.vmap` over its runs and takes the
+  head's gradient through autograd;
 - MLA's OWM projector per run (batched matmuls with the K projectors), as `MLAMethod` does;
 - torch's SGD update on the stacked tensors (`d = g + wd·p`; `buf = μ·buf + d`, the first
   buffer being `d`; `p -= lr·buf`) in one fused pass, with each run's learning rate read
   from its own optimizer (runs at different learning rates step in groups), so a StepLR
-  schedule keeps working.
-- a sub-step that trains only some runs (masked runs; runs without a batch this iteration,
-  their budget ended or they were reset at another time) trains gathered copies of their
-  slices and writes them back.
+  schedule keeps working;
+- where a slot's encoder (or head) serves only some runs (the others train another
+  modality, are masked out, have no batch this iteration, their budget ended or they were
+  reset at another time), it trains gathered copies of their slices and writes them back.
 
 Each run's compute ledger counts the update as `MLAMethod`'s would be counted (one
 optimizer step per step the run took, that encoder and the head changed, its rows as
@@ -128,15 +131,15 @@ class StackedMLA:
             module._forward_hooks.clear()       # each run's ledger is counted in _update
         # MLP encoders (the default for feature vectors) run as batched matmuls; anything
         # else through functional_call under vmap
-        self._programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
-                          for m in self.modalities}
+        programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
+                    for m in self.modalities}
         self._forward = {m: torch.vmap(self._encoder_fn(m)) for m in self.modalities}
         # an MLP program's layers as (weight, bias or None, ReLU after it)
-        self._layers = {m: layers for m, prog in self._programs.items()
+        self._layers = {m: layers for m, prog in programs.items()
                         if prog and (layers := _layers(prog))}
         with torch.no_grad():
             per_run = [dict(t.model.named_parameters()) for t in trainers]
-            self.params = {n: torch.stack([p[n].detach() for p in per_run]).requires_grad_()
+            self.params = {n: torch.stack([p[n].detach() for p in per_run])
                            for n in self.names}
             self.bufs = ({n: torch.stack([_momentum(t, n) for t in trainers])
                           for n in self.names} if self.cfg.momentum != 0 else None)
@@ -202,61 +205,56 @@ class StackedMLA:
         return dict(zip(runs, self._update(runs, [batches[i] for i in runs])))
 
     def _update(self, runs: list[int], batches: list[dict]) -> list[StepOutput]:
-        """MLA's iteration for `runs`, modality by modality. Each run's rows of a modality
-        become its optimizer steps by its quota meaning (`quota_chunks`): one step under
-        `batch` and `scaled`; under `share` as many as the modality's updates this
-        iteration, none, one or several. Sub-step c trains the c-th chunk of every run that
-        has one; the others are masked out: their parameters, momentum buffers and
-        projector are not written at all (momentum and weight decay would move them even
-        with a zero gradient)."""
+        """MLA's iteration for `runs`. Each run's rows of a modality become its optimizer
+        steps by its quota meaning (`quota_chunks`): one step under `batch` and `scaled`;
+        under `share` as many as the modality's updates this iteration, none, one or
+        several. A run's steps keep MLA's order (modality by modality, the projector
+        updated at each switch); slot s trains the s-th step of every run in one batched
+        update, each run through its own modality's encoder (under `share` every run takes
+        M steps, so an iteration is M slots whatever the quotas). A run without an s-th
+        step is masked out of slot s, and an encoder's rows are written only for the runs
+        that train it: the others' parameters, momentum buffers and projector are not
+        written at all (momentum and weight decay would move them even with a zero
+        gradient)."""
         dev = self.proj.device
-        r = len(runs)
+        r, mods = len(runs), self.modalities
         units = [self.trainers[i].method.unit for i in runs]
         lrs = [self.trainers[i].optimizer.param_groups[0]["lr"] for i in runs]
-        ledgers = [self.trainers[i].ledger for i in runs]
-        # per run: the mean feature of the modality it trained last (MLA's projector input)
-        prev_feat = torch.zeros(r, self.proj.shape[1], device=dev)
-        has_prev = [False] * r
-        nan = torch.full((r,), float("nan"), device=dev)
-        scores, losses = [], []
-        for m in self.modalities:
-            chunks = [quota_chunks(b[m], u, self.quota_mode) for b, u in zip(batches, units)]
-            trained = [len(c) > 0 for c in chunks]
-            if not any(trained):  # every run sits this modality out (`share`)
-                scores.append(nan)
-                losses.append(nan)
-                continue
-            names = [*self.enc_names[m], *HEAD]
+        # each run's steps in MLA's order: (modality, rows, loss weight, first of its
+        # modality, after another modality: the head's gradient is projected)
+        plan: list[list[tuple]] = []
+        for b, u in zip(batches, units):
+            steps: list[tuple] = []
+            for mi, m in enumerate(mods):
+                after = bool(steps)
+                for c, (rows, weight) in enumerate(quota_chunks(b[m], u, self.quota_mode)):
+                    steps.append((mi, rows, weight, c == 0, after))
+            plan.append(steps)
+        # per modality and run: the sums of p_y, of the CE, the rows and the features
+        sums = torch.zeros(len(mods), r, 3 + self.proj.shape[1], device=dev)
+        for s in range(max(len(p) for p in plan)):
+            active = [j for j in range(r) if len(plan[j]) > s]
+            step = [plan[j][s] for j in active]
             if self.options.mla_projection:
-                # once per modality switch, for the runs that train this modality after
-                # another: damp what the other's features span
-                self._owm([runs[j] for j in range(r) if trained[j] and has_prev[j]],
-                          prev_feat[[j for j in range(r) if trained[j] and has_prev[j]]])
-            sums = torch.zeros(r, 3 + prev_feat.shape[1], device=dev)  # p_y, CE, rows, features
-            for c in range(max(len(ch) for ch in chunks)):
-                active = [j for j in range(r) if len(chunks[j]) > c]
-                part = [chunks[j][c] for j in active]
-                out = self._substep(m, names, [runs[j] for j in active],
-                                    [p[0] for p in part], [p[1] for p in part],
-                                    [lrs[j] for j in active],
-                                    [self.options.mla_projection and has_prev[j] for j in active])
-                if len(active) == r:
-                    sums += out
-                else:
-                    sums.index_add_(0, torch.as_tensor(active, device=dev), out)
-                for j, (rows, _) in zip(active, part):  # the run's ledger: what MLAMethod counts
-                    ledgers[j].add_step({m: len(rows)})
-            count = sums[:, 2].clamp(min=1)
-            on = torch.as_tensor(trained, device=dev)
-            scores.append(torch.where(on, sums[:, 0] / count, nan))
-            losses.append(torch.where(on, sums[:, 1] / count, nan))
-            prev_feat = torch.where(on.unsqueeze(1), sums[:, 3:] / count.unsqueeze(1), prev_feat)
-            has_prev = [h or t for h, t in zip(has_prev, trained)]
-        # (2M, R) on the device: each run's column is its StepOutput's stats (s_t, then CE),
-        # read by its trainer in bulk, as MLAMethod's are
-        stats = torch.cat([torch.stack(scores), torch.stack(losses)])
-        return [StepOutput(stats[:, j], self.modalities,
-                           {m: len(b[m]) for m in self.modalities}, total="sum")
+                # once per modality switch: damp what the previous modality's features span
+                switch = [(j, plan[j][s - 1][0]) for j, st in zip(active, step)
+                          if st[3] and st[4]]
+                if switch:
+                    prev = sums[[p for _, p in switch], [j for j, _ in switch]]
+                    self._owm([runs[j] for j, _ in switch], prev[:, 3:] / prev[:, 2:3])
+            out = self._slot([runs[j] for j in active], step, [lrs[j] for j in active])
+            sums.index_put_((torch.tensor([st[0] for st in step], device=dev),
+                             torch.tensor(active, device=dev)), out, accumulate=True)
+            for j, st in zip(active, step):  # each run's ledger: what MLAMethod counts
+                self.trainers[runs[j]].ledger.add_step({mods[st[0]]: len(st[1])})
+        count = sums[:, :, 2]
+        nan = torch.tensor(float("nan"), device=dev)
+        # (2M, R) on the device: each run's column is its StepOutput's stats (s_t, then CE;
+        # NaN for a modality it did not train), read by its trainer in bulk, as MLAMethod's
+        stats = torch.where((count > 0).unsqueeze(2),
+                            sums[:, :, :2] / count.clamp(min=1).unsqueeze(2), nan)
+        stats = torch.cat([stats[:, :, 0], stats[:, :, 1]])
+        return [StepOutput(stats[:, j], mods, {m: len(b[m]) for m in mods}, total="sum")
                 for j, b in enumerate(batches)]
 
     def _rows(self, runs: list[int]) -> torch.Tensor | None:
@@ -266,10 +264,29 @@ class StackedMLA:
             return None
         return torch.as_tensor(runs, device=self.proj.device)
 
+    def _gather(self, names: list[str], rows: torch.Tensor | None) -> tuple[list, list | None]:
+        """Parameters `names` and their momentum buffers for `rows`: the stacked tensors
+        themselves (rows None), or gathered copies (index_select: a fraction of advanced
+        indexing's cost at these sizes) that `_write_back` returns."""
+        with torch.no_grad():
+            if rows is None:
+                return ([self.params[n] for n in names],
+                        [self.bufs[n] for n in names] if self.bufs is not None else None)
+            return ([self.params[n].index_select(0, rows) for n in names],
+                    [self.bufs[n].index_select(0, rows) for n in names]
+                    if self.bufs is not None else None)
+
+    def _write_back(self, names: list[str], rows: torch.Tensor | None, params: list,
+                    bufs: list | None) -> None:
+        if rows is not None:
+            with torch.no_grad():
+                for n, p in zip(names, params):
+                    self.params[n].index_copy_(0, rows, p)
+                for n, b in zip(names, bufs or []):
+                    self.bufs[n].index_copy_(0, rows, b)
+
     def _owm(self, runs: list[int], feat: torch.Tensor) -> None:
         """MLA's projector update of `runs` after seeing their mean features (R, F)."""
-        if not runs:
-            return
         rows = self._rows(runs)
         alpha = self.options.mla_proj_alpha
         with torch.no_grad():
@@ -279,125 +296,95 @@ class StackedMLA:
                 self.proj.index_copy_(0, rows, owm_update(self.proj.index_select(0, rows),
                                                           feat.unsqueeze(-1), alpha))
 
-    def _substep(self, m: str, names: list[str], runs: list[int], idx: list[torch.Tensor],
-                 weights: list[float], lrs: list[float], projected: list[bool]) -> torch.Tensor:
-        """One optimizer step of modality m for `runs` (each on its own index chunk, its loss
-        weighted), the others untouched. Returns per run (R, 3 + F): the sums over its rows
-        of the true-class probability, of the CE, the row count and the feature sums."""
-        rows = self._rows(runs)
+    def _slot(self, runs: list[int], steps: list[tuple], lrs: list[float]) -> torch.Tensor:
+        """One optimizer step of each of `runs` (rows of the stacked tensors), each through
+        its own modality's encoder and the shared head; `steps[j]` = (modality, rows, loss
+        weight, ..., projected). The head, the cross-entropy and MLP encoders have their
+        gradients written out (the chain rule of linear, ReLU, linear head and
+        cross-entropy: a third of autograd's ops, which at these sizes cost more than the
+        arithmetic); other encoders take the head's gradient through autograd. Returns per
+        run (R, 3 + F): the sums over its rows of the true-class probability and of the
+        CE, the row count and the feature sums."""
+        dev = self.proj.device
+        idx_pad, mask, counts = _pad([st[1] for st in steps])
+        r, n = idx_pad.shape
+        data = self.trainers[runs[0]]  # every run trains on the same data
+        positions: dict[int, list[int]] = {}  # modality -> the runs (positions) training it
+        for j, st in enumerate(steps):
+            positions.setdefault(st[0], []).append(j)
+        groups, feats = [], []
+        for mi, pos in positions.items():
+            m = self.modalities[mi]
+            names = self.enc_names[m]
+            rows = self._rows([runs[j] for j in pos])
+            params, bufs = self._gather(names, rows)
+            sel = None if len(pos) == r else torch.tensor(pos, device=dev)
+            ip = idx_pad if sel is None else idx_pad.index_select(0, sel)
+            x = _rows_of(data.train_x[m], ip.reshape(-1))
+            x = x.view(len(pos), n, *x.shape[1:])
+            if m in self._layers:
+                with torch.no_grad():
+                    acts = _mlp_forward(self._layers[m], dict(zip(names, params)), x)
+                feat, graph, leaves = acts[-1], acts, params
+            else:  # autograd through functional_call under vmap
+                leaves = [p.detach().requires_grad_() for p in params]
+                prefix = f"encoders.{m}."
+                enc = {k.removeprefix(prefix): v for k, v in zip(names, leaves)}
+                with torch.enable_grad():
+                    graph = self._forward[m](enc, x).transpose(1, 2)
+                feat = graph.detach()
+            groups.append((m, names, rows, sel, params, bufs, graph, leaves, pos))
+            feats.append(feat)
         with torch.no_grad():
-            if rows is None:  # every run: the stacked tensors themselves
-                leaves = [self.params[n] for n in names]
-                bufs = [self.bufs[n] for n in names] if self.bufs is not None else None
-                proj = self.proj
-            else:  # gathered copies of these runs' rows, written back after the step
-                # (index_select: a fraction of advanced indexing's cost on these sizes)
-                leaves = [self.params[n].index_select(0, rows).requires_grad_() for n in names]
-                bufs = ([self.bufs[n].index_select(0, rows) for n in names]
-                        if self.bufs is not None else None)
-                proj = self.proj.index_select(0, rows) if any(projected) else None
-        scale = (torch.tensor(weights, device=self.proj.device)
-                 if any(w != 1.0 for w in weights) else None)  # `scaled`: n_j / B per run
-        if m in self._layers:
-            grads, out = self._mlp_grads(m, dict(zip(names, leaves)), idx, scale, runs[0])
-            grads = [grads[n] for n in names]
-        else:
-            ce_sum, out = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
-            counts = out[:, 2] if scale is None else out[:, 2] / scale
-            grads = list(torch.autograd.grad((ce_sum / counts).sum(), leaves))
-        with torch.no_grad():
+            if len(feats) == 1:
+                feat_t = feats[0]
+            else:  # the groups' features back in the runs' order
+                order = torch.tensor([j for pos in positions.values() for j in pos])
+                inverse = torch.empty_like(order)
+                inverse[order] = torch.arange(r)
+                feat_t = torch.cat(feats).index_select(0, inverse.to(dev))
+            head_rows = self._rows(runs)
+            head, head_bufs = self._gather(list(HEAD), head_rows)
+            zt = _linear_t(feat_t, head[0], head[1])  # (R, C, n)
+            y = data.train_y[idx_pad].unsqueeze(1)  # (R, 1, n)
+            lse = torch.logsumexp(zt, 1, keepdim=True)
+            ce = (lse - zt.gather(1, y)).squeeze(1)  # (R, n)
+            # d(sum of the runs' losses)/dz = (softmax - one-hot) · row weight / row count
+            dz = torch.exp(zt - lse)
+            p_y = dz.gather(1, y).squeeze(1)  # the true-class probability
+            dz.scatter_add_(1, y, torch.full_like(p_y, -1.0).unsqueeze(1))
+            per_run = 1.0 / counts
+            weights = [st[2] for st in steps]
+            if any(w != 1.0 for w in weights):  # `scaled`: each run's loss weighted by n_j / B
+                per_run = per_run * torch.tensor(weights, device=dev)
+            dz.mul_(per_run.view(r, 1, 1) if mask is None
+                    else (mask * per_run[:, None]).unsqueeze(1))
+            head_grads = [torch.bmm(dz, feat_t.transpose(1, 2)), dz.sum(2)]
+            dfeat = torch.bmm(head[0].transpose(1, 2), dz)  # (R, F, n)
+            projected = [st[4] and self.options.mla_projection for st in steps]
             if any(projected):
-                w = names.index(HEAD[0])
-                g = project(grads[w], proj)
-                grads[w] = g if all(projected) else torch.where(
-                    torch.tensor(projected, device=g.device).view(-1, 1, 1), g, grads[w])
-            _sgd(leaves, grads, bufs, lrs, self.cfg.momentum, self.cfg.weight_decay)
-            if rows is not None:
-                for n, p in zip(names, leaves):
-                    self.params[n].index_copy_(0, rows, p)
-                if bufs is not None:
-                    for n, b in zip(names, bufs):
-                        self.bufs[n].index_copy_(0, rows, b)
-        return out
-
-    @torch.no_grad()
-    def _mlp_grads(self, m: str, p: dict, idx: list[torch.Tensor], scale: torch.Tensor | None,
-                   run: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """An MLP encoder's and the head's gradients of the per-run losses (each the mean CE
-        over its rows, times `scale`), written out rather than through autograd: at these
-        sizes a step costs its number of ops more than its arithmetic, and the chain rule of
-        linear, ReLU, linear head and cross-entropy takes a third of autograd's. Returns the
-        gradients by parameter name and, per run (R, 3 + F), the sums over its rows of the
-        true-class probability and of the CE, the row count and the feature sums."""
-        data = self.trainers[run]  # every run trains on the same data
-        idx_pad, mask, counts = _pad(idx)
-        r, n = idx_pad.shape
-        x = _rows_of(data.train_x[m], idx_pad.reshape(-1))
-        h = x.view(r, n, -1).transpose(1, 2)  # (R, in, n): activations kept transposed
-        layers, acts = self._layers[m], [h]
-        for w, b, relu in layers:
-            h = _linear_t(h, p[w], p[b] if b else None)
-            acts.append(torch.relu_(h) if relu else h)
-        feat_t = acts[-1]
-        zt = _linear_t(feat_t, p[HEAD[0]], p[HEAD[1]])  # (R, C, n)
-        y = data.train_y[idx_pad].unsqueeze(1)  # (R, 1, n)
-        lse = torch.logsumexp(zt, 1, keepdim=True)
-        ce = (lse - zt.gather(1, y)).squeeze(1)  # (R, n)
-        # d(sum of the runs' losses)/dz = (softmax - one-hot) · row weight / run's row count
-        dz = torch.exp(zt - lse)
-        p_y = dz.gather(1, y).squeeze(1)  # the true-class probability
-        dz.scatter_add_(1, y, torch.full_like(p_y, -1.0).unsqueeze(1))
-        per_run = 1.0 / counts if scale is None else scale / counts
-        dz.mul_(per_run.view(r, 1, 1) if mask is None else (mask * per_run[:, None]).unsqueeze(1))
-        grads = {HEAD[0]: torch.bmm(dz, feat_t.transpose(1, 2)), HEAD[1]: dz.sum(2)}
-        dh = torch.bmm(p[HEAD[0]].transpose(1, 2), dz)
-        for i in range(len(layers) - 1, -1, -1):
-            w, b, relu = layers[i]
-            if relu:  # ReLU's gradient: where its output is positive
-                dh = torch.ops.aten.threshold_backward(dh, acts[i + 1], 0)
-            grads[w] = torch.bmm(dh, acts[i].transpose(1, 2))
-            if b:
-                grads[b] = dh.sum(2)
-            if i:
-                dh = torch.bmm(p[w].transpose(1, 2), dh)
-        if mask is not None:
-            ce, p_y, feat_t = ce * mask, p_y * mask, feat_t * mask.unsqueeze(1)
-        out = torch.cat([torch.stack([p_y.sum(1), ce.sum(1), counts], 1), feat_t.sum(2)], 1)
-        return grads, out
-
-    def _forward_runs(self, m: str, p: dict, idx: list[torch.Tensor], run: int):
-        """Per run: the sum of the CE over its rows (with graph) and, detached, (R, 3 + F):
-        the sums of the true-class probability and of the CE, the row count, the feature
-        sums. `idx`: each run's rows."""
-        data = self.trainers[run]  # every run trains on the same data
-        idx_pad, mask, counts = _pad(idx)
-        r, n = idx_pad.shape
-        x = _rows_of(data.train_x[m], idx_pad.reshape(-1))
-        x = x.view(r, n, *x.shape[1:])
-        y = data.train_y[idx_pad]
-        program = self._programs[m]
-        if program is not None:
-            feat_t = _run_program(program, p, x)
-        else:
-            prefix = f"encoders.{m}."
-            enc = {k.removeprefix(prefix): v for k, v in p.items() if k.startswith(prefix)}
-            feat_t = self._forward[m](enc, x).transpose(1, 2)
-        # activations are kept transposed, (R, features, n): the weight gradients come out
-        # contiguous, and the per-sample reductions over the few classes run along contiguous
-        # memory (F.cross_entropy on (R·n, C) logits is twice as slow)
-        zt = _linear_t(feat_t, p[HEAD[0]], p[HEAD[1]])  # (R, C, n)
-        ce = torch.logsumexp(zt, 1) - zt.gather(1, y.unsqueeze(1)).squeeze(1)  # (R, n)
-        if mask is not None:
-            ce = ce * mask
-        with torch.no_grad():  # the true-class probability is exp(-CE)
-            ce_d = ce.detach()
-            p_y = torch.exp(-ce_d)
-            feat = feat_t.detach()
+                proj = self.proj if head_rows is None else self.proj.index_select(0, head_rows)
+                g = project(head_grads[0], proj)
+                head_grads[0] = g if all(projected) else torch.where(
+                    torch.tensor(projected, device=dev).view(-1, 1, 1), g, head_grads[0])
+        for m, names, rows, sel, params, bufs, graph, leaves, pos in groups:
+            dh = dfeat if sel is None else dfeat.index_select(0, sel)
+            if m in self._layers:
+                grads = _mlp_backward(self._layers[m], dict(zip(names, params)), graph, dh)
+                grads = [grads[nm] for nm in names]
+            else:
+                grads = list(torch.autograd.grad(graph, leaves, grad_outputs=dh))
+            with torch.no_grad():
+                _sgd(params, grads, bufs, [lrs[j] for j in pos], self.cfg.momentum,
+                     self.cfg.weight_decay)
+            self._write_back(names, rows, params, bufs)
+        with torch.no_grad():
+            _sgd(head, head_grads, head_bufs, lrs, self.cfg.momentum, self.cfg.weight_decay)
+            self._write_back(list(HEAD), head_rows, head, head_bufs)
             if mask is not None:
-                p_y = p_y * mask
-                feat = feat * mask.unsqueeze(1)
-            out = torch.cat([torch.stack([p_y.sum(1), ce_d.sum(1), counts], 1), feat.sum(2)], 1)
-        return ce.sum(1), out
+                ce, p_y, feat_t = ce * mask, p_y * mask, feat_t * mask.unsqueeze(1)
+            return torch.cat([torch.stack([p_y.sum(1), ce.sum(1), counts], 1), feat_t.sum(2)],
+                             1)
 
 
 def _rows_of(array, idx: torch.Tensor) -> torch.Tensor:
@@ -449,15 +436,32 @@ def _layers(program: list[tuple]) -> list[tuple[str, str | None, bool]] | None:
     return layers
 
 
-def _run_program(program: list[tuple], params: dict, x: torch.Tensor) -> torch.Tensor:
-    """An MLP encoder on (R, n, ...) inputs; returns the features transposed, (R, F, n)."""
-    h = x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)  # the program's flatten
-    for op in program[1:]:
-        if op[0] == "linear":
-            h = _linear_t(h, params[op[1]], params[op[2]] if op[2] else None)
-        elif op[0] == "relu":
-            h = torch.relu(h)
-    return h
+def _mlp_forward(layers: list[tuple], params: dict, x: torch.Tensor) -> list[torch.Tensor]:
+    """An MLP encoder on (R, n, ...) inputs, no graph: every layer's activations, transposed
+    (R, features, n), the input first and the features last."""
+    acts = [x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)]  # the program's flatten
+    for w, b, relu in layers:
+        h = _linear_t(acts[-1], params[w], params[b] if b else None)
+        acts.append(torch.relu_(h) if relu else h)
+    return acts
+
+
+@torch.no_grad()
+def _mlp_backward(layers: list[tuple], params: dict, acts: list[torch.Tensor],
+                  dh: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The gradients of an MLP encoder's parameters given the gradient `dh` (R, F, n) at its
+    features and its activations from `_mlp_forward`."""
+    grads = {}
+    for i in range(len(layers) - 1, -1, -1):
+        w, b, relu = layers[i]
+        if relu:  # ReLU's gradient: where its output is positive
+            dh = torch.ops.aten.threshold_backward(dh, acts[i + 1], 0)
+        grads[w] = torch.bmm(dh, acts[i].transpose(1, 2))
+        if b:
+            grads[b] = dh.sum(2)
+        if i:
+            dh = torch.bmm(params[w].transpose(1, 2), dh)
+    return grads
 
 
 def _linear_t(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
