@@ -16,15 +16,17 @@ TINY = "synthetic:n_train=256,n_val=100,n_test=100,bayes_samples=1000"
 # 2 epochs of 8 iterations; 3 iterations per env step: an episode is 6 env steps and its
 # last step trains 1 iteration of 3 (the run's budget ends inside a step)
 QUOTA = {"data": TINY, "train": {"epochs": 2, "batch_size": 32, "quota_mode": "scaled"},
-         "steps_per_action": 3}  # the vector env's default; QuotaEnv's is share
+         "steps_per_action": 3}
+# the default quota meaning (`share`): runs skip a modality's update or take several
+SHARE = {**QUOTA, "train": {"epochs": 2, "batch_size": 32}}
 MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
          "disabled": AutoresetMode.DISABLED}
 OBS_TOL = {"rtol": 1e-4, "atol": 1e-5}
 REWARD_TOL = {"rtol": 1e-3, "atol": 1e-4}  # rewards are 100 × discrepancy changes
 
 
-def pair(k: int, mode: str = "next_step", **extra):
-    cfg = {**QUOTA, **extra}
+def pair(k: int, mode: str = "next_step", base: dict = QUOTA, **extra):
+    cfg = {**base, **extra}
     vec = VectorQuotaEnv({**cfg, "num_runs": k, "autoreset_mode": mode})
     sep = SyncVectorEnv([lambda: QuotaEnv(cfg) for _ in range(k)], autoreset_mode=MODES[mode])
     return vec, sep
@@ -97,6 +99,146 @@ def test_equals_separate_envs_with_the_same_seeds_and_actions(mode):
     assert ends == 2
     for t_v, env in zip(vec.trainers, sep.envs):
         assert_histories_close(t_v, env.trainer)
+
+
+def assert_ledgers_equal(trainers, envs) -> None:
+    for t_v, env in zip(trainers, envs, strict=True):
+        assert t_v.ledger.counts == env.trainer.ledger.counts
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_under_share_equals_separate_envs_with_each_runs_own_actions(mode):
+    """The default quota meaning: each run's iterations give its M updates out by its own
+    quotas, so in one batched iteration some runs skip a modality and others train it twice.
+    Observations, rewards, infos (final metrics and ledger), histories and ledgers equal K
+    separate QuotaEnvs'."""
+    k = 4
+    vec, sep = pair(k, mode, base=SHARE)
+    assert vec.cfg.train_config(0).quota_mode == "share"  # no default of its own
+    obs_v, info_v = vec.reset(seed=5)
+    obs_s, info_s = sep.reset(seed=5)
+    np.testing.assert_allclose(obs_v, obs_s, **OBS_TOL)
+    assert_infos_close(info_v, info_s)
+    assert all(t.config.quota_mode == "share" for t in vec.trainers)
+    top = len(vec.runs[0].actions.grid) - 1
+    vec.action_space.seed(3)
+    ends, rows = 0, set()  # each iteration's rows per modality
+    for step in range(14):  # two episodes and the start of a third
+        actions = vec.action_space.sample()
+        actions[0], actions[1] = [0, top], [top, 0]  # two runs at the extremes, two at random
+        out_v, out_s = vec.step(actions), sep.step(actions)
+        assert_step_close(out_v, out_s)
+        rows |= {(row["rows_audio"], row["rows_visual"]) for t in vec.trainers
+                 for row in t.history.steps}
+        if out_s[2].all():
+            ends += 1
+            final = out_v[4]["final_info"] if mode == "same_step" else out_v[4]
+            assert "final_ledger_updates_audio" in final
+            if mode == "next_step":
+                assert_ledgers_equal(vec.trainers, sep.envs)
+                for t_v, env in zip(vec.trainers, sep.envs):
+                    assert_histories_close(t_v, env.trainer)
+        del step
+    assert ends == 2
+    assert_ledgers_equal(vec.trainers, sep.envs)
+    b = SHARE["train"]["batch_size"]
+    assert (0, 2 * b) in rows and (2 * b, 0) in rows and (b, b) in rows
+    for t_v, env in zip(vec.trainers, sep.envs):
+        assert_histories_close(t_v, env.trainer)
+        for p_v, p_s in zip(t_v.model.parameters(), env.trainer.model.parameters()):
+            torch.testing.assert_close(p_v.detach(), p_s.detach(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("quota_mode", ["batch", "extra-steps"])
+def test_every_quota_meaning_equals_separate_envs(quota_mode):
+    """`batch` (one mean step per modality) and `extra-steps` (ceil(n_j / B) steps: runs with
+    quotas above B take more steps than the others) batch the same way."""
+    cfg = {**QUOTA, "train": {**QUOTA["train"], "quota_mode": quota_mode}}
+    vec, sep = pair(3, base=cfg)
+    vec.reset(seed=2)
+    sep.reset(seed=2)
+    top = len(vec.runs[0].actions.grid) - 1
+    for _ in range(3):
+        actions = np.array([[0, top], [top, top], [1, 2]])
+        assert_step_close(vec.step(actions), sep.step(actions))
+    assert_ledgers_equal(vec.trainers, sep.envs)
+    for t_v, env in zip(vec.trainers, sep.envs):
+        assert_histories_close(t_v, env.trainer)
+
+
+@pytest.mark.parametrize("quota_mode", ["scaled", "share"])
+def test_the_stacked_update_equals_each_runs_own_mla_step(quota_mode):
+    """One batched iteration (written-out gradients for the MLP encoders and the head; runs
+    on chunks of different sizes, padded and masked, or on different numbers of steps per
+    modality) leaves every run's parameters, momentum buffers and projector as its own
+    `MLAMethod.step` on the same batch does."""
+    cfg = {**QUOTA, "train": {**QUOTA["train"], "quota_mode": quota_mode,
+                              "weight_decay": 1e-3}}
+    vec, sep = pair(3, base=cfg)
+    vec.reset(seed=4)
+    sep.reset(seed=4)
+    rows = torch.arange(32)
+    if quota_mode == "scaled":  # quotas of different sizes
+        batches = {0: {"audio": rows[:9], "visual": rows + 32},
+                   1: {"audio": rows + 64, "visual": rows[:20]},
+                   2: {"audio": rows[:32], "visual": rows[:5] + 96}}
+    else:  # B-sample updates given out differently
+        batches = {0: {"audio": rows[:0], "visual": torch.cat([rows, rows + 32])},
+                   1: {"audio": rows, "visual": rows + 64},
+                   2: {"audio": torch.cat([rows, rows + 96]), "visual": rows[:0]}}
+    for _ in range(2):  # the second step starts from non-zero momentum
+        vec.stack.step(batches)
+        for i, env in enumerate(sep.envs):
+            env.trainer.method.step(batches[i], want_logits=False)
+    for i, (t_v, env) in enumerate(zip(vec.trainers, sep.envs)):
+        for (name, p_v), p_s in zip(t_v.model.named_parameters(),
+                                    env.trainer.model.parameters()):
+            torch.testing.assert_close(p_v.detach(), p_s.detach(), rtol=1e-5, atol=1e-6,
+                                       msg=f"run {i} {name}")
+            # a parameter its run never trained has no buffer yet: zeros in the stack
+            own = env.trainer.optimizer.state[p_s].get("momentum_buffer",
+                                                        torch.zeros_like(p_s.detach()))
+            torch.testing.assert_close(t_v.optimizer.state[p_v]["momentum_buffer"], own,
+                                       rtol=1e-5, atol=1e-6, msg=f"run {i} {name}")
+        torch.testing.assert_close(t_v.method.projector, env.trainer.method.projector,
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_that_skips_a_modality_keeps_its_parameters_momentum_and_projector_bitwise():
+    """A masked run is not written: with momentum and weight decay a zero gradient would still
+    move its parameters. Its encoder, momentum buffers and projector stay bit for bit; the
+    runs that train change."""
+    vec = VectorQuotaEnv({**SHARE, "num_runs": 3,
+                          "train": {**SHARE["train"], "weight_decay": 1e-3}})
+    vec.reset(seed=0)
+    vec.step(np.array([[1, 3], [2, 2], [3, 1]]))  # momentum buffers are non-zero from here
+    stack = vec.stack
+    before = {n: (stack.params[n].detach().clone(), stack.bufs[n].clone())
+              for n in stack.names}
+    proj = stack.proj.clone()
+    rows = torch.arange(32)
+    batches = {0: {"audio": rows[:0], "visual": torch.cat([rows, rows + 32])},  # visual twice
+               1: {"audio": rows, "visual": rows + 64},
+               2: {"audio": torch.cat([rows, rows + 96]), "visual": rows[:0]}}  # audio twice
+    counts = [dict(t.ledger.counts) for t in vec.trainers]
+    outs = stack.step(batches)
+    for n in stack.names:
+        p0, b0 = before[n]
+        for i, skipped in ((0, "audio"), (2, "visual")):
+            changed = not torch.equal(stack.params[n][i], p0[i])
+            assert changed == (not n.startswith(f"encoders.{skipped}.")), (n, i)
+            assert torch.equal(stack.bufs[n][i], b0[i]) == (not changed), (n, i)
+        assert not torch.equal(stack.params[n][1], p0[1])  # run 1 trains every parameter
+    # run 0's projector: no modality trained before visual; run 1's: audio before visual
+    assert torch.equal(stack.proj[0], proj[0]) and torch.equal(stack.proj[2], proj[2])
+    assert not torch.equal(stack.proj[1], proj[1])
+    # each run's ledger counts what it trained: 2 updates, given out by its batch
+    keys = ("optimizer_steps", "updates_audio", "updates_visual", "updates_head",
+            "grad_samples_audio", "grad_samples_visual")
+    got = [[t.ledger.counts[key] - c[key] for key in keys]
+           for t, c in zip(vec.trainers, counts)]
+    assert got == [[2, 0, 2, 2, 0, 64], [2, 1, 1, 2, 32, 32], [2, 2, 0, 2, 64, 0]]
+    assert np.isnan(outs[0].host()[0]) and np.isnan(outs[2].host()[1])  # s_t of the skipped
 
 
 def test_runs_out_of_step_train_alone_and_partial_resets_follow_gymnasium(monkeypatch):
@@ -231,8 +373,8 @@ def test_image_encoders_run_through_vmap_and_match():
     sep = SyncVectorEnv([lambda: QuotaEnv(cfg) for _ in range(2)])
     vec.reset(seed=3)
     sep.reset(seed=3)
-    assert vec.stack._programs["image"] is None  # CNN: vmap
-    assert vec.stack._programs["vector"] is not None  # MLP: batched matmuls
+    assert "image" not in vec.stack._layers  # CNN: vmap and autograd
+    assert "vector" in vec.stack._layers  # MLP: batched matmuls, gradients written out
     vec.action_space.seed(2)
     for _ in range(2):
         actions = vec.action_space.sample()
@@ -284,8 +426,7 @@ def test_runs_must_be_batchable():
                        make_sampler(sampler))
 
     check_batchable(trainer())
-    with pytest.raises(ConfigError, match="quota_mode 'share'"):
-        check_batchable(trainer(quota_mode="share"))
+    check_batchable(trainer(quota_mode="share"))
     with pytest.raises(ConfigError, match="observes"):
         check_batchable(trainer("bss-l:score=forward"))
     with pytest.raises(ConfigError, match="method"):

@@ -14,7 +14,12 @@ autoreset modes (`autoreset_mode`: `next_step`, Gymnasium's and RLlib's default;
 
 Config: a QuotaEnv config plus `num_runs` (K) and `autoreset_mode`. RLlib passes the number
 of sub-environments as `num_envs`, which is accepted as `num_runs`. Method `mla` only (the
-quota sampler's per-modality batches need it) and optimizer `sgd`.
+quota sampler's per-modality batches need it) and optimizer `sgd`. The quota meaning is the
+run's `train.quota_mode`, with `TrainConfig`'s default (`share`) as everywhere: each run
+gives its M updates per iteration out by its own quotas, so in one batched iteration a run
+may skip a modality and another train it twice; a per-run mask leaves a run's parameters,
+momentum buffers and projector untouched for the steps it does not take, and each run's
+compute ledger counts the steps it took.
 
 In RLlib (new API stack), an env runner uses it as its vector env with
 `.environment(VectorQuotaEnv, env_config={...})` and
@@ -47,19 +52,8 @@ class VectorQuotaEnvConfig(QuotaEnvConfig):
     num_runs: int = 4
     autoreset_mode: str = "next_step"  # next_step | same_step | disabled
 
-    def __post_init__(self) -> None:
-        # the batched update takes one step per modality per iteration for every run, so the
-        # runs' quotas scale each run's loss (`scaled`, with the fixed budget: equal updates
-        # and gradient samples); `share` and `extra-steps` would give runs different numbers
-        # of steps per modality, which the batched update does not do yet
-        self.train = {"quota_mode": "scaled", **(self.train or {})}
-
     def check(self) -> None:
         super().check()
-        mode = self.train_config(0).quota_mode
-        if mode not in ("scaled", "batch"):
-            raise ConfigError(f"train.quota_mode: the vectorised quota env supports 'scaled' "
-                              f"(its default) and 'batch', not {mode!r}")
         if not isinstance(self.num_runs, int) or self.num_runs < 1:
             raise ConfigError(f"num_runs: must be an integer >= 1, got {self.num_runs!r}")
         if self.autoreset_mode not in AUTORESET_MODES:

@@ -10,31 +10,45 @@ one batched update and returns each run's `StepOutput`. It lives next to `MLAMet
 shares its update: the projector recursion (`owm_update`) and the gradient projection
 (`project`) are the same functions on a leading run dimension, and the optimizer step is
 torch's own SGD (`torch.optim.sgd.sgd`, the function `torch.optim.SGD` steps with) on the
-stacked tensors. Per modality, in MLA's order:
+stacked tensors. An iteration:
 
-- the runs' batches (their quotas differ) are padded to the largest with a mask; each run's
-  loss is the masked mean, so its gradient is the unpadded batch's;
-- one forward of every run, and one backward of the summed per-run losses (runs share no
-  parameter, so each run's gradient is that of its own loss). MLP encoders (the default for
-  feature vectors) run as batched matmuls (`baddbmm`) on transposed activations; any other
-  encoder (CNN, ...) through `torch.func.functional_call` under `torch.vmap` over the runs.
-  The shared head's logits and the cross-entropy are computed batched too;
+- each run's rows of a modality become its optimizer steps by its quota meaning
+  (`quota_chunks`, as `MLAMethod` reads them): one step under `batch` and `scaled`, under
+  `share` (the default) as many as the modality's updates this iteration, none, one or
+  several. A run's steps keep MLA's order (modality by modality, the projector updated at
+  each switch). Slot s trains the s-th step of every run at once, each run through its
+  own modality's encoder (under `share` every run takes M steps, so an iteration is M
+  slots whatever the quotas). A run without an s-th step is masked out of slot s, and an
+  encoder's rows are written only for the runs that train it: the others' parameters,
+  momentum buffers and projector are not written at all (momentum and weight decay would
+  move them even with a zero gradient);
+- the runs' chunks (their sizes may differ) are padded to the largest with a mask; each
+  run's loss is the masked mean, so its gradient is the unpadded chunk's;
+- one forward of every run, and the gradients of the summed per-run losses (runs share no
+  parameter, so each run's gradient is that of its own loss). The shared head and the
+  cross-entropy, and MLP encoders (the default for feature vectors), run as batched
+  matmuls (`baddbmm`) on transposed activations with their gradients written out (the
+  chain rule of linear, ReLU, linear head and cross-entropy: a third of autograd's ops,
+  which at these sizes cost more than the arithmetic); any other encoder (CNN, ...) runs
+  through `torch.func.functional_call` under `torch.vmap` over its runs and takes the
+  head's gradient through autograd;
 - MLA's OWM projector per run (batched matmuls with the K projectors), as `MLAMethod` does;
 - torch's SGD update on the stacked tensors (`d = g + wd·p`; `buf = μ·buf + d`, the first
   buffer being `d`; `p -= lr·buf`) in one fused pass, with each run's learning rate read
   from its own optimizer (runs at different learning rates step in groups), so a StepLR
-  schedule keeps working.
-- runs that have no batch this iteration (their budget ended, or they were reset at
-  another time) are left out: the others train on gathered copies of their slices.
+  schedule keeps working;
+- where a slot's encoder (or head) serves only some runs (the others train another
+  modality, are masked out, have no batch this iteration, their budget ended or they were
+  reset at another time), it trains gathered copies of their slices and writes them back.
 
 Each run's compute ledger counts the update as `MLAMethod`'s would be counted (one
-optimizer step per modality, that encoder and the head changed, its rows as gradient
-samples). The result equals K separate `Trainer.step()` calls to float tolerance (only the order of
+optimizer step per step the run took, that encoder and the head changed, its rows as
+gradient samples). The result equals K separate `Trainer.step()` calls to float tolerance (only the order of
 floating-point sums differs). The momentum buffers are views too (put into each trainer's
 optimizer state) and so is each `MLAMethod.projector`, so a trainer stays consistent if it
 is later stepped on its own. Supported: method `mla`, optimizer `sgd`, samplers that do not
-observe per-sample terms (`observes = False`), quota modes `batch` and `scaled` (each run's
-loss weighted by its n_j / B), models without BatchNorm or dropout.
+observe per-sample terms (`observes = False`), every quota mode, models without BatchNorm or
+dropout.
 """
 
 from __future__ import annotations
@@ -50,6 +64,7 @@ from torch.nn.utils.rnn import pad_sequence
 from mmbalance.errors import ConfigError
 from mmbalance.trainers.methods.mla import owm_update, project
 from mmbalance.trainers.methods.output import StepOutput
+from mmbalance.trainers.quota import quota_chunks
 
 HEAD = ("head.fc.weight", "head.fc.bias")
 
@@ -66,11 +81,6 @@ def check_batchable(trainer) -> None:
     if cfg.optimizer != "sgd":
         raise ConfigError(
             f"vectorised training: optimizer {cfg.optimizer!r} is not supported, only 'sgd'"
-        )
-    if cfg.quota_mode not in ("batch", "scaled"):
-        raise ConfigError(
-            f"vectorised training: quota_mode {cfg.quota_mode!r} is not supported (runs would "
-            "take different numbers of optimizer steps); use 'scaled' or 'batch'"
         )
     if trainer.sampler.observes:
         raise ConfigError(
@@ -121,12 +131,15 @@ class StackedMLA:
             module._forward_hooks.clear()       # each run's ledger is counted in _update
         # MLP encoders (the default for feature vectors) run as batched matmuls; anything
         # else through functional_call under vmap
-        self._programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
-                          for m in self.modalities}
+        programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
+                    for m in self.modalities}
         self._forward = {m: torch.vmap(self._encoder_fn(m)) for m in self.modalities}
+        # an MLP program's layers as (weight, bias or None, ReLU after it)
+        self._layers = {m: layers for m, prog in programs.items()
+                        if prog and (layers := _layers(prog))}
         with torch.no_grad():
             per_run = [dict(t.model.named_parameters()) for t in trainers]
-            self.params = {n: torch.stack([p[n].detach() for p in per_run]).requires_grad_()
+            self.params = {n: torch.stack([p[n].detach() for p in per_run])
                            for n in self.names}
             self.bufs = ({n: torch.stack([_momentum(t, n) for t in trainers])
                           for n in self.names} if self.cfg.momentum != 0 else None)
@@ -189,90 +202,195 @@ class StackedMLA:
         runs = sorted(batches)
         if not runs:
             return {}
-        k = len(self.trainers)
-        lrs = [self.trainers[i].optimizer.param_groups[0]["lr"] for i in runs]
-        if runs == list(range(k)):
-            return dict(zip(runs, self._update(runs, self.params, self.bufs, self.proj,
-                                               [batches[i] for i in runs], lrs)))
-        # a subset of the runs: train gathered copies of their slices, then write them back
-        idx = torch.as_tensor(runs, device=self.proj.device)
-        with torch.no_grad():
-            params = {n: v[idx].requires_grad_() for n, v in self.params.items()}
-            bufs = {n: v[idx] for n, v in self.bufs.items()} if self.bufs is not None else None
-            proj = self.proj[idx]
-        outs = self._update(runs, params, bufs, proj, [batches[i] for i in runs], lrs)
-        with torch.no_grad():
-            for n in self.names:
-                self.params[n].index_copy_(0, idx, params[n])
-                if bufs is not None:
-                    self.bufs[n].index_copy_(0, idx, bufs[n])
-            self.proj.index_copy_(0, idx, proj)
-        return dict(zip(runs, outs))
+        return dict(zip(runs, self._update(runs, [batches[i] for i in runs])))
 
-    def _update(self, runs: list[int], params: dict, bufs: dict | None, proj: torch.Tensor,
-                batches: list[dict], lrs: list[float]) -> list[StepOutput]:
-        cfg = self.cfg
-        prev_feat = None  # previous modality's mean feature per run, (R, F)
-        scores, losses = [], []
-        for m in self.modalities:
-            names = [*self.enc_names[m], *HEAD]
-            idx = [b[m] for b in batches]
-            leaves = [params[n] for n in names]
-            loss, s, feat = self._forward_runs(m, dict(zip(names, leaves)), idx, runs[0])
-            objective = loss
-            if self.quota_mode == "scaled":  # each run's loss weighted by its n_j / B
-                objective = loss * torch.tensor([len(i) / cfg.batch_size for i in idx],
-                                                device=loss.device, dtype=loss.dtype)
-            grads = list(torch.autograd.grad(objective.sum(), leaves))
-            loss = loss.detach()
-            with torch.no_grad():
-                if self.options.mla_projection and prev_feat is not None:
-                    proj.copy_(owm_update(proj, prev_feat.unsqueeze(-1),  # r: (R, F, 1)
-                                          self.options.mla_proj_alpha))
-                    w = names.index(HEAD[0])
-                    grads[w] = project(grads[w], proj)
-                _sgd([params[n] for n in names], grads,
-                     [bufs[n] for n in names] if bufs is not None else None,
-                     lrs, cfg.momentum, cfg.weight_decay)
-                # each run's compute ledger: the stacked update bypasses the runs' own
-                # optimizers and encoder hooks, so it counts what `MLAMethod` would have
-                for run, rows in zip(runs, idx):
-                    if len(rows):
-                        self.trainers[run].ledger.add_step({m: len(rows)})
-            scores.append(s)
-            losses.append(loss)
-            prev_feat = feat
-        # (2M, R) on the device: each run's column is its StepOutput's stats (s_t, then CE),
-        # read by its trainer in bulk, as MLAMethod's are
-        stats = torch.cat([torch.stack(scores), torch.stack(losses)])
-        return [StepOutput(stats[:, j], self.modalities,
-                           {m: len(b[m]) for m in self.modalities}, total="sum")
+    def _update(self, runs: list[int], batches: list[dict]) -> list[StepOutput]:
+        """MLA's iteration for `runs`. Each run's rows of a modality become its optimizer
+        steps by its quota meaning (`quota_chunks`): one step under `batch` and `scaled`;
+        under `share` as many as the modality's updates this iteration, none, one or
+        several. A run's steps keep MLA's order (modality by modality, the projector
+        updated at each switch); slot s trains the s-th step of every run in one batched
+        update, each run through its own modality's encoder (under `share` every run takes
+        M steps, so an iteration is M slots whatever the quotas). A run without an s-th
+        step is masked out of slot s, and an encoder's rows are written only for the runs
+        that train it: the others' parameters, momentum buffers and projector are not
+        written at all (momentum and weight decay would move them even with a zero
+        gradient)."""
+        dev = self.proj.device
+        r, mods = len(runs), self.modalities
+        units = [self.trainers[i].method.unit for i in runs]
+        lrs = [self.trainers[i].optimizer.param_groups[0]["lr"] for i in runs]
+        # each run's steps in MLA's order: (modality, rows, loss weight, first of its
+        # modality, after another modality: the head's gradient is projected)
+        plan: list[list[tuple]] = []
+        for b, u in zip(batches, units):
+            steps: list[tuple] = []
+            for mi, m in enumerate(mods):
+                after = bool(steps)
+                for c, (rows, weight) in enumerate(quota_chunks(b[m], u, self.quota_mode)):
+                    steps.append((mi, rows, weight, c == 0, after))
+            plan.append(steps)
+        # per modality and run: the sums of p_y, of the CE, the rows and the features
+        sums = torch.zeros(len(mods), r, 3 + self.proj.shape[1], device=dev)
+        for s in range(max(len(p) for p in plan)):
+            active = [j for j in range(r) if len(plan[j]) > s]
+            step = [plan[j][s] for j in active]
+            if self.options.mla_projection:
+                # once per modality switch: damp what the previous modality's features span
+                switch = [(j, plan[j][s - 1][0]) for j, st in zip(active, step)
+                          if st[3] and st[4]]
+                if switch:
+                    prev = sums[[p for _, p in switch], [j for j, _ in switch]]
+                    self._owm([runs[j] for j, _ in switch], prev[:, 3:] / prev[:, 2:3])
+            out = self._slot([runs[j] for j in active], step, [lrs[j] for j in active])
+            sums.index_put_((torch.tensor([st[0] for st in step], device=dev),
+                             torch.tensor(active, device=dev)), out, accumulate=True)
+            for j, st in zip(active, step):  # each run's ledger: what MLAMethod counts
+                self.trainers[runs[j]].ledger.add_step({mods[st[0]]: len(st[1])})
+        count = sums[:, :, 2]
+        nan = torch.tensor(float("nan"), device=dev)
+        # (2M, R) on the device: each run's column is its StepOutput's stats (s_t, then CE;
+        # NaN for a modality it did not train), read by its trainer in bulk, as MLAMethod's
+        stats = torch.where((count > 0).unsqueeze(2),
+                            sums[:, :, :2] / count.clamp(min=1).unsqueeze(2), nan)
+        stats = torch.cat([stats[:, :, 0], stats[:, :, 1]])
+        return [StepOutput(stats[:, j], mods, {m: len(b[m]) for m in mods}, total="sum")
                 for j, b in enumerate(batches)]
 
-    def _forward_runs(self, m: str, p: dict, idx: list[torch.Tensor], run: int):
-        """Per-run loss (with graph), batch score and mean feature; `idx`: each run's batch."""
-        data = self.trainers[run]  # every run trains on the same data
-        idx_pad, mask, counts = _pad(idx)
+    def _rows(self, runs: list[int]) -> torch.Tensor | None:
+        """The stacked tensors' rows of `runs`; None when they are all the rows in order (the
+        tensors themselves are used, no gather)."""
+        if runs == list(range(len(self.trainers))):
+            return None
+        return torch.as_tensor(runs, device=self.proj.device)
+
+    def _gather(self, names: list[str], rows: torch.Tensor | None) -> tuple[list, list | None]:
+        """Parameters `names` and their momentum buffers for `rows`: the stacked tensors
+        themselves (rows None), or gathered copies (index_select: a fraction of advanced
+        indexing's cost at these sizes) that `_write_back` returns."""
+        with torch.no_grad():
+            if rows is None:
+                return ([self.params[n] for n in names],
+                        [self.bufs[n] for n in names] if self.bufs is not None else None)
+            return ([self.params[n].index_select(0, rows) for n in names],
+                    [self.bufs[n].index_select(0, rows) for n in names]
+                    if self.bufs is not None else None)
+
+    def _write_back(self, names: list[str], rows: torch.Tensor | None, params: list,
+                    bufs: list | None) -> None:
+        if rows is not None:
+            with torch.no_grad():
+                for n, p in zip(names, params):
+                    self.params[n].index_copy_(0, rows, p)
+                for n, b in zip(names, bufs or []):
+                    self.bufs[n].index_copy_(0, rows, b)
+
+    def _owm(self, runs: list[int], feat: torch.Tensor) -> None:
+        """MLA's projector update of `runs` after seeing their mean features (R, F)."""
+        rows = self._rows(runs)
+        alpha = self.options.mla_proj_alpha
+        with torch.no_grad():
+            if rows is None:
+                self.proj.copy_(owm_update(self.proj, feat.unsqueeze(-1), alpha))
+            else:
+                self.proj.index_copy_(0, rows, owm_update(self.proj.index_select(0, rows),
+                                                          feat.unsqueeze(-1), alpha))
+
+    def _slot(self, runs: list[int], steps: list[tuple], lrs: list[float]) -> torch.Tensor:
+        """One optimizer step of each of `runs` (rows of the stacked tensors), each through
+        its own modality's encoder and the shared head; `steps[j]` = (modality, rows, loss
+        weight, ..., projected). The head, the cross-entropy and MLP encoders have their
+        gradients written out (the chain rule of linear, ReLU, linear head and
+        cross-entropy: a third of autograd's ops, which at these sizes cost more than the
+        arithmetic); other encoders take the head's gradient through autograd. Returns per
+        run (R, 3 + F): the sums over its rows of the true-class probability and of the
+        CE, the row count and the feature sums."""
+        dev = self.proj.device
+        idx_pad, mask, counts = _pad([st[1] for st in steps])
         r, n = idx_pad.shape
-        x = data.train_x[m][idx_pad.reshape(-1)]
-        x = x.view(r, n, *x.shape[1:])
-        y = data.train_y[idx_pad]
-        program = self._programs[m]
-        if program is not None:
-            feat_t = _run_program(program, p, x)
-        else:
-            prefix = f"encoders.{m}."
-            enc = {k.removeprefix(prefix): v for k, v in p.items() if k.startswith(prefix)}
-            feat_t = self._forward[m](enc, x).transpose(1, 2)
-        # activations are kept transposed, (R, features, n): the weight gradients come out
-        # contiguous, and the per-sample reductions over the few classes run along contiguous
-        # memory (F.cross_entropy on (R·n, C) logits is twice as slow)
-        zt = _linear_t(feat_t, p[HEAD[0]], p[HEAD[1]])  # (R, C, n)
-        ce = torch.logsumexp(zt, 1) - zt.gather(1, y.unsqueeze(1)).squeeze(1)  # (R, n)
-        loss = _masked_mean(ce, mask, counts)
-        with torch.no_grad():  # the true-class probability is exp(-CE)
-            s = _masked_mean(torch.exp(-ce.detach()), mask, counts)
-            return loss, s, _masked_mean(feat_t.detach().transpose(1, 2), mask, counts)
+        data = self.trainers[runs[0]]  # every run trains on the same data
+        positions: dict[int, list[int]] = {}  # modality -> the runs (positions) training it
+        for j, st in enumerate(steps):
+            positions.setdefault(st[0], []).append(j)
+        groups, feats = [], []
+        for mi, pos in positions.items():
+            m = self.modalities[mi]
+            names = self.enc_names[m]
+            rows = self._rows([runs[j] for j in pos])
+            params, bufs = self._gather(names, rows)
+            sel = None if len(pos) == r else torch.tensor(pos, device=dev)
+            ip = idx_pad if sel is None else idx_pad.index_select(0, sel)
+            x = _rows_of(data.train_x[m], ip.reshape(-1))
+            x = x.view(len(pos), n, *x.shape[1:])
+            if m in self._layers:
+                with torch.no_grad():
+                    acts = _mlp_forward(self._layers[m], dict(zip(names, params)), x)
+                feat, graph, leaves = acts[-1], acts, params
+            else:  # autograd through functional_call under vmap
+                leaves = [p.detach().requires_grad_() for p in params]
+                prefix = f"encoders.{m}."
+                enc = {k.removeprefix(prefix): v for k, v in zip(names, leaves)}
+                with torch.enable_grad():
+                    graph = self._forward[m](enc, x).transpose(1, 2)
+                feat = graph.detach()
+            groups.append((m, names, rows, sel, params, bufs, graph, leaves, pos))
+            feats.append(feat)
+        with torch.no_grad():
+            if len(feats) == 1:
+                feat_t = feats[0]
+            else:  # the groups' features back in the runs' order
+                order = torch.tensor([j for pos in positions.values() for j in pos])
+                inverse = torch.empty_like(order)
+                inverse[order] = torch.arange(r)
+                feat_t = torch.cat(feats).index_select(0, inverse.to(dev))
+            head_rows = self._rows(runs)
+            head, head_bufs = self._gather(list(HEAD), head_rows)
+            zt = _linear_t(feat_t, head[0], head[1])  # (R, C, n)
+            y = data.train_y[idx_pad].unsqueeze(1)  # (R, 1, n)
+            lse = torch.logsumexp(zt, 1, keepdim=True)
+            ce = (lse - zt.gather(1, y)).squeeze(1)  # (R, n)
+            # d(sum of the runs' losses)/dz = (softmax - one-hot) · row weight / row count
+            dz = torch.exp(zt - lse)
+            p_y = dz.gather(1, y).squeeze(1)  # the true-class probability
+            dz.scatter_add_(1, y, torch.full_like(p_y, -1.0).unsqueeze(1))
+            per_run = 1.0 / counts
+            weights = [st[2] for st in steps]
+            if any(w != 1.0 for w in weights):  # `scaled`: each run's loss weighted by n_j / B
+                per_run = per_run * torch.tensor(weights, device=dev)
+            dz.mul_(per_run.view(r, 1, 1) if mask is None
+                    else (mask * per_run[:, None]).unsqueeze(1))
+            head_grads = [torch.bmm(dz, feat_t.transpose(1, 2)), dz.sum(2)]
+            dfeat = torch.bmm(head[0].transpose(1, 2), dz)  # (R, F, n)
+            projected = [st[4] and self.options.mla_projection for st in steps]
+            if any(projected):
+                proj = self.proj if head_rows is None else self.proj.index_select(0, head_rows)
+                g = project(head_grads[0], proj)
+                head_grads[0] = g if all(projected) else torch.where(
+                    torch.tensor(projected, device=dev).view(-1, 1, 1), g, head_grads[0])
+        for m, names, rows, sel, params, bufs, graph, leaves, pos in groups:
+            dh = dfeat if sel is None else dfeat.index_select(0, sel)
+            if m in self._layers:
+                grads = _mlp_backward(self._layers[m], dict(zip(names, params)), graph, dh)
+                grads = [grads[nm] for nm in names]
+            else:
+                grads = list(torch.autograd.grad(graph, leaves, grad_outputs=dh))
+            with torch.no_grad():
+                _sgd(params, grads, bufs, [lrs[j] for j in pos], self.cfg.momentum,
+                     self.cfg.weight_decay)
+            self._write_back(names, rows, params, bufs)
+        with torch.no_grad():
+            _sgd(head, head_grads, head_bufs, lrs, self.cfg.momentum, self.cfg.weight_decay)
+            self._write_back(list(HEAD), head_rows, head, head_bufs)
+            if mask is not None:
+                ce, p_y, feat_t = ce * mask, p_y * mask, feat_t * mask.unsqueeze(1)
+            return torch.cat([torch.stack([p_y.sum(1), ce.sum(1), counts], 1), feat_t.sum(2)],
+                             1)
+
+
+def _rows_of(array, idx: torch.Tensor) -> torch.Tensor:
+    """Rows `idx` of a trainer's feature array: index_select where it is resident on the
+    device (a fifth of advanced indexing's cost at these sizes), else the array's own read."""
+    return array.data.index_select(0, idx) if array.resident else array[idx]
 
 
 def _momentum(trainer, name: str) -> torch.Tensor:
@@ -304,15 +422,46 @@ def _mlp_program(module: nn.Module, prefix: str) -> list[tuple] | None:
     return program if program and program[0] == ("flatten",) else None
 
 
-def _run_program(program: list[tuple], params: dict, x: torch.Tensor) -> torch.Tensor:
-    """An MLP encoder on (R, n, ...) inputs; returns the features transposed, (R, F, n)."""
-    h = x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)  # the program's flatten
+def _layers(program: list[tuple]) -> list[tuple[str, str | None, bool]] | None:
+    """An MLP program's linear layers as (weight, bias or None, followed by a ReLU); None if
+    it is not a chain of linear layers each followed by at most one ReLU (autograd then)."""
+    layers: list[tuple[str, str | None, bool]] = []
     for op in program[1:]:
         if op[0] == "linear":
-            h = _linear_t(h, params[op[1]], params[op[2]] if op[2] else None)
-        elif op[0] == "relu":
-            h = torch.relu(h)
-    return h
+            layers.append((op[1], op[2], False))
+        elif op[0] == "relu" and layers and not layers[-1][2]:
+            layers[-1] = (layers[-1][0], layers[-1][1], True)
+        else:  # a ReLU first or twice in a row
+            return None
+    return layers
+
+
+def _mlp_forward(layers: list[tuple], params: dict, x: torch.Tensor) -> list[torch.Tensor]:
+    """An MLP encoder on (R, n, ...) inputs, no graph: every layer's activations, transposed
+    (R, features, n), the input first and the features last."""
+    acts = [x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)]  # the program's flatten
+    for w, b, relu in layers:
+        h = _linear_t(acts[-1], params[w], params[b] if b else None)
+        acts.append(torch.relu_(h) if relu else h)
+    return acts
+
+
+@torch.no_grad()
+def _mlp_backward(layers: list[tuple], params: dict, acts: list[torch.Tensor],
+                  dh: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The gradients of an MLP encoder's parameters given the gradient `dh` (R, F, n) at its
+    features and its activations from `_mlp_forward`."""
+    grads = {}
+    for i in range(len(layers) - 1, -1, -1):
+        w, b, relu = layers[i]
+        if relu:  # ReLU's gradient: where its output is positive
+            dh = torch.ops.aten.threshold_backward(dh, acts[i + 1], 0)
+        grads[w] = torch.bmm(dh, acts[i].transpose(1, 2))
+        if b:
+            grads[b] = dh.sum(2)
+        if i:
+            dh = torch.bmm(params[w].transpose(1, 2), dh)
+    return grads
 
 
 def _linear_t(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -332,14 +481,6 @@ def _pad(idx: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, to
     mask = (torch.arange(padded.shape[1], device=padded.device)[None, :]
             < counts[:, None]).float()
     return padded, mask, counts
-
-
-def _masked_mean(v: torch.Tensor, mask: torch.Tensor | None, counts: torch.Tensor) -> torch.Tensor:
-    """Mean over dim 1 of (R, n, ...) values, counting only unmasked rows."""
-    if mask is None:
-        return v.mean(1)
-    m = mask.view(*mask.shape, *([1] * (v.ndim - 2)))
-    return (v * m).sum(1) / counts.view(-1, *([1] * (v.ndim - 2)))
 
 
 def _sgd(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor] | None,
