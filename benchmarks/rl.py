@@ -73,9 +73,15 @@ OVERRIDES = [
     "env_config.steps_per_action=10",
 ]
 PER_ALGO = {"PPO": ["training.train_batch_size_per_learner=128", "training.minibatch_size=32"],
-            # the asynchronous PPOs at PPO's batch: the same env steps per iteration
-            "APPO": ["training.train_batch_size_per_learner=128"],
-            "IMPALA": ["training.train_batch_size_per_learner=128"]}
+            # the asynchronous PPOs at PPO's batch, sampling on the local env runner: remote
+            # runners take longer to start than an iteration lasts on two cores (an
+            # iteration then returns with nothing sampled), and each iteration waits for
+            # a batch's env steps, so the budget is PPO's
+            "APPO": ["training.train_batch_size_per_learner=128", "env_runners.num_env_runners=0",
+                     "reporting.min_sample_timesteps_per_iteration=128"],
+            "IMPALA": ["training.train_batch_size_per_learner=128",
+                       "env_runners.num_env_runners=0",
+                       "reporting.min_sample_timesteps_per_iteration=128"]}
 # held-out data: the centre of the training family, and a data set no episode drew
 EVAL_DATA = {"centre": "synthetic:preset=competition,n_train=1000", "digits": "digits"}
 FIXED_SEEDS = list(range(20_000, 20_005))  # episodes of the fixed policies (training range)
