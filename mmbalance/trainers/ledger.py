@@ -51,8 +51,13 @@ class ComputeLedger:
             self.counts[f"nograd_samples_{m}"] = 0
             model.encoders[m].register_forward_hook(self._encoder_hook(m))
         optimizer.register_step_pre_hook(self._before_step)
-        # one representative parameter per group: a group's parameters get gradients together
+        # one representative parameter per group (a group's parameters get gradients
+        # together), with the keys it counts under: the hook runs at every optimizer step,
+        # so the key strings are built once here
         self._probe = {k: v[0] for k, v in self._groups.items() if v}
+        self._update_probes = [(f"updates_{k}", p) for k, p in self._probe.items()]
+        self._sample_probes = [(m, self._probe.get(m), f"grad_samples_{m}",
+                                f"nograd_samples_{m}") for m in self.modalities]
         self.wall_start: float | None = None
         self.wall_before = 0.0  # wall seconds of the run before a checkpoint it resumed from
 
@@ -70,15 +75,17 @@ class ComputeLedger:
         return hook
 
     def _before_step(self, optimizer, args, kwargs) -> None:
-        self.counts["optimizer_steps"] += 1
-        for key, param in self._probe.items():
+        counts, pending = self.counts, self._pending
+        counts["optimizer_steps"] += 1
+        for key, param in self._update_probes:
             if param.grad is not None:
-                self.counts[f"updates_{key}"] += 1
-        for m, n in self._pending.items():
+                counts[key] += 1
+        for m, param, grad_key, nograd_key in self._sample_probes:
+            n = pending[m]
             if n:
-                got = self._probe.get(m) is not None and self._probe[m].grad is not None
-                self.counts[f"grad_samples_{m}" if got else f"nograd_samples_{m}"] += n
-                self._pending[m] = 0
+                counts[grad_key if param is not None and param.grad is not None
+                       else nograd_key] += n
+                pending[m] = 0
 
     def add_step(self, samples: dict[str, int], parts: tuple[str, ...] = ("head",)) -> None:
         """Count one optimizer step this run took outside its own optimizer (the vectorised

@@ -126,7 +126,7 @@ class Method:
         logits = [uni[m].detach() for m in names]
         extra = [loss.detach()] if loss is not None else []
         observed = torch.stack([*logits, mm.detach()]) if want_logits else None
-        sizes = {m: len(y) for m in names}
+        sizes = dict.fromkeys(names, y.shape[0])
         return StepOutput(None, names, sizes, observed, y if want_logits else None, total,
                           Pending("log", logits, y, extra))
 

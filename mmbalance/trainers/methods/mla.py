@@ -113,7 +113,7 @@ class MLAMethod(Method):
         if want_logits:  # BSS samplers feed paired batches
             y = ctx.y[self.paired_index(batch)]
             return self.paired_output(uni, head.fuse(uni), y, None, True, total="sum")
-        sizes = {m: len(batch[m]) for m in ctx.modalities}
+        sizes = {m: batch[m].shape[0] for m in ctx.modalities}
         first = batch[ctx.modalities[0]]
         paired = all(batch[m] is first for m in ctx.modalities)
         return batch_output(uni, ys, ce, sizes, same_rows=paired, total="sum",
