@@ -83,8 +83,9 @@ class MLAMethod(Method):
         ys: dict[str, torch.Tensor] = {}
         ce: dict[str, torch.Tensor | None] = {}
         prev_features = None
+        unit = self.unit
         for m in ctx.modalities:
-            chunks = quota_chunks(batch[m], self.unit, ctx.quota_mode)
+            chunks = quota_chunks(batch[m], unit, ctx.quota_mode)
             if not chunks:  # a `share` quota: this modality sits this iteration out
                 continue
             if opt.mla_projection and prev_features is not None:
