@@ -11,7 +11,9 @@ torch thread, with a validation pass (accuracy) after every epoch:
   and `final_metrics` is not called: the hand loop has neither).
 - `hand`: the loop a person writes: index the batch, forward, cross-entropy, backward, step
   (`joint`); for `mla`, per modality the encoder and the shared head, with MLA's projector on
-  the head's gradient, as the paper's loop does.
+  the head's gradient, as the paper's loop does. It keeps no record of the loss and no copy
+  of the best weights, and validates accuracy only: the trainer's per-step log, learning
+  status, full validation metrics and best-model copy all count against it.
 
 Timed in CPU time of the training thread (other load on a shared machine hardly moves it),
 set-up excluded. The two alternate within each repetition (order flipped every other one).
