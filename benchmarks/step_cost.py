@@ -128,7 +128,7 @@ def main() -> None:
         (f"Default synthetic data (N_train = {n}, batch 64, {-(-n // 64)} steps per epoch), "
          f"uniform sampling, {args.epochs} epochs with a validation pass after each, 1 torch "
          f"thread; {args.reps} interleaved repetitions; CPU ms per step of the training thread. "
-         f"Target: median of paired ratios <= {TARGET}."),
+         f"Target: median of paired ratios <= {TARGET:.2f}."),
         "",
         ("| method | trainer ms / step (median) | hand-written loop ms / step (median) | ratio "
          "of medians | median of paired ratios | trainer min | hand min |"),
