@@ -11,13 +11,15 @@ torch thread, with a validation pass (accuracy) after every epoch:
   and `final_metrics` is not called: the hand loop has neither).
 - `hand`: the loop a person writes: index the batch, forward, cross-entropy, backward, step
   (`joint`); for `mla`, per modality the encoder and the shared head, with MLA's projector on
-  the head's gradient, as the paper's loop does.
+  the head's gradient, as the paper's loop does. It keeps no record of the loss and no copy
+  of the best weights, and validates accuracy only: the trainer's per-step log, learning
+  status, full validation metrics and best-model copy all count against it.
 
 Timed in CPU time of the training thread (other load on a shared machine hardly moves it),
-set-up excluded. The two alternate within each repetition (order flipped every other one);
-the figure is the ratio of the medians; beside it, the median of each repetition's own
-ratio (its two measurements ran back to back, under the same load). Writes
-`results/step_cost.md`.
+set-up excluded. The two alternate within each repetition (order flipped every other one).
+The figure the target is judged on is the median of each repetition's own ratio (its two
+measurements ran back to back, under the same load); the ratio of the medians and the
+minima are shown beside it. Writes `results/step_cost.md`.
 Usage: python benchmarks/step_cost.py [--reps 21] [--epochs 4]
 """
 
@@ -37,7 +39,7 @@ from mmbalance.trainers.sampler import UniformSampler
 from mmbalance.trainers.trainer import Trainer
 
 METHODS = ("joint", "mla")
-TARGET = 1.15
+TARGET = 1.10  # issue 22: on the median of paired ratios
 
 
 def config(method: str, epochs: int) -> TrainConfig:
@@ -126,7 +128,7 @@ def main() -> None:
         (f"Default synthetic data (N_train = {n}, batch 64, {-(-n // 64)} steps per epoch), "
          f"uniform sampling, {args.epochs} epochs with a validation pass after each, 1 torch "
          f"thread; {args.reps} interleaved repetitions; CPU ms per step of the training thread. "
-         f"Target: ratio <= {TARGET}."),
+         f"Target: median of paired ratios <= {TARGET:.2f}."),
         "",
         ("| method | trainer ms / step (median) | hand-written loop ms / step (median) | ratio "
          "of medians | median of paired ratios | trainer min | hand min |"),

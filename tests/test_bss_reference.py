@@ -12,6 +12,7 @@ from mmbalance.policies.bss_measure import (
     balance_ranking,
     pacing_size,
     sampling_probs,
+    stable_argsort,
 )
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "bss_cremad_reference.npz"
@@ -53,3 +54,15 @@ def test_degree_range_and_direction():
     d = balance_degree(sim.numpy(), loss.numpy())
     assert d.min() >= 0 and d.max() <= 2
     assert d[0] == d.min() and d[1] == d.max()
+
+
+@pytest.mark.parametrize("case", ["distinct", "ties", "nan", "inf", "zeros", "empty"])
+def test_stable_argsort_is_numpys_stable_sort(case):
+    rng = np.random.default_rng(3)
+    keys = {"distinct": rng.gumbel(size=500),
+            "ties": np.round(rng.normal(size=500), 1),
+            "nan": np.where(rng.random(500) < 0.05, np.nan, rng.normal(size=500)),
+            "inf": np.where(rng.random(500) < 0.05, -np.inf, rng.normal(size=500)),
+            "zeros": np.concatenate([np.zeros(5), -np.zeros(5), rng.normal(size=10)]),
+            "empty": np.zeros(0)}[case]
+    np.testing.assert_array_equal(stable_argsort(keys), np.argsort(keys, kind="stable"))

@@ -1,6 +1,7 @@
 """Quotas at equal compute (`quota_mode: share`) and the compute ledger of every run.
 
-The ledger counts by hooks; these tests count again by hand, by watching which encoder's
+The ledger counts as the run trains (its encoders report their outputs, the optimizer its
+steps); these tests count again by hand, by watching which encoder's
 parameters change at each optimizer step, so a ledger that miscounts cannot pass."""
 
 import math
@@ -12,7 +13,7 @@ import torch
 from mmbalance.data.synthetic import SyntheticConfig, make_synthetic
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
-from mmbalance.trainers.ledger import encoder_totals
+from mmbalance.trainers.ledger import encoder_totals, stop_counting
 from mmbalance.trainers.quota import QuotaPlan
 from mmbalance.trainers.trainer import Trainer
 
@@ -148,3 +149,25 @@ def test_the_credits_and_the_ledger_continue_through_a_checkpoint(data, tmp_path
     assert {k: v for k, v in final["ledger"].items() if k not in drop} == \
         {k: v for k, v in final_full["ledger"].items() if k not in drop}
     assert final["test"]["acc"] == pytest.approx(final_full["test"]["acc"])
+
+
+def test_a_copy_of_the_model_never_counts_into_the_runs_ledger(data):
+    """A deep copy of a run's model (a cost probe, the vector env's template) counts into its
+    own copy of the ledger, or, after `stop_counting`, into none; the run's stays as it was."""
+    import copy
+
+    tr = Trainer(data, TrainConfig(method="joint", epochs=1, batch_size=B, probe=False))
+    x = {m: torch.as_tensor(data.splits["val"].x[m][:5]) for m in tr.modalities}
+    before = dict(tr.ledger.counts)
+    with torch.no_grad():
+        tr.model(x)
+    assert tr.ledger.counts["nograd_samples_audio"] == before["nograd_samples_audio"] + 5
+    before = dict(tr.ledger.counts)
+    twin = copy.deepcopy(tr.model)
+    with torch.no_grad():
+        twin(x)
+    assert tr.ledger.counts == before
+    stop_counting(twin)
+    assert all("forward" not in vars(e) for e in twin.encoders.values())
+    with torch.no_grad():
+        assert torch.equal(twin(x)[0], tr.model(x)[0])

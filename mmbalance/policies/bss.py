@@ -39,6 +39,7 @@ from mmbalance.policies.bss_measure import (
     pacing_fraction,
     pacing_size,
     sampling_probs,
+    stable_argsort,
 )
 from mmbalance.trainers.sampler import (
     Batch,
@@ -235,7 +236,7 @@ class BSSLearnedSampler(BSSSampler):
             # Gumbel-top-k: the same law as drawing one at a time without replacement, each
             # draw proportional to the remaining weights (torch.multinomial's), O(N log N).
             keys = np.log(probs) + self.rng.gumbel(size=n)
-            order = np.argsort(-keys, kind="stable")
+            order = stable_argsort(-keys)
         self.metrics = {
             "subset_size": float(n),
             "mean_degree": float(self.degree.mean()),

@@ -15,7 +15,7 @@ import numpy as np
 
 from mmbalance.errors import ConfigError
 from mmbalance.policies.bss import BSSSampler
-from mmbalance.policies.bss_measure import balance_degree
+from mmbalance.policies.bss_measure import balance_degree, stable_argsort
 from mmbalance.trainers.sampler import SamplerContext, Scorer
 
 WEIGHT_FLOOR = 1e-3  # a zero weight still leaves a sample drawable, last
@@ -63,7 +63,7 @@ class BucketSampler(BSSSampler):
         size = max(1, round(self.pacing * n))
         w = np.maximum(self.weights / max(self.weights.max(), 1e-12), WEIGHT_FLOOR)
         keys = np.log(w[self.bucket_of]) + self.rng.gumbel(size=n)
-        order = np.argsort(-keys, kind="stable")[:size]
+        order = stable_argsort(-keys)[:size]
         self.metrics = {"subset_size": float(size), "pacing": self.pacing,
                         "subset_mean_degree": float(self.degree[order].mean())}
         self.metrics.update({f"bucket_weight_{b}": float(v) for b, v in enumerate(w)})

@@ -28,9 +28,22 @@ def balance_degree(sim: np.ndarray, loss: np.ndarray) -> np.ndarray:
     )
 
 
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """`np.argsort(keys, kind="stable")` (ascending; ties and NaNs keep index order), at the
+    cost of a quicksort where no two keys tie: distinct finite keys have one sorted order, so
+    any sort finds it. It runs every epoch over the training set; the stable sort is several
+    times slower and only needed when keys repeat or are not finite."""
+    order = np.argsort(keys)
+    ranked = keys[order]
+    if ranked.size == 0 or (np.isfinite(ranked[0]) and np.isfinite(ranked[-1])
+                            and (ranked[1:] != ranked[:-1]).all()):
+        return order
+    return np.argsort(keys, kind="stable")
+
+
 def balance_ranking(d: np.ndarray) -> np.ndarray:
     """Sample indices, most balanced first (stable, so ties keep index order)."""
-    return np.argsort(d, kind="stable")
+    return stable_argsort(np.asarray(d))
 
 
 def sampling_probs(d: np.ndarray, offset: float = 2.01) -> np.ndarray:

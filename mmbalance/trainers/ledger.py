@@ -1,7 +1,7 @@
 """The compute ledger of one run: what a comparison must hold equal before it credits a gain.
 
-Counted as the run trains, by hooks on the model and the optimizer, so no method has to
-remember to report anything:
+Counted as the run trains, by the encoders themselves (`CountingForward`) and a hook on the
+optimizer, so no method has to remember to report anything:
 
 - `optimizer_steps`;
 - per encoder m: `updates_<m>` (optimizer steps in which m's parameters had a gradient, i.e.
@@ -49,36 +49,41 @@ class ComputeLedger:
         for m in self.modalities:
             self.counts[f"grad_samples_{m}"] = 0
             self.counts[f"nograd_samples_{m}"] = 0
-            model.encoders[m].register_forward_hook(self._encoder_hook(m))
+            encoder = model.encoders[m]
+            encoder.forward = CountingForward(self, encoder, m)
         optimizer.register_step_pre_hook(self._before_step)
-        # one representative parameter per group: a group's parameters get gradients together
+        # one representative parameter per group (a group's parameters get gradients
+        # together), with the keys it counts under: the hook runs at every optimizer step,
+        # so the key strings are built once here
         self._probe = {k: v[0] for k, v in self._groups.items() if v}
+        self._update_probes = [(f"updates_{k}", p) for k, p in self._probe.items()]
+        self._sample_probes = [(m, self._probe.get(m), f"grad_samples_{m}",
+                                f"nograd_samples_{m}") for m in self.modalities]
         self.wall_start: float | None = None
         self.wall_before = 0.0  # wall seconds of the run before a checkpoint it resumed from
 
-    def _encoder_hook(self, m: str):
-        nograd_key = f"nograd_samples_{m}"
-
-        def hook(module: nn.Module, inputs, output) -> None:
-            if not isinstance(output, torch.Tensor):
-                return
-            if output.requires_grad:
-                self._pending[m] += output.shape[0]
-            else:
-                self.counts[nograd_key] += output.shape[0]
-
-        return hook
+    def count_encoded(self, m: str, output) -> None:
+        """Count what encoder m just encoded: pending gradient samples with autograd on,
+        no-grad samples otherwise."""
+        if not isinstance(output, torch.Tensor):
+            return
+        if output.requires_grad:
+            self._pending[m] += output.shape[0]
+        else:
+            self.counts[f"nograd_samples_{m}"] += output.shape[0]
 
     def _before_step(self, optimizer, args, kwargs) -> None:
-        self.counts["optimizer_steps"] += 1
-        for key, param in self._probe.items():
+        counts, pending = self.counts, self._pending
+        counts["optimizer_steps"] += 1
+        for key, param in self._update_probes:
             if param.grad is not None:
-                self.counts[f"updates_{key}"] += 1
-        for m, n in self._pending.items():
+                counts[key] += 1
+        for m, param, grad_key, nograd_key in self._sample_probes:
+            n = pending[m]
             if n:
-                got = self._probe.get(m) is not None and self._probe[m].grad is not None
-                self.counts[f"grad_samples_{m}" if got else f"nograd_samples_{m}"] += n
-                self._pending[m] = 0
+                counts[grad_key if param is not None and param.grad is not None
+                       else nograd_key] += n
+                pending[m] = 0
 
     def add_step(self, samples: dict[str, int], parts: tuple[str, ...] = ("head",)) -> None:
         """Count one optimizer step this run took outside its own optimizer (the vectorised
@@ -120,6 +125,28 @@ class ComputeLedger:
         self.counts.update({k: v for k, v in state.items() if k in self.counts})
         self.wall_before = float(state.get("wall_seconds", 0.0))
         self.wall_start = time.perf_counter()
+
+
+class CountingForward:
+    """An encoder's own `forward`, reporting each output to the ledger. It is the encoder's
+    `forward` attribute rather than a forward hook because a module with hooks takes
+    PyTorch's slow call path, which costs a small model's training step about 2%. A deep
+    copy of the model counts into a copy of the ledger, never into the run's."""
+
+    def __init__(self, ledger: ComputeLedger, encoder: nn.Module, m: str) -> None:
+        self.ledger, self.encoder, self.m = ledger, encoder, m
+
+    def __call__(self, *args, **kwargs):
+        output = type(self.encoder).forward(self.encoder, *args, **kwargs)
+        self.ledger.count_encoded(self.m, output)
+        return output
+
+
+def stop_counting(model: nn.Module) -> None:
+    """Take the ledger's counting off a model (a structural copy that runs other tensors)."""
+    for module in model.modules():
+        if isinstance(module.__dict__.get("forward"), CountingForward):
+            del module.forward
 
 
 def encoder_totals(ledger: dict, modalities: list[str]) -> dict[str, float]:

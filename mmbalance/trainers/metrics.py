@@ -25,24 +25,34 @@ def classification_metrics(
     mm_logits: np.ndarray, uni_logits: dict[str, np.ndarray], y: np.ndarray, num_classes: int
 ) -> dict[str, float]:
     """Metrics from logits; mAP is the mean over classes present in y of average precision.
-    Every class's ranking comes from one sort of the whole logit matrix (a stable sort per
-    column: the same order, so the same numbers, as sorting each class on its own)."""
+    Every class's ranking comes from one sort of the whole logit matrix."""
     pred = mm_logits.argmax(1)
     out = {"acc": float((pred == y).mean()), "f1": macro_f1(y, pred, num_classes)}
-    present = np.unique(y)
+    support = np.bincount(y, minlength=num_classes)
+    present = np.flatnonzero(support)
     scores = np.ascontiguousarray(mm_logits.T[present])  # (classes present, n)
-    order = np.argsort(-scores, axis=1, kind="mergesort")
+    # Average precision reads the ranking only at the end of each run of tied scores, where
+    # the count of positives so far does not depend on the order inside the run, so for
+    # finite scores any sort gives the same numbers and the fastest one is used. A NaN or
+    # infinite score is a run of its own (its difference to the next is not 0): there the
+    # order matters, and it is the stable one (scikit-learn's).
+    kind = "quicksort" if np.isfinite(scores).all() else "stable"
+    order = np.argsort(-scores, axis=1, kind=kind)
     ranked = np.take_along_axis(scores, order, 1)
     true_pos = np.cumsum(y[order] == present[:, None], axis=1)
     # per class, the last position of each run of tied scores: tied scores form one step
     # of the precision-recall curve (scikit-learn's definition)
     last = np.ones(ranked.shape, dtype=bool)
     last[:, :-1] = np.diff(ranked, axis=1) != 0
-    precision = true_pos / np.arange(1, ranked.shape[1] + 1)
-    recall = true_pos / np.maximum(1, np.bincount(y, minlength=num_classes)[present])[:, None]
-    out["map"] = float(np.mean([
-        np.sum(np.diff(np.concatenate(([0.0], recall[j][last[j]]))) * precision[j][last[j]])
-        for j in range(len(present))]))
+    precision = true_pos[last] / (np.flatnonzero(last) % ranked.shape[1] + 1)
+    recall = true_pos[last] / np.repeat(support[present], last.sum(1))
+    # the class rows one after another: each row's recall steps start from 0
+    ends = np.cumsum(last.sum(1))
+    starts = ends - last.sum(1)
+    step = np.diff(recall, prepend=0.0)
+    step[starts] = recall[starts]
+    area = step * precision
+    out["map"] = float(np.mean([area[a:b].sum() for a, b in zip(starts.tolist(), ends.tolist())]))
     for m, z in uni_logits.items():
         out[f"acc_{m}"] = float((z.argmax(1) == y).mean())
     return out

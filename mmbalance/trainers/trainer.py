@@ -116,6 +116,10 @@ class Trainer:
             generator=self.generator, batch_size=config.batch_size,
             quota_mode=config.quota_mode, quota_plan=self.quota_plan), config.options)
         self._status = LearningStatus(self.modalities, config.accumulation, config.ema_beta)
+        # the step log's columns; quota_<m>: what the sampler asked for (a quota sampler's
+        # quota, else the batch); rows_<m>: the samples modality m trained on in the step
+        self._step_keys = ["step", "epoch", "loss", *(f"quota_{m}" for m in self.modalities),
+                           *self._status.keys(), *(f"rows_{m}" for m in self.modalities)]
         self.sampler.bind(
             SamplerContext(
                 n_train=self.n_train,
@@ -258,29 +262,33 @@ class Trainer:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        values = read_outputs([p[0] for p in pending])
-        k = len(self.modalities)
-        losses = [out.loss_of(v) for (out, *_), v in zip(pending, values)]
+        outs = [p[0] for p in pending]
+        values = read_outputs(outs)
+        mods = self.modalities
+        k = len(mods)
+        losses = [out.loss_of(v) for out, v in zip(outs, values)]
         # which modalities trained in each step (a `share` quota can skip one)
-        trained = [[out.sizes.get(m, 1) > 0 for m in self.modalities] for out, *_ in pending]
-        bad = next((i for i, (loss, v, t) in enumerate(zip(losses, values, trained))
-                    if not (math.isfinite(loss)
-                            and all(math.isfinite(c) for c, on in zip(v[k : 2 * k], t) if on))),
-                   None)
+        trained = [[out.sizes.get(m, 1) > 0 for m in mods] for out in outs]
+        bad = None
+        # a sum of floats is finite only if every term is: one check for the common case,
+        # the search for the first bad step only when there is one (or the sum overflowed)
+        if not (math.isfinite(sum(losses))
+                and math.isfinite(sum(c for v in values for c in v[k : 2 * k]))):
+            bad = next((i for i, (loss, v, t) in enumerate(zip(losses, values, trained))
+                        if not (math.isfinite(loss) and all(
+                            math.isfinite(c) for c, on in zip(v[k : 2 * k], t) if on))), None)
         good = len(pending) if bad is None else bad
         status = self._status.fold([(v[:k], v[k : 2 * k]) for v in values[:good]],
                                    trained[:good])
-        # quota_<m>: what the sampler asked for (a quota sampler's quota, else the batch);
-        # rows_<m>: the samples modality m trained on in the step
-        keys = ["step", "epoch", "loss", *(f"quota_{m}" for m in self.modalities),
-                *self._status.keys(), *(f"rows_{m}" for m in self.modalities)]
+        keys = self._step_keys
         steps = self._history.steps
         for (out, step, epoch, extra, quotas), loss, row in zip(pending, losses, status):
-            sizes = [out.sizes.get(m, 0) for m in self.modalities]
+            sizes = [out.sizes.get(m, 0) for m in mods]
             asked = sizes if quotas is None else quotas.tolist()
-            steps.append(dict(zip(keys, [step, epoch, loss, *asked, *row, *sizes])))
+            entry = dict(zip(keys, [step, epoch, loss, *asked, *row, *sizes]))
             if extra:
-                steps[-1].update(extra)
+                entry.update(extra)
+            steps.append(entry)
         if bad is not None:
             out, step, epoch, *_ = pending[bad]
             self._raise_diverged(losses[bad], values[bad][k : 2 * k], step, epoch, trained[bad])

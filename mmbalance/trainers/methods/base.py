@@ -108,11 +108,13 @@ class Method:
 
     def paired_index(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The one index array of a paired batch."""
-        first = batch[self.ctx.modalities[0]]
-        if any(batch[m] is not first and not torch.equal(batch[m], first)
-               for m in self.ctx.modalities):
-            raise ConfigError(f"method '{self.name}' needs paired batches (one index array for "
-                              "every modality), but the sampler gave each modality its own")
+        names = self.ctx.modalities
+        first = batch[names[0]]
+        for m in names:  # a loop, not any(<generator>): it runs at every step
+            if batch[m] is not first and not torch.equal(batch[m], first):
+                raise ConfigError(f"method '{self.name}' needs paired batches (one index array "
+                                  "for every modality), but the sampler gave each modality "
+                                  "its own")
         return first
 
     def paired_output(
@@ -126,7 +128,7 @@ class Method:
         logits = [uni[m].detach() for m in names]
         extra = [loss.detach()] if loss is not None else []
         observed = torch.stack([*logits, mm.detach()]) if want_logits else None
-        sizes = {m: len(y) for m in names}
+        sizes = dict.fromkeys(names, y.shape[0])
         return StepOutput(None, names, sizes, observed, y if want_logits else None, total,
                           Pending("log", logits, y, extra))
 

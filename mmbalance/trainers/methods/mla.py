@@ -83,8 +83,9 @@ class MLAMethod(Method):
         ys: dict[str, torch.Tensor] = {}
         ce: dict[str, torch.Tensor | None] = {}
         prev_features = None
+        unit = self.unit
         for m in ctx.modalities:
-            chunks = quota_chunks(batch[m], self.unit, ctx.quota_mode)
+            chunks = quota_chunks(batch[m], unit, ctx.quota_mode)
             if not chunks:  # a `share` quota: this modality sits this iteration out
                 continue
             if opt.mla_projection and prev_features is not None:
@@ -113,7 +114,7 @@ class MLAMethod(Method):
         if want_logits:  # BSS samplers feed paired batches
             y = ctx.y[self.paired_index(batch)]
             return self.paired_output(uni, head.fuse(uni), y, None, True, total="sum")
-        sizes = {m: len(batch[m]) for m in ctx.modalities}
+        sizes = {m: batch[m].shape[0] for m in ctx.modalities}
         first = batch[ctx.modalities[0]]
         paired = all(batch[m] is first for m in ctx.modalities)
         return batch_output(uni, ys, ce, sizes, same_rows=paired, total="sum",

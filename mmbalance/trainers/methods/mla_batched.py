@@ -62,6 +62,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pad_sequence
 
 from mmbalance.errors import ConfigError
+from mmbalance.trainers.ledger import stop_counting
 from mmbalance.trainers.methods.mla import owm_update, project
 from mmbalance.trainers.methods.output import StepOutput
 from mmbalance.trainers.quota import quota_chunks
@@ -127,8 +128,7 @@ class StackedMLA:
                           for m in self.modalities}
         # a structural copy the functional calls run through; its own tensors never train
         self.template = copy.deepcopy(t0.model).requires_grad_(False)
-        for module in self.template.modules():  # the copy took run 0's ledger hooks along;
-            module._forward_hooks.clear()       # each run's ledger is counted in _update
+        stop_counting(self.template)  # each run's ledger is counted in _update
         # MLP encoders (the default for feature vectors) run as batched matmuls; anything
         # else through functional_call under vmap
         programs = {m: _mlp_program(self.template.encoders[m], f"encoders.{m}.")
