@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import yaml
-from _common import RESULTS, header, invocation, write_result
+from _common import RESULTS, commit, header, invocation, write_result
 
 from mmbalance.cli import main as cli
 from mmbalance.envs import QuotaEnv
@@ -384,7 +384,8 @@ def measure(args: argparse.Namespace, raw: Path) -> None:
             if rc != 0:
                 raise SystemExit(rc)
         (out / "wall.json").write_text(json.dumps(
-            {"iterations": iterations, "minutes": (time.perf_counter() - t0) / 60}))
+            {"iterations": iterations, "minutes": (time.perf_counter() - t0) / 60,
+             "run": f"`{invocation()}` on {time.strftime('%Y-%m-%d')}, commit {commit()}"}))
         evaluate(out / "policy", raw, algo, args.seeds)
         # a win on the family is confirmed on fresh seeds before it is claimed
         centre = evaluation_folders(raw, algo)["centre"]
@@ -400,6 +401,7 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
     parts = [head, (raw / "gaming.md").read_text(), (raw / "cost.md").read_text()]
     curves, rows, bars, held_out, claims, costs = {}, [], [], [], [], []
     shared: dict[str, str] = {}
+    runs: dict[str, list[str]] = {}  # which run of this benchmark measured each algorithm
     for algo, cfg_path in CONFIGS.items():  # every one measured, by this run or an earlier one
         out = raw / f"learn-{algo}"
         if not (out / "wall.json").exists():
@@ -409,6 +411,7 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
         steps = int(progress["env_steps"].iloc[-1])
         curves[algo] = progress
         shown = f"`{cfg_path}`" + "".join(f" `--set {o}`" for o in ABLATIONS.get(algo, []))
+        runs.setdefault(wall.get("run", "an earlier run (not recorded)"), []).append(algo)
         rows.append(f"| {algo} | {shown} | {wall['iterations']} | {steps} | "
                     f"{wall['minutes']:.1f} | {steps / (60 * wall['minutes']):.1f} | "
                     f"{progress['episode_return_mean'].iloc[-1]:.2f} |")
@@ -455,6 +458,9 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
     fig.savefig(RESULTS / f"{args.name}_curve.png", dpi=120)
     plt.close(fig)
     shown = " ".join(f"--set {o}" for o in OVERRIDES)
+    if len(runs) > 1 or args.tables_only:
+        parts.append("Each algorithm's rows were measured by: " + "; ".join(
+            f"{', '.join(algos)}: {run}" for run, algos in runs.items()) + ".")
     parts.append("**Learning** (each algorithm from its shipped YAML with `--iterations` set for "
                  f"about {args.env_steps} env steps and `{shown}`; PPO also "
                  f"`{' '.join('--set ' + o for o in PER_ALGO['PPO'])}`):\n\n"
@@ -484,17 +490,17 @@ def claim(algo: str, name: str, result: dict, unseen: bool, confirmed: bool | No
     where = f"`{EVAL_DATA[name]}`"
     if unseen:
         u = result["baselines"].get("uniform", {"diff": math.nan, "std": math.nan})
-        verdict = "holds" if met(result, True) else "falls below"
+        verdict = "holds against" if met(result, True) else "falls below"
         return (f"{algo} on unseen {where}: {verdict} uniform ({u['diff']:+.1f} ± "
-                f"{u['std']:.1f} points, bar: not below by more than half a std).")
+                f"{u['std']:.1f} points; bar: within half a std).")
     free = {b: v for b, v in result["baselines"].items() if b != "uniform"}
     best = min(free, key=lambda b: free[b]["diff"]) if free else None
     if best is None:
         return f"{algo} on {where}: no baseline was run."
     v = free[best]
     won = met(result, False)
-    text = (f"{algo} on {where}: the learned policy {'beats' if won else 'does not beat'} "
-            f"every policy that needs no RL by more than one std (hardest: {best}, "
+    text = (f"{algo} on {where}: {'**beats**' if won else 'does not beat'} every policy "
+            f"that needs no RL by more than one std (hardest: {best}, "
             f"{v['diff']:+.1f} ± {v['std']:.1f} points)")
     if won:
         text += ("; confirmed on fresh seeds" if confirmed else
