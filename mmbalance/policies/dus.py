@@ -105,6 +105,7 @@ class FixedQuotaSampler(QuotaSampler):
     policies a quota's leverage is measured with, and a baseline a learned policy must beat."""
 
     name = "fixed"
+    option_attributes = ("fixed", "n_min", "n_max", "n_min_cfg", "n_max_cfg")
 
     def __init__(self, quotas: list[int] | None = None, n_min: int | None = None,
                  n_max: int | None = None):
@@ -135,11 +136,10 @@ class FixedQuotaSampler(QuotaSampler):
         self.set_quotas(self.fixed)
 
     def load_state_dict(self, state: dict) -> None:
-        """The streams from the checkpoint, the quotas from this sampler's options: a PBT
-        trial that clones another's checkpoint with mutated quotas trains with its own."""
-        mine = (self.fixed, self.n_min, self.n_max, self.n_min_cfg, self.n_max_cfg)
+        """The streams from the checkpoint, the quotas from this sampler's options
+        (`option_attributes`): a PBT trial that clones another's checkpoint with mutated
+        quotas trains with its own."""
         super().load_state_dict(state)
-        self.fixed, self.n_min, self.n_max, self.n_min_cfg, self.n_max_cfg = mine
         self.set_quotas(self.fixed)
 
     def config(self) -> dict:

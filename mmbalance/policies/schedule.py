@@ -30,6 +30,7 @@ class ScheduleQuotaSampler(QuotaSampler):
     """Fixed quotas `quotas` for epochs before `at`, then `then` to the end of the run."""
 
     name = "schedule"
+    option_attributes = ("first", "second", "at", "n_min_cfg", "n_max_cfg")
 
     def __init__(self, quotas: list[int] | None = None, then: list[int] | None = None,
                  at: int | None = None, n_min: int | None = None, n_max: int | None = None):
@@ -74,12 +75,8 @@ class ScheduleQuotaSampler(QuotaSampler):
     def load_state_dict(self, state: dict) -> None:
         """The run's position and streams from the checkpoint, the schedule from this
         sampler's options: a PBT trial that clones another's checkpoint with mutated
-        options trains on with its own (the next epoch uses them)."""
-        mine = {k: getattr(self, k) for k in ("first", "second", "at", "n_min_cfg",
-                                                "n_max_cfg")}
+        options (`option_attributes`) trains on with its own (the next epoch uses them)."""
         super().load_state_dict(state)
-        for key, value in mine.items():
-            setattr(self, key, value)
         self.n_min, self.n_max = self.n_min_cfg, self.n_max_cfg  # resolved by bind()
 
     def config(self) -> dict:
