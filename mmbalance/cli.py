@@ -250,10 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tune-lr", action="store_true",
                    help="choose every row's learning rate on validation from 0.3x, 1x and 3x "
                    "the base (through Ray Tune): no row wins by an under-trained competitor")
-    c.add_argument("--best-fixed", action="store_true",
-                   help="add, per method with a quota sampler, the best fixed quota share "
-                   "chosen on validation (row fixed:best): the constant to beat")
-    _add_schedule_baselines(c)
+    _add_search_baselines(c)
     c.add_argument("--out", help="output folder (default runs/compare-<time>)")
     c.add_argument("--no-progress", action="store_true")
     _add_tracking_options(c)
@@ -284,10 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="first evaluation seed (default 1000: seeds no env episode used)")
     ev.add_argument("--parallel", choices=["auto", "ray", "none"], default="auto")
     ev.add_argument("--address", help=ADDRESS_HELP)
-    ev.add_argument("--best-fixed", action="store_true",
-                    help="add the best fixed quota share, chosen on validation (Ray Tune): "
-                    "the constant a learned quota policy must beat")
-    _add_schedule_baselines(ev)
+    _add_search_baselines(ev)
     ev.add_argument("--out")
     ev.add_argument("--no-progress", action="store_true")
     _add_tracking_options(ev)
@@ -416,7 +410,12 @@ def _failed_run(out: Path, created: bool, trainer, exc: BaseException) -> None:
         print(hint, file=sys.stderr)
 
 
-def _add_schedule_baselines(p: argparse.ArgumentParser) -> None:
+def _add_search_baselines(p: argparse.ArgumentParser) -> None:
+    """The policies that need no RL, found by a search (Ray Tune), as rows of compare
+    and evaluate: the ones an adaptive or learned quota policy must beat."""
+    p.add_argument("--best-fixed", action="store_true",
+                   help="add, per method with a quota sampler, the best fixed quota share "
+                   "chosen on validation (row fixed:best): the constant to beat")
     p.add_argument("--best-schedule", action="store_true",
                    help="add, per method with a quota sampler, the best two-phase schedule "
                    "(shares that switch at an epoch) chosen on validation (row schedule:best)")
