@@ -292,8 +292,10 @@ def bar(folder: Path) -> dict:
     learned = res[res["sampler"].str.startswith("learned:")]
     cost = {r["sampler"]: (int(r["search_runs"]), float(r["search_steps"]))
             for _, r in summary.iterrows() if "search_runs" in summary}
+    replays = next(v for k, v in cost.items() if k.startswith("learned:"))
     out = {"acc": 100 * learned["test_acc"].mean(), "acc_std": 100 * learned["test_acc"].std(),
-           "seeds": sorted(int(s) for s in learned["seed"]), "baselines": {}}
+           "seeds": sorted(int(s) for s in learned["seed"]), "replays": replays,
+           "baselines": {}}
     for b in BASELINES:
         if not (res["sampler"] == b).any():
             continue
@@ -427,7 +429,7 @@ def tables(args: argparse.Namespace, raw: Path) -> str:
                                       unseen))
                 confirmed = met(again, unseen)
             claims.append(claim(algo, name, result, unseen, confirmed))
-            costs.append(cost_line(algo, name, folder, result, out / "policy"))
+            costs.append(cost_line(algo, name, result, out / "policy"))
             summary = (folder / "summary.md").read_text().split("\n\n", 1)[1].strip()
             link = folder / "baselines.txt"
             if link.exists():
@@ -509,15 +511,13 @@ def claim(algo: str, name: str, result: dict, unseen: bool, confirmed: bool | No
     return text + "."
 
 
-def cost_line(algo: str, name: str, folder: Path, result: dict, policy: Path) -> str:
+def cost_line(algo: str, name: str, result: dict, policy: Path) -> str:
     """Per evaluated seed, what finding each policy cost in training runs and iterations:
     the learned one its learning (every episode a run) and its own replays."""
     n = max(1, len(result["seeds"]))
     learned = json.loads((policy / "policy.json").read_text()).get("learned_with", {})
-    summary = tables_of(folder)[1]
-    mine = summary[summary["sampler"].str.startswith("learned:")].iloc[0]
-    runs = float(mine["search_runs"]) + learned.get("episodes", 0)
-    steps = float(mine["search_steps"]) + learned.get("iterations", 0)
+    runs = result["replays"][0] + learned.get("episodes", 0)
+    steps = result["replays"][1] + learned.get("iterations", 0)
     cells = [algo, name, f"{runs / n:.1f} runs, {steps / n:.0f} it"]
     for b in BASELINES:
         v = result["baselines"].get(b)
