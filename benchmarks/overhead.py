@@ -24,13 +24,27 @@ from _common import header, invocation, stopwatch, timing_setup, write_result
 
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
+from mmbalance.trainers.sampler import UniformSampler
 from mmbalance.trainers.trainer import Trainer
+
+
+class PassOnlySampler(UniformSampler):
+    """Uniform, plus the scoring pass a fresh-pass sampler asks for at every epoch start, its
+    output dropped: what the pass alone costs."""
+
+    name = "uniform+pass"
+
+    def epoch_order(self, epoch, scorer):
+        scorer()
+        return super().epoch_order(epoch, scorer)
 
 PAIRS = [  # (method, sampler, what it shows)
     ("mla", "dus-h:strength=0", ("DUS-H machinery: status, quota rule, per-modality streams "
      "(target <= 1.05)")),
     ("mla", "dus-h", ("DUS-H, default strength (quota_mode share: the updates it moves "
      "cost what uniform's do)")),
+    ("joint", "uniform+pass", ("uniform plus a scoring pass each epoch whose output is "
+     "dropped: the floor of any fresh-pass sampler")),
     ("joint", "bss-l", "BSS-L, default: a fresh scoring pass each epoch (target <= 1.05)"),
     ("joint", "bss-l:score=forward", "BSS-L, scores from the training forward pass"),
     ("joint", "bss-h:t_grow=2", "BSS-H, ranked once (scoring pass at epoch 0)"),
@@ -46,7 +60,7 @@ SAMPLER_HOOKS = ("start_epoch", "next_batch", "feedback")
 def seconds_per_step(data, method: str, sampler: str, epochs: int) -> tuple[float, float]:
     """(CPU s per training step, of which CPU s spent in the sampler's hooks). Scoring passes
     a sampler asks for run inside `start_epoch`."""
-    s = make_sampler(sampler)
+    s = PassOnlySampler() if sampler == PassOnlySampler.name else make_sampler(sampler)
     tr = Trainer(data, TrainConfig(method=method, epochs=epochs, seed=0), s)
     acc = stopwatch(s, SAMPLER_HOOKS, clock=time.thread_time)
     tr.fit()

@@ -4,11 +4,12 @@ internals). Formulas and sources: `docs/architecture.md`.
 
 - The true-class score of a sample: the softmax probability its unimodal logits give its
   label, computed here only (`true_class_score`, over any leading axes: one batch, M
-  modalities, or S steps of M modalities at once; `log=True` gives log-probabilities).
-  `true_class_log_probs` keeps the stacked log-softmax too, for paired batches whose
-  learning status and BSS terms read the same values. Probabilities and log-probabilities
-  are the same quantity in two numerical forms; each call site keeps the form it was
-  written with so that runs repeat bit for bit (tests/test_golden_runs.py).
+  modalities, or S steps of M modalities at once; `log=True` gives log-probabilities; the
+  BSS terms gather the same column from one log-softmax of every modality's logits).
+  Probabilities and log-probabilities are the same quantity in two numerical forms; each
+  call site keeps the form it was written with so that runs repeat bit for bit
+  (tests/test_golden_runs.py). `log_softmax` is PyTorch's, to the bit, faster on a CPU for
+  the thousands of rows of a step log or a scoring pass.
 - The learning status (DUS paper): for modality j, the batch score s_t is the mean
   true-class score of a training batch; the cumulative score ŝ_t is a running mean (the
   paper's) or an EMA (a running mean over a long run barely moves). The discrepancy is
@@ -34,6 +35,56 @@ from mmbalance.errors import ConfigError
 ACCUMULATIONS = ("mean", "ema")
 
 
+# rows from which the transposed kernel beats PyTorch's row-by-row one (measured: ~200)
+_FAST_LOG_SOFTMAX_ROWS = 256
+_fast_log_softmax_ok: dict[tuple[int, torch.dtype], bool] = {}
+
+
+def _log_softmax_by_class(rows: torch.Tensor) -> torch.Tensor:
+    """`rows` (n, C) log-softmaxed over C, returned class by class (C, n), by PyTorch's
+    kernel for a leading axis on the transpose, padded to whole SIMD vectors (a partial
+    vector would take a scalar exp)."""
+    n = rows.shape[0]
+    padded = F.pad(rows.T, (0, -n % 64))
+    return F.log_softmax(padded, dim=0)[:, :n]
+
+
+def _fast_log_softmax_agrees(c: int, dtype: torch.dtype) -> bool:
+    """Whether `_log_softmax_by_class` repeats `F.log_softmax` to the bit for C classes on
+    this CPU, tried once on a probe (its own random stream: the run's is not touched)."""
+    key = (c, dtype)
+    if key not in _fast_log_softmax_ok:
+        g = torch.Generator().manual_seed(c)
+        probe = torch.cat([torch.randn(512, c, generator=g, dtype=dtype) * s
+                           for s in (1e-3, 0.3, 3.0, 30.0, 1e3)])
+        _fast_log_softmax_ok[key] = bool(torch.equal(
+            _log_softmax_by_class(probe).T, F.log_softmax(probe, dim=-1)))
+    return _fast_log_softmax_ok[key]
+
+
+def _by_class(logits: torch.Tensor) -> bool:
+    """Whether `logits` (..., C) take the class-by-class kernel (see `log_softmax`)."""
+    return (logits.device.type == "cpu" and not logits.requires_grad and logits.dim() >= 2
+            and logits.numel() >= _FAST_LOG_SOFTMAX_ROWS * logits.shape[-1]
+            and _fast_log_softmax_agrees(logits.shape[-1], logits.dtype))
+
+
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """`F.log_softmax(logits, dim=-1)`, the same to the bit, several times faster where a
+    step log or a scoring pass holds thousands of rows of a few classes on a CPU.
+
+    PyTorch's CPU kernel over the last axis treats one row at a time, at about 70 ns a row
+    for 6 classes. Over a leading axis it runs across rows in SIMD with the same arithmetic
+    in the same order (max, the sum of exp(x - max) in class order, x - max - log(sum)). The
+    two agree only while a row is shorter than one SIMD vector (the last-axis kernel sums a
+    longer row in vector lanes), so agreement is tried once per class count and dtype, and
+    the plain kernel serves everything else: autograd, other devices, few rows."""
+    if not _by_class(logits):
+        return F.log_softmax(logits, dim=-1)
+    c = logits.shape[-1]
+    return _log_softmax_by_class(logits.reshape(-1, c)).T.contiguous().view(logits.shape)
+
+
 def _true_column(values: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The label's entry of per-class values (..., C); `y` broadcasts over the leading axes."""
     index = y.unsqueeze(-1).expand(*values.shape[:-1], 1)
@@ -45,50 +96,15 @@ def true_class_score(logits: torch.Tensor, y: torch.Tensor, log: bool = False) -
     over the last axis of `logits` (..., C); `y` holds the labels of the sample axis and
     broadcasts over the others. No gradient."""
     with torch.no_grad():
-        norm = F.log_softmax if log else F.softmax
-        return _true_column(norm(logits.detach(), dim=-1), y)
-
-
-def true_class_log_probs(
-    uni_logits: Sequence[torch.Tensor], y: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stacked log-softmax (M, n, C) of detached unimodal logits and its true-class column (M, n).
-
-    The learning status (s_t, unimodal CE) and the BSS terms all read these, so a training
-    step computes them once.
-    """
-    with torch.no_grad():
-        logp = F.log_softmax(torch.stack([z.detach() for z in uni_logits]), dim=-1)
-        return logp, _true_column(logp, y)
-
-
-def terms_from_log_probs(
-    logp: torch.Tensor,
-    true_logp: torch.Tensor,
-    mm_logits: torch.Tensor,
-    y: torch.Tensor,
-    weights: Sequence[float],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample (similarity, weighted loss) from `true_class_log_probs` output."""
-    m = logp.shape[0]
-    if len(weights) != m + 1:
-        raise ValueError(f"need {m + 1} loss weights, got {len(weights)}")
-    with torch.no_grad():
-        p = logp.exp()
-        norms = p.norm(dim=-1)  # (M, n)
-        if m == 2:  # the common case, in as few kernels as possible (it runs every step)
-            sim = (p[0] * p[1]).sum(-1) / (norms[0] * norms[1])
-        else:
-            gram = torch.einsum("anc,bnc->abn", p, p) / (norms[:, None] * norms[None, :])
-            a, b = torch.triu_indices(m, m, 1, device=logp.device)
-            sim = gram[a, b].mean(0)
-        mm_true = true_class_score(mm_logits, y, log=True)
-        if all(w == weights[0] for w in weights[:-1]):  # equal unimodal weights: one sum
-            loss = -float(weights[0]) * true_logp.sum(0) - float(weights[-1]) * mm_true
-        else:
-            w = torch.tensor(weights[:-1], dtype=logp.dtype, device=logp.device)
-            loss = -(w[:, None] * true_logp).sum(0) - float(weights[-1]) * mm_true
-    return sim, loss
+        logits = logits.detach()
+        if not log:
+            return _true_column(F.softmax(logits, dim=-1), y)
+        if not _by_class(logits):
+            return _true_column(F.log_softmax(logits, dim=-1), y)
+        # the label's entries straight from the class-by-class layout (no transpose back)
+        labels = y.expand(logits.shape[:-1]).reshape(1, -1)
+        by_class = _log_softmax_by_class(logits.reshape(-1, logits.shape[-1]))
+        return by_class.gather(0, labels).view(logits.shape[:-1])
 
 
 def balance_terms(
@@ -98,9 +114,35 @@ def balance_terms(
     weights: Sequence[float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (similarity, weighted loss), detached. `weights` = per-modality + mm."""
-    logp, true_logp = true_class_log_probs(uni_logits, y)
-    return terms_from_log_probs(logp, true_logp, mm_logits, y, weights)
+    return stacked_balance_terms(torch.stack([*uni_logits, mm_logits]).detach(), y, weights)
 
+
+def stacked_balance_terms(
+    logits: torch.Tensor, y: torch.Tensor, weights: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`balance_terms` of logits stacked (M + 1, n, C): each modality's, then the fusion
+    layer's (a `ForwardPass`'s layout). One log-softmax serves every row."""
+    m = logits.shape[0] - 1
+    if len(weights) != m + 1:
+        raise ValueError(f"need {m + 1} loss weights, got {len(weights)}")
+    with torch.no_grad():
+        logp_all = log_softmax(logits.detach().contiguous())
+        true_all = _true_column(logp_all, y)
+        logp, true_logp, mm_true = logp_all[:m], true_all[:m], true_all[m]
+        p = logp.exp()
+        norms = p.norm(dim=-1)  # (M, n)
+        if m == 2:  # the common case, in as few kernels as possible
+            sim = (p[0] * p[1]).sum(-1) / (norms[0] * norms[1])
+        else:
+            gram = torch.einsum("anc,bnc->abn", p, p) / (norms[:, None] * norms[None, :])
+            a, b = torch.triu_indices(m, m, 1, device=logp.device)
+            sim = gram[a, b].mean(0)
+        if all(w == weights[0] for w in weights[:-1]):  # equal unimodal weights: one sum
+            loss = -float(weights[0]) * true_logp.sum(0) - float(weights[-1]) * mm_true
+        else:
+            w = torch.tensor(weights[:-1], dtype=logp.dtype, device=logp.device)
+            loss = -(w[:, None] * true_logp).sum(0) - float(weights[-1]) * mm_true
+    return sim, loss
 
 
 @dataclass

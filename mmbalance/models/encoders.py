@@ -30,7 +30,9 @@ class MLPEncoder(nn.Module):
         dims = [math.prod(in_shape)] + [hidden] * (layers - 1) + [out_dim]
         blocks: list[nn.Module] = [nn.Flatten()]
         for a, b in itertools.pairwise(dims):
-            blocks += [nn.Linear(a, b), nn.ReLU()]
+            # in place: a linear layer's backward never reads its output, and a scoring
+            # pass over a whole training set then writes each activation once, not twice
+            blocks += [nn.Linear(a, b), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*blocks)
         self.out_dim = out_dim
 

@@ -4,7 +4,7 @@ Every BSS sampler scores the training set itself, from forward-pass outputs the 
 delivers: a `Scorer` (a no-grad pass over the training set, on the fusion layer's logits, as
 the authors measure) or, where it `observes`, the detached logits of every trained batch,
 kept until the epoch's batches run out and then turned into per-sample terms in one pass
-(no extra forward). The terms are `mmbalance.balance.balance_terms`, with the sampler's loss
+(no extra forward). The terms are `mmbalance.balance.stacked_balance_terms`, with the sampler's loss
 weights: its own `loss_weights`, else the training loss's (`SamplerContext.loss_weights`:
 joint-uni's), else a plain sum.
 
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mmbalance.balance import balance_terms
+from mmbalance.balance import stacked_balance_terms
 from mmbalance.errors import ConfigError
 from mmbalance.policies.bss_measure import (
     balance_degree,
@@ -92,8 +92,7 @@ class BSSSampler(EpochOrderSampler):
     def measure(self, out: ForwardPass) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample (similarity, weighted loss) of `out`'s samples, with this sampler's
         loss weights."""
-        logits = out.logits
-        sim, loss = balance_terms(list(logits[:-1]), logits[-1], out.y, self.loss_weights)
+        sim, loss = stacked_balance_terms(out.logits, out.y, self.loss_weights)
         return sim.cpu().numpy(), loss.cpu().numpy()
 
     def feedback(self, step: StepFeedback) -> None:
