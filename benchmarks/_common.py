@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -64,6 +65,18 @@ def stopwatch(obj, names, clock=time.perf_counter) -> list[float]:
 
         setattr(obj, name, wrapped)
     return spent
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(median, low, high): the median and a distribution-free `level` confidence interval
+    for it, from the order statistics the binomial law gives (no assumption on the noise,
+    which on a shared machine is anything but normal)."""
+    from scipy.stats import binom
+
+    ranked = sorted(values)
+    n = len(ranked)
+    k = int(binom.ppf((1 - level) / 2, n, 0.5))  # rank of the lower bound (1-based)
+    return statistics.median(ranked), ranked[max(k - 1, 0)], ranked[min(n - k, n - 1)]
 
 
 def timing_setup(reps: int, epochs: int):

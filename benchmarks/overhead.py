@@ -3,15 +3,16 @@
 One torch thread, timed in CPU time of the training thread (other load on a shared machine
 then hardly moves it). A step's time covers the sampler (epoch planning, any scoring pass,
 quotas, observing scores) and the training iteration; validation is not counted. Each
-repetition runs every pair as two runs back to back, the sampler's and uniform's (which goes
-first alternates), so the two of a pair meet the same load; a pair's figure, the one its
-target is judged on, is the median over repetitions of that repetition's ratio. The ratio
-of the fastest repetition of each (the minimum is the estimate least disturbed by other
-work) is shown beside it. Whole-step ratios on a shared machine still move by a few percent
-between runs, so the last column isolates what the sampler itself costs: CPU time inside
-its hooks per step beyond uniform's, relative to a uniform step. Writes
+repetition runs every pair's two runs, the sampler's and uniform's, one epoch at a time in
+turn (which goes first alternates), so the two meet the same load; a pair's figure, the one
+its target is judged on, is the median over repetitions of that repetition's ratio (whole
+runs: one-off work such as BSS-H's first ranking counts), with its 95% confidence interval.
+The ratio of the fastest repetition of each (the minimum is the estimate least disturbed by
+other work) is shown beside it. Whole-step ratios on a shared machine still move by a few
+percent between runs, so the last column isolates what the sampler itself costs: CPU time
+inside its hooks per step beyond uniform's, relative to a uniform step. Writes
 `results/overhead.md`.
-Usage: python benchmarks/overhead.py [--reps 10] [--epochs 10] (one-off work such as
+Usage: python benchmarks/overhead.py [--reps 20] [--epochs 10] (one-off work such as
 BSS's first scoring pass is spread over the epochs, as in a real run)
 """
 
@@ -19,8 +20,16 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
 
-from _common import header, invocation, stopwatch, timing_setup, write_result
+from _common import (
+    header,
+    invocation,
+    median_interval,
+    stopwatch,
+    timing_setup,
+    write_result,
+)
 
 from mmbalance.policies.registry import make_sampler
 from mmbalance.trainers.config import TrainConfig
@@ -37,6 +46,7 @@ class PassOnlySampler(UniformSampler):
     def epoch_order(self, epoch, scorer):
         scorer()
         return super().epoch_order(epoch, scorer)
+
 
 PAIRS = [  # (method, sampler, what it shows)
     ("mla", "dus-h:strength=0", ("DUS-H machinery: status, quota rule, per-modality streams "
@@ -57,53 +67,72 @@ PAIRS = [  # (method, sampler, what it shows)
 SAMPLER_HOOKS = ("start_epoch", "next_batch", "feedback")
 
 
-def seconds_per_step(data, method: str, sampler: str, epochs: int) -> tuple[float, float]:
-    """(CPU s per training step, of which CPU s spent in the sampler's hooks). Scoring passes
-    a sampler asks for run inside `start_epoch`."""
+def run_epochs(data, method: str, sampler: str,
+               epochs: int) -> Iterator[tuple[float, float, int]]:
+    """One training run, an epoch per item: (CPU s of the epoch's training, of which CPU s in
+    the sampler's hooks, its steps). Scoring passes a sampler asks for run inside
+    `start_epoch`."""
     s = PassOnlySampler() if sampler == PassOnlySampler.name else make_sampler(sampler)
     tr = Trainer(data, TrainConfig(method=method, epochs=epochs, seed=0), s)
     acc = stopwatch(s, SAMPLER_HOOKS, clock=time.thread_time)
-    tr.fit()
-    return tr.train_cpu_seconds / tr.global_step, acc[0] / tr.global_step
+    for _ in range(epochs):
+        cpu0, hooks0, steps0 = tr.train_cpu_seconds, acc[0], tr.global_step
+        while tr.step(stop_at_epoch_end=True) is not None:
+            pass
+        yield tr.train_cpu_seconds - cpu0, acc[0] - hooks0, tr.global_step - steps0
+
+
+def paired_runs(data, method: str, sampler: str, epochs: int,
+                uniform_first: bool) -> dict[str, tuple[float, float]]:
+    """The sampler's run and uniform's, an epoch of each in turn: per side, (CPU s per step,
+    CPU s per step in the sampler's hooks)."""
+    sides = {"uniform": "uniform", "sampler": sampler}
+    names = list(sides) if uniform_first else list(sides)[::-1]
+    runs = {side: run_epochs(data, method, sides[side], epochs) for side in names}
+    totals = {side: [0.0, 0.0, 0] for side in names}
+    for _ in range(epochs):
+        for side in names:
+            for i, value in enumerate(next(runs[side])):
+                totals[side][i] += value
+    return {side: (cpu / steps, hooks / steps) for side, (cpu, hooks, steps) in totals.items()}
 
 
 def main() -> None:
-    args, data = timing_setup(reps=10, epochs=10)
-    # per pair: its own uniform runs (each beside one of the sampler's) and the sampler's
+    args, data = timing_setup(reps=20, epochs=10)
     times: dict[tuple[str, str], dict[str, list[float]]] = {
         (m, s): {"uniform": [], "sampler": []} for m, s, _ in PAIRS}
     hooks: dict[tuple[str, str], dict[str, list[float]]] = {
         (m, s): {"uniform": [], "sampler": []} for m, s, _ in PAIRS}
-    seconds_per_step(data, "joint", "uniform", 1)  # warm-up
+    list(run_epochs(data, "joint", "uniform", 1))  # warm-up
     for rep in range(args.reps):
         for method, sampler, _ in PAIRS:
-            sides = [("uniform", "uniform"), ("sampler", sampler)]
-            for side, name in sides if rep % 2 == 0 else sides[::-1]:
-                step, hook = seconds_per_step(data, method, name, args.epochs)
+            pair = paired_runs(data, method, sampler, args.epochs, uniform_first=rep % 2 == 0)
+            for side, (step, hook) in pair.items():
                 times[(method, sampler)][side].append(step)
                 hooks[(method, sampler)][side].append(hook)
     lines = [
         header(invocation()),
         (f"Default synthetic data (N_train = {len(data.splits['train'])}, batch 64), "
-         f"{args.epochs} epochs per measurement, {args.reps} repetitions, each running a pair's "
-         "two back to back, 1 torch thread; CPU time of the training thread. A target is "
-         "judged on the *median of ratios* (per repetition, the sampler's step over "
-         "uniform's)."),
+         f"{args.epochs} epochs per measurement, {args.reps} repetitions, each running a "
+         "pair's two runs an epoch of each in turn, 1 torch thread; CPU time of the training "
+         "thread. A target is judged on the *median of ratios* (per repetition, the "
+         "sampler's step over uniform's), shown with its 95% confidence interval."),
         "",
         ("| method | sampler | what | CPU ms / step (min) | uniform CPU ms / step (min) "
-         "| ratio of minima | median of ratios | sampler µs / step | sampler overhead |"),
+         "| ratio of minima | median of ratios [95% CI] | sampler µs / step "
+         "| sampler overhead |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, sampler, what in PAIRS:
         base, mine = times[(method, sampler)]["uniform"], times[(method, sampler)]["sampler"]
-        ratio = statistics.median(m / b for m, b in zip(mine, base))
+        ratio, low, high = median_interval([m / b for m, b in zip(mine, base)])
         own = statistics.median(hooks[(method, sampler)]["sampler"])
         base_own = statistics.median(hooks[(method, sampler)]["uniform"])
         attributable = 1 + (own - base_own) / statistics.median(base)
         lines.append(
             f"| {method} | {sampler} | {what} | {1000 * min(mine):.3f} | "
-            f"{1000 * min(base):.3f} | {min(mine) / min(base):.3f} | {ratio:.3f} | "
-            f"{1e6 * own:.0f} | {attributable:.3f} |"
+            f"{1000 * min(base):.3f} | {min(mine) / min(base):.3f} | "
+            f"{ratio:.3f} [{low:.3f}, {high:.3f}] | {1e6 * own:.0f} | {attributable:.3f} |"
         )
     text = "\n".join(lines) + "\n"
     write_result("overhead", text)
