@@ -107,21 +107,12 @@ def true_class_score(logits: torch.Tensor, y: torch.Tensor, log: bool = False) -
         return by_class.gather(0, labels).view(logits.shape[:-1])
 
 
-def balance_terms(
-    uni_logits: Sequence[torch.Tensor],
-    mm_logits: torch.Tensor,
-    y: torch.Tensor,
-    weights: Sequence[float],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample (similarity, weighted loss), detached. `weights` = per-modality + mm."""
-    return stacked_balance_terms(torch.stack([*uni_logits, mm_logits]).detach(), y, weights)
-
-
 def stacked_balance_terms(
     logits: torch.Tensor, y: torch.Tensor, weights: Sequence[float]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`balance_terms` of logits stacked (M + 1, n, C): each modality's, then the fusion
-    layer's (a `ForwardPass`'s layout). One log-softmax serves every row."""
+    """Per-sample (similarity, weighted loss), detached, of logits stacked (M + 1, n, C):
+    each modality's, then the fusion layer's (a `ForwardPass`'s layout); `weights` = one
+    per modality, then the fusion loss's. One log-softmax serves every row."""
     m = logits.shape[0] - 1
     if len(weights) != m + 1:
         raise ValueError(f"need {m + 1} loss weights, got {len(weights)}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance.balance import balance_terms
+from mmbalance.balance import stacked_balance_terms
 from mmbalance.policies.bss_measure import (
     balance_degree,
     balance_ranking,
@@ -28,7 +28,8 @@ def ref():
 def _degree(ref, dtype=torch.float32):
     logits = [torch.tensor(ref[k], dtype=dtype) for k in ("logits_m1", "logits_m2")]
     mm = torch.tensor(ref["logits_mm"], dtype=dtype)
-    sim, loss = balance_terms(logits, mm, torch.tensor(ref["labels"]), list(ref["loss_weights"]))
+    sim, loss = stacked_balance_terms(torch.stack([*logits, mm]), torch.tensor(ref["labels"]),
+                                      list(ref["loss_weights"]))
     return balance_degree(sim.numpy(), loss.numpy())
 
 
@@ -50,7 +51,7 @@ def test_degree_range_and_direction():
     y = torch.tensor([0, 0, 0])
     a = torch.tensor([[5.0, 0, 0], [0, 5.0, 0], [2.0, 1.0, 0]])
     b = torch.tensor([[5.0, 0, 0], [0, 0, 5.0], [1.0, 2.0, 0]])
-    sim, loss = balance_terms([a, b], a + b, y, [1, 1, 1])
+    sim, loss = stacked_balance_terms(torch.stack([a, b, a + b]), y, [1, 1, 1])
     d = balance_degree(sim.numpy(), loss.numpy())
     assert d.min() >= 0 and d.max() <= 2
     assert d[0] == d.min() and d[1] == d.max()

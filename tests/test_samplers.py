@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance.balance import LearningStatus, balance_terms
+from mmbalance.balance import LearningStatus, stacked_balance_terms
 from mmbalance.errors import ConfigError
 from mmbalance.policies.bss import BSSHeuristicSampler, BSSLearnedSampler
 from mmbalance.policies.bss_measure import balance_degree, pacing_size
@@ -37,7 +37,7 @@ def forward_pass(n, seed=0, classes=4, modalities=2, spread=3.0):
 
 def degree_of(out, weights=(1.0, 1.0, 1.0)):
     """The balance degree BSS derives from forward-pass outputs (plain loss sum by default)."""
-    sim, loss = balance_terms(list(out.logits[:-1]), out.logits[-1], out.y, weights)
+    sim, loss = stacked_balance_terms(out.logits, out.y, weights)
     return balance_degree(sim.numpy(), loss.numpy())
 
 
