@@ -65,6 +65,39 @@ def test_credits_give_each_modality_its_cumulative_share_within_one():
             assert np.abs(done - target).max() <= 1.0 + 1e-9
 
 
+def _numpy_allocate(credit: np.ndarray, quotas) -> tuple[np.ndarray, np.ndarray]:
+    """The credit rounding written with numpy arrays, as it first was."""
+    q = np.asarray(quotas, dtype=np.float64)
+    m = len(q)
+    credit = credit + m * q / q.sum()
+    k = np.zeros(m, dtype=np.int64)
+    for _ in range(m):
+        j = int(np.argmax(credit))
+        k[j] += 1
+        credit[j] -= 1.0
+    return k, credit - credit.mean()
+
+
+def test_credit_rounding_in_plain_floats_repeats_numpys_to_the_bit():
+    rng = np.random.default_rng(1)
+    for m in (2, 3, 5):
+        plan = QuotaPlan("share", B, m)
+        credit = np.zeros(m)
+        for _ in range(3000):
+            quotas = rng.integers(0, 4 * B, size=m)
+            if quotas.sum() == 0:
+                continue
+            quotas = quotas if rng.random() < 0.5 else quotas * rng.random(m)
+            k = plan.allocate(quotas)
+            k_ref, credit = _numpy_allocate(credit, quotas)
+            np.testing.assert_array_equal(k, k_ref)
+            assert plan.credit == credit.tolist()
+    with pytest.raises(ValueError, match="finite values"):
+        plan.allocate([1.0, float("nan"), 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="finite values"):
+        plan.allocate([1, 2])
+
+
 @pytest.mark.parametrize("method", ["mla", "joint-uni"])
 def test_fixed_shares_of_one_to_three_give_one_to_three_updates_at_uniforms_total(data, method):
     """fixed:quotas=32/96 under `share`: audio gets a quarter of the encoder updates, visual

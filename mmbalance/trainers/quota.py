@@ -77,7 +77,7 @@ class QuotaPlan:
         self.mode = check_quota_mode(mode)
         self.batch_size = batch_size
         self.num_modalities = num_modalities
-        self.credit = np.zeros(num_modalities)
+        self.credit = [0.0] * num_modalities  # plain floats (`allocate`)
         self.last: np.ndarray | None = None  # the quotas of the latest draw (the step table's)
         # the samples of one update this iteration: B, but the epoch's last iteration has
         # only the rest of the training set, as uniform's last batch does
@@ -85,22 +85,27 @@ class QuotaPlan:
 
     def allocate(self, quotas) -> np.ndarray:
         """The number of B-sample updates each modality trains this iteration (sum M)."""
-        q = np.asarray(quotas, dtype=np.float64)
-        if q.shape != (self.num_modalities,) or not np.all(np.isfinite(q)) or q.min() < 0 \
-                or q.sum() <= 0:
-            raise ValueError(f"quotas need {self.num_modalities} finite values >= 0 with a "
-                             f"positive sum, got {q.tolist()}")
-        self.last = np.asarray(quotas, dtype=np.int64)
+        # plain floats: it runs at every step of a quota sampler, for a handful of
+        # modalities, where numpy's per-call cost is most of the work; the arithmetic is
+        # numpy's, operation for operation (sums in index order, the first maximum)
+        given = np.asarray(quotas)
         m = self.num_modalities
-        credit = self.credit + m * q / q.sum()
-        k = np.zeros(m, dtype=np.int64)
+        q = [float(v) for v in given.tolist()] if given.shape == (m,) else []
+        total = sum(q)
+        if not q or not all(math.isfinite(v) and v >= 0 for v in q) or not total > 0:
+            raise ValueError(f"quotas need {m} finite values >= 0 with a positive sum, got "
+                             f"{given.tolist()}")
+        self.last = given.astype(np.int64)
+        credit = [c + m * v / total for c, v in zip(self.credit, q)]
+        k = [0] * m
         for _ in range(m):
-            j = int(np.argmax(credit))  # ties: the first modality
+            j = max(range(m), key=credit.__getitem__)  # ties: the first modality
             k[j] += 1
             credit[j] -= 1.0
         # the credits sum to 0 up to rounding; keep them from drifting over a long run
-        self.credit = credit - credit.mean()
-        return k
+        mean = sum(credit) / m
+        self.credit = [c - mean for c in credit]
+        return np.array(k, dtype=np.int64)
 
     def rows(self, quotas, unit: int | None = None) -> np.ndarray:
         """Rows to draw per modality this iteration (`unit`: the samples of one update
@@ -134,7 +139,7 @@ class QuotaPlan:
         return rows, (take(m, b) if paired else None)
 
     def state_dict(self) -> dict:
-        return {"mode": self.mode, "credit": self.credit.tolist()}
+        return {"mode": self.mode, "credit": list(self.credit)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.credit = np.asarray(state["credit"], dtype=np.float64)
+        self.credit = [float(c) for c in state["credit"]]

@@ -125,8 +125,11 @@ def read_outputs(outs: list[StepOutput]) -> list[list[float]]:
     for key, idx in batches.items():
         if key[0] != "stats":
             stats = _compute([outs[i].pending for i in idx])
+        elif len(idx) == 1:  # a sampler that reads the status every step: no stack
+            stats = outs[idx[0]].stats.unsqueeze(0)
         else:
             stats = torch.stack([outs[i].stats for i in idx])
-        for i, row in zip(idx, stats.cpu().double().tolist()):
+        # tolist gives a float32's exact value as a Python float: no float64 copy needed
+        for i, row in zip(idx, stats.cpu().tolist()):
             values[i] = row
     return values
