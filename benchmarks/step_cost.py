@@ -20,9 +20,9 @@ set-up excluded. The two runs of a repetition take turns of two epochs (which go
 alternates), and the second epoch of each turn is timed: it finds the caches warm from its
 own run's epoch before, as in a run alone, and it is paired with the other run's timed
 epoch a tenth of a second away, under the same load (whole runs back to back drifted apart
-by several percent). The figure the target is judged on is the median of
-the paired per-step ratios, with its 95% confidence interval (order statistics); the ratio
-of the medians and the minima are shown beside it. Writes `results/step_cost.md`.
+by several percent). The figure the target is judged on is the median of the paired
+per-step ratios, with its 95% confidence interval (order statistics); the ratio of the
+medians and the minima are shown beside it. Writes `results/step_cost.md`.
 Usage: python benchmarks/step_cost.py [--reps 21] [--epochs 6]
 """
 
@@ -118,13 +118,13 @@ def hand_epochs(data, method: str, epochs: int) -> Iterator[float]:
 
 def main() -> None:
     args, data = timing_setup(reps=21, epochs=6)
+    if args.epochs < 2 or args.epochs % 2:
+        raise SystemExit("--epochs: an even number >= 2 (the runs take turns of two epochs)")
     sides = {"trainer": trainer_epochs, "hand": hand_epochs}
     times = {(m, s): [] for m in METHODS for s in sides}
     for m in METHODS:  # warm-up: first calls pay one-off costs (allocator, kernels)
         for fn in sides.values():
             list(fn(data, m, 1))
-    if args.epochs < 2 or args.epochs % 2:
-        raise SystemExit("--epochs: an even number >= 2 (the runs take turns of two epochs)")
     for rep in range(args.reps):
         for m in METHODS:
             runs = {s: fn(data, m, args.epochs) for s, fn in sides.items()}

@@ -4,9 +4,9 @@ Every BSS sampler scores the training set itself, from forward-pass outputs the 
 delivers: a `Scorer` (a no-grad pass over the training set, on the fusion layer's logits, as
 the authors measure) or, where it `observes`, the detached logits of every trained batch,
 kept until the epoch's batches run out and then turned into per-sample terms in one pass
-(no extra forward). The terms are `mmbalance.balance.stacked_balance_terms`, with the sampler's loss
-weights: its own `loss_weights`, else the training loss's (`SamplerContext.loss_weights`:
-joint-uni's), else a plain sum.
+(no extra forward). The terms are `mmbalance.balance.stacked_balance_terms`, with the
+sampler's loss weights: its own `loss_weights`, else the training loss's
+(`SamplerContext.loss_weights`: joint-uni's), else a plain sum.
 
 BSS-H ranks the training set by balance degree d (ascending) and at epoch e trains on the
 first floor(N λ_e) samples, shuffled; the ranking comes from a no-grad scoring pass at

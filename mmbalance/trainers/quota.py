@@ -87,7 +87,8 @@ class QuotaPlan:
         """The number of B-sample updates each modality trains this iteration (sum M)."""
         # plain floats: it runs at every step of a quota sampler, for a handful of
         # modalities, where numpy's per-call cost is most of the work; the arithmetic is
-        # numpy's, operation for operation (sums in index order, the first maximum)
+        # numpy's operation for operation (the first maximum; sums in index order, as
+        # numpy's are below 8 terms), so runs repeat the numbers of the numpy version
         given = np.asarray(quotas)
         m = self.num_modalities
         q = [float(v) for v in given.tolist()] if given.shape == (m,) else []
