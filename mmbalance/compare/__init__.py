@@ -55,9 +55,10 @@ from mmbalance.runs import (
 )
 
 __all__ = ["ALONE", "DEFAULT_GRID", "ENSEMBLE", "GridRow", "RunSpec", "check_grid",
-           "check_runs", "evaluation_grid", "evaluation_setup", "fmt_seconds", "grid_rows", "markdown_table",
-           "parse_row", "reference_line", "remove_new_folder", "resolve_method", "run_comparison",
-           "run_grid", "run_one", "seeds_list", "summarize", "train_record", "uses_ray"]
+           "check_runs", "evaluation_grid", "evaluation_setup", "fmt_seconds", "grid_rows",
+           "markdown_table", "parse_row", "reference_line", "remove_new_folder",
+           "resolve_method", "run_comparison", "run_grid", "run_one", "seeds_list",
+           "summarize", "train_record", "uses_ray"]
 
 
 def seeds_list(n: int, first: int = 0) -> list[int]:

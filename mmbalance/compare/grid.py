@@ -221,6 +221,15 @@ def finished_run(dataset: MultimodalDataset, spec: RunSpec, trainer, final: dict
     return row, record
 
 
+def search_cost(rows: list[dict]) -> tuple[int, float]:
+    """(training runs, training iterations) that finished rows cost: each row is one run
+    and its steps, unless it carries a search of its own (`search_runs`, `search_steps`:
+    a PBT row's population)."""
+    runs = sum(int(r.get("search_runs", 1)) for r in rows)
+    steps = sum(float(r.get("search_steps", r.get("steps", 0)) or 0) for r in rows)
+    return runs, steps
+
+
 def _run_on_ray(dataset: MultimodalDataset, spec: RunSpec) -> tuple[dict, RunRecord]:
     """`run_one` as a Ray task: one thread, and the row says which node trained it."""
     import ray

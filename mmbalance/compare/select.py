@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmbalance.compare.grid import ALONE, GridRow, RunSpec, run_one
+from mmbalance.compare.grid import ALONE, GridRow, RunSpec, run_one, search_cost
 from mmbalance.data.dataset import MultimodalDataset
 from mmbalance.errors import ConfigError, UserError
 
@@ -147,9 +147,7 @@ def choose(rows: list[dict]) -> list[dict]:
             return float(np.mean([v if math.isfinite(v) else 0.0 for v in vals]))
 
         best = max(variants, key=lambda v: score(variants[v]))  # ties: the first listed
-        every = [r for rs in variants.values() for r in rs]
-        runs = sum(int(r.get("search_runs", 1)) for r in every)
-        steps = sum(float(r.get("search_steps", r.get("steps", 0)) or 0) for r in every)
+        runs, steps = search_cost([r for rs in variants.values() for r in rs])
         for variant, rs in variants.items():
             for r in rs:
                 r["chosen"] = variant == best

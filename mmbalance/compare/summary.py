@@ -15,7 +15,7 @@ import math
 import numpy as np
 from scipy.special import log_softmax
 
-from mmbalance.compare.grid import ALONE
+from mmbalance.compare.grid import ALONE, search_cost
 from mmbalance.trainers.ledger import PER_ENCODER
 from mmbalance.trainers.metrics import classification_metrics
 from mmbalance.trainers.quota import ADDS_COMPUTE
@@ -56,11 +56,9 @@ def summarize(rows: list[dict], modalities: list[str]) -> list[dict]:
         # what finding the row cost: every candidate's runs for a row chosen on validation
         # (`choose`), else the row's own runs (a PBT row's carry their population's)
         total = next((r for r in every if "search_runs_total" in r), None)
-        row["search_runs"] = (int(total["search_runs_total"]) if total else
-                              sum(int(r.get("search_runs", 1)) for r in every))
-        row["search_steps"] = (float(total["search_steps_total"]) if total else
-                               sum(float(r.get("search_steps", r.get("steps", 0)) or 0)
-                                   for r in every))
+        runs, steps = ((total["search_runs_total"], total["search_steps_total"]) if total
+                       else search_cost(every))
+        row["search_runs"], row["search_steps"] = int(runs), float(steps)
         for k in _metrics(modalities):
             v = np.array([r.get(k, np.nan) for r in rs], dtype=np.float64)
             v = v[np.isfinite(v)] if k.startswith("ledger_") else v
