@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,9 +80,22 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     return statistics.median(ranked), ranked[max(k - 1, 0)], ranked[min(n - k, n - 1)]
 
 
-def timing_setup(reps: int, epochs: int):
+def timed_turns(runs: dict[str, Iterator], epochs: int, first: list[str],
+                alternate: bool) -> Iterator[tuple[str, object]]:
+    """Runs (one item per epoch each) taking turns of two epochs in the order `first` (with
+    `alternate`, reversed every other turn): (run, item) of the second epoch of each turn.
+    That epoch starts warm from its own run's epoch before, as in a run alone, and meets
+    the same load as the other runs' timed epochs a tenth of a second away."""
+    for turn in range(epochs // 2):
+        for name in first[::-1] if alternate and turn % 2 else first:
+            next(runs[name])  # the turn's first epoch: the run's own work warms the caches
+            yield name, next(runs[name])
+
+
+def timing_setup(reps: int, epochs: int, turns: bool = False):
     """(--reps/--epochs arguments, the default synthetic data) of a CPU timing benchmark, with
-    torch on one thread (as the envs' runners run)."""
+    torch on one thread (as the envs' runners run); `turns`: the epochs must be even
+    (`timed_turns`)."""
     import argparse
 
     import torch
@@ -92,6 +106,8 @@ def timing_setup(reps: int, epochs: int):
     p.add_argument("--reps", type=int, default=reps)
     p.add_argument("--epochs", type=int, default=epochs)
     args = p.parse_args()
+    if turns and (args.epochs < 2 or args.epochs % 2):
+        p.error("--epochs: an even number >= 2 (the runs take turns of two epochs)")
     torch.set_num_threads(1)
     return args, load_dataset("synthetic")
 

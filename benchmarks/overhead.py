@@ -28,6 +28,7 @@ from _common import (
     invocation,
     median_interval,
     stopwatch,
+    timed_turns,
     timing_setup,
     write_result,
 )
@@ -91,18 +92,14 @@ def paired_runs(data, method: str, sampler: str, epochs: int,
     names = list(sides) if uniform_first else list(sides)[::-1]
     runs = {side: run_epochs(data, method, sides[side], epochs) for side in names}
     totals = {side: [0.0, 0.0, 0] for side in names}
-    for _ in range(epochs // 2):
-        for side in names:
-            next(runs[side])  # the turn's first epoch: the run's own work warms the caches
-            for i, value in enumerate(next(runs[side])):
-                totals[side][i] += value
+    for side, epoch in timed_turns(runs, epochs, names, alternate=False):
+        for i, value in enumerate(epoch):
+            totals[side][i] += value
     return {side: (cpu / steps, hooks / steps) for side, (cpu, hooks, steps) in totals.items()}
 
 
 def main() -> None:
-    args, data = timing_setup(reps=20, epochs=10)
-    if args.epochs < 2 or args.epochs % 2:
-        raise SystemExit("--epochs: an even number >= 2 (the runs take turns of two epochs)")
+    args, data = timing_setup(reps=20, epochs=10, turns=True)
     times: dict[tuple[str, str], dict[str, list[float]]] = {
         (m, s): {"uniform": [], "sampler": []} for m, s, _ in PAIRS}
     hooks: dict[tuple[str, str], dict[str, list[float]]] = {

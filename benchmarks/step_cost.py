@@ -34,7 +34,14 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from _common import header, invocation, median_interval, timing_setup, write_result
+from _common import (
+    header,
+    invocation,
+    median_interval,
+    timed_turns,
+    timing_setup,
+    write_result,
+)
 from torch.nn import functional as F
 
 from mmbalance.models.multimodal import MultimodalModel
@@ -117,9 +124,7 @@ def hand_epochs(data, method: str, epochs: int) -> Iterator[float]:
 
 
 def main() -> None:
-    args, data = timing_setup(reps=21, epochs=6)
-    if args.epochs < 2 or args.epochs % 2:
-        raise SystemExit("--epochs: an even number >= 2 (the runs take turns of two epochs)")
+    args, data = timing_setup(reps=21, epochs=6, turns=True)
     sides = {"trainer": trainer_epochs, "hand": hand_epochs}
     times = {(m, s): [] for m in METHODS for s in sides}
     for m in METHODS:  # warm-up: first calls pay one-off costs (allocator, kernels)
@@ -128,11 +133,9 @@ def main() -> None:
     for rep in range(args.reps):
         for m in METHODS:
             runs = {s: fn(data, m, args.epochs) for s, fn in sides.items()}
-            for turn in range(args.epochs // 2):
-                order = list(sides) if (rep + turn) % 2 == 0 else list(sides)[::-1]
-                for s in order:
-                    next(runs[s])  # the turn's first epoch warms the caches for this run
-                    times[(m, s)].append(next(runs[s]))
+            first = list(sides)[:: 1 if rep % 2 == 0 else -1]
+            for s, seconds in timed_turns(runs, args.epochs, first, alternate=True):
+                times[(m, s)].append(seconds)
     n = len(data.splits["train"])
     lines = [
         header(invocation()),
