@@ -38,15 +38,19 @@ def _reference_map(logits, y, c):
     return float(np.mean(aps))
 
 
-@pytest.mark.parametrize("scores", ["ties", "nan", "inf"])
-def test_map_is_the_stable_sorts_to_the_bit(scores):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scores", ["ties", "nan", "inf", "signed zeros"])
+def test_map_is_the_stable_sorts_to_the_bit(scores, dtype):
     """Finite scores are ranked by the fastest sort, non-finite ones by the stable one; the
     numbers are those of a stable sort per class either way."""
     rng = np.random.default_rng(7)
     n, c = 400, 5
     y = rng.integers(0, c, size=n)
-    logits = np.round(rng.normal(size=(n, c)), 1).astype(np.float32)
-    if scores != "ties":
+    logits = np.round(rng.normal(size=(n, c)), 1).astype(dtype)
+    if scores == "signed zeros":  # -0.0 and 0.0 tie
+        logits[np.abs(logits) < 0.5] = 0.0
+        logits[rng.random(logits.shape) < 0.3] *= -1
+    elif scores != "ties":
         logits[rng.integers(0, n, size=20), rng.integers(0, c, size=20)] = (
             np.nan if scores == "nan" else np.inf)
     with np.errstate(invalid="ignore"):

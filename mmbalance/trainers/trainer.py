@@ -266,9 +266,14 @@ class Trainer:
         values = read_outputs(outs)
         mods = self.modalities
         k = len(mods)
-        losses = [out.loss_of(v) for out, v in zip(outs, values)]
-        # which modalities trained in each step (a `share` quota can skip one)
-        trained = [[out.sizes.get(m, 1) > 0 for m in mods] for out in outs]
+        losses = [v[2 * k] if out.total is None else out.loss_of(v)
+                  for out, v in zip(outs, values)]
+        # each step's samples per modality, and which modalities trained in it (a `share`
+        # quota can skip one; a modality a method does not size counts as trained)
+        sizes = [[out.sizes.get(m, 0) for m in mods] for out in outs]
+        everyone = [True] * k
+        trained = [everyone if all(sz) else [out.sizes.get(m, 1) > 0 for m in mods]
+                   for out, sz in zip(outs, sizes)]
         bad = None
         # a sum of floats is finite only if every term is: one check for the common case,
         # the search for the first bad step only when there is one (or the sum overflowed)
@@ -282,15 +287,15 @@ class Trainer:
                                    trained[:good])
         keys = self._step_keys
         steps = self._history.steps
-        for (out, step, epoch, extra, quotas), loss, row in zip(pending, losses, status):
-            sizes = [out.sizes.get(m, 0) for m in mods]
-            asked = sizes if quotas is None else quotas.tolist()
-            entry = dict(zip(keys, [step, epoch, loss, *asked, *row, *sizes]))
+        for (out, step, epoch, extra, quotas), loss, row, sz in zip(pending, losses, status,
+                                                                     sizes):
+            entry = dict(zip(keys, [step, epoch, loss, *(sz if quotas is None
+                                                         else quotas.tolist()), *row, *sz]))
             if extra:
                 entry.update(extra)
             steps.append(entry)
         if bad is not None:
-            out, step, epoch, *_ = pending[bad]
+            _, step, epoch, *_ = pending[bad]
             self._raise_diverged(losses[bad], values[bad][k : 2 * k], step, epoch, trained[bad])
 
     def _raise_diverged(self, loss: float, ce: list[float], step: int, epoch: int,

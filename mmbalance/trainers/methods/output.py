@@ -92,39 +92,54 @@ class StepOutput:
 
 
 @torch.no_grad()
-def _compute(group: list[Pending]) -> torch.Tensor:
-    """The (S, ...) numbers of S pending steps of one recipe and shape, batched."""
+def _compute(group: list[Pending]) -> list[torch.Tensor]:
+    """The numbers of pending steps of one recipe and one count of modalities and of extras,
+    batched: every step's rows in one (log-)softmax (a row's value does not depend on the
+    rows beside it), then, per run of consecutive steps with the same batch size, the means
+    over an (S, M, n) view, the same reduction as for one step alone. Returns one (S, ...)
+    tensor per run, in order."""
     first = group[0]
-    s, m, n = len(group), len(first.logits), first.y.shape[0]
-    z = torch.stack([t for p in group for t in p.logits]).view(s, m, n, -1)
-    y = torch.stack([p.y for p in group]).view(s, 1, n)
-    if first.recipe == "log":
-        true = true_class_score(z, y, log=True)  # (S, M, n)
-        parts = [true.exp().mean(2), -true.mean(2)]
-    else:
-        parts = [true_class_score(z, y).mean(2)]
-    if first.extra:
-        parts.append(torch.stack([e for p in group for e in p.extra]).view(s, -1))
-    return torch.cat(parts, dim=1)
+    m = len(first.logits)
+    z = torch.cat([t for p in group for t in p.logits])  # (rows, C): step, modality, sample
+    y = torch.cat([p.y for p in group for _ in range(m)])
+    log = first.recipe == "log"
+    true = true_class_score(z, y, log=log)
+    extra = torch.stack([e for p in group for e in p.extra]).view(len(group), -1) \
+        if first.extra else None
+    parts, a, row = [], 0, 0
+    while a < len(group):
+        n = group[a].y.shape[0]
+        b = a + 1
+        while b < len(group) and group[b].y.shape[0] == n:
+            b += 1
+        run = true[row : row + (b - a) * m * n].view(b - a, m, n)
+        cols = [run.exp().mean(2), -run.mean(2)] if log else [run.mean(2)]
+        if extra is not None:
+            cols.append(extra[a:b])
+        parts.append(torch.cat(cols, dim=1))
+        row += (b - a) * m * n
+        a = b
+    return parts
 
 
 def read_outputs(outs: list[StepOutput]) -> list[list[float]]:
     """Every step's numbers on the host (float64 rows, in order): pending steps computed
-    in one batched pass per recipe and shape, and one transfer per such batch. (The steps
-    of one run live on one device.)"""
+    in one batched pass per recipe, and one transfer per such batch. (The steps of one run
+    live on one device.)"""
     values: list[list[float] | None] = [None] * len(outs)
     batches: dict[tuple, list[int]] = defaultdict(list)
     for i, out in enumerate(outs):
         p = out.pending
         if p is not None and out.stats is None:
-            batches[(p.recipe, len(p.logits), p.logits[0].shape, len(p.extra))].append(i)
+            batches[(p.recipe, len(p.logits), len(p.extra))].append(i)
         elif isinstance(out.stats, torch.Tensor):
             batches[("stats", out.stats.shape)].append(i)
         else:
             values[i] = np.asarray(out.stats, dtype=np.float64).tolist()
     for key, idx in batches.items():
         if key[0] != "stats":
-            stats = _compute([outs[i].pending for i in idx])
+            parts = _compute([outs[i].pending for i in idx])
+            stats = parts[0] if len(parts) == 1 else torch.cat(parts)
         elif len(idx) == 1:  # a sampler that reads the status every step: no stack
             stats = outs[idx[0]].stats.unsqueeze(0)
         else:

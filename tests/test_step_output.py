@@ -1,0 +1,42 @@
+"""Steps read together (`read_outputs`) give each step the numbers it has when read alone."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from mmbalance.trainers.methods.output import Pending, StepOutput, read_outputs
+
+
+def _steps(recipe: str, sizes: list[int], m: int = 2, c: int = 6) -> list[StepOutput]:
+    g = torch.Generator().manual_seed(len(sizes) + m)
+    outs = []
+    for n in sizes:
+        logits = [torch.randn(n, c, generator=g) * 3 for _ in range(m)]
+        y = torch.randint(0, c, (n,), generator=g)
+        extra = [torch.rand((), generator=g) for _ in range(1 if recipe == "log" else m)]
+        names = [f"m{j}" for j in range(m)]
+        outs.append(StepOutput(None, names, dict.fromkeys(names, n),
+                               pending=Pending(recipe, logits, y, extra)))
+    return outs
+
+
+def test_batch_sizes_in_runs_and_alone_read_the_same_to_the_bit():
+    # runs of equal batch sizes, an epoch's short last batch, and sizes that come back
+    sizes = [64] * 9 + [56] + [64] * 3 + [30, 30, 7, 64]
+    for recipe in ("log", "prob"):
+        outs = _steps(recipe, sizes)
+        together = read_outputs(outs)
+        assert together == [read_outputs([o])[0] for o in outs]
+        for out, row in zip(outs, together):
+            p = out.pending
+            probs = [F.softmax(z, -1).gather(1, p.y[:, None]).mean().item() for z in p.logits]
+            assert row[:2] == pytest.approx(probs, rel=1e-5)
+            if recipe == "log":
+                ce = [F.cross_entropy(z, p.y).item() for z in p.logits]
+                assert row[2:4] == pytest.approx(ce, rel=1e-5)
+            assert row[-len(p.extra):] == [e.item() for e in p.extra]
+
+
+def test_three_modalities_and_both_recipes_in_one_read():
+    outs = _steps("log", [64, 64, 20], m=3) + _steps("prob", [64, 20, 64], m=3)
+    assert read_outputs(outs) == [read_outputs([o])[0] for o in outs]
