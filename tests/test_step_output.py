@@ -40,3 +40,26 @@ def test_batch_sizes_in_runs_and_alone_read_the_same_to_the_bit():
 def test_three_modalities_and_both_recipes_in_one_read():
     outs = _steps("log", [64, 64, 20], m=3) + _steps("prob", [64, 20, 64], m=3)
     assert read_outputs(outs) == [read_outputs([o])[0] for o in outs]
+
+
+@pytest.mark.parametrize("method", ["joint", "ogm-ge", "mla"])
+def test_pending_steps_hold_no_activations_and_samplers_get_no_graph(small_synthetic, method):
+    """A step's pending logits are kept undetached until the epoch's read (a detach per
+    tensor cost as much as the rest of the step's bookkeeping): what their graph saved is
+    freed by the step's backward, so they hold no activations; the forward pass a sampler
+    keeps carries no graph at all."""
+    from mmbalance.policies.registry import make_sampler
+    from mmbalance.trainers.config import TrainConfig
+    from mmbalance.trainers.trainer import Trainer
+
+    tr = Trainer(small_synthetic, TrainConfig.from_dict({"method": method, "epochs": 1}),
+                 make_sampler("uniform"))
+    out = tr.step()
+    z = out.pending.logits[0]
+    with pytest.raises(RuntimeError, match="freed|second time"):
+        z.grad_fn._saved_mat1  # noqa: B018 (reading it is the check)
+    assert out.host().shape == (2 * len(tr.modalities) + (method != "mla"),)
+    observing = Trainer(small_synthetic, TrainConfig.from_dict({"method": method, "epochs": 1}),
+                        make_sampler("bss-l:score=forward"))
+    seen = observing.step()
+    assert seen.logits is not None and not seen.logits.requires_grad

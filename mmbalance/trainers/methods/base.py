@@ -125,9 +125,14 @@ class Method:
         bulk, from one log-softmax over the stacked logits (see `output.py`); for samplers
         that observe, the detached logits (M + 1, n, C) and the labels now."""
         names = self.ctx.modalities
-        logits = [uni[m].detach() for m in names]
-        extra = [loss.detach()] if loss is not None else []
-        observed = torch.stack([*logits, mm.detach()]) if want_logits else None
+        # kept as they are, not detached (a detach per tensor costs as much as the rest of
+        # this call): backward has freed what their graph saved, and they are read under
+        # no_grad (`read_outputs`)
+        logits = [uni[m] for m in names]
+        extra = [loss] if loss is not None else []
+        observed = None
+        if want_logits:  # the sampler keeps these: no graph may hang on them
+            observed = torch.stack([*(z.detach() for z in logits), mm.detach()])
         sizes = dict.fromkeys(names, y.shape[0])
         return StepOutput(None, names, sizes, observed, y if want_logits else None, total,
                           Pending("log", logits, y, extra))
@@ -148,22 +153,18 @@ def batch_output(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor],
     status leaves it as it was."""
     names = list(modalities) if modalities is not None else list(uni)
     if same_rows and len(uni) == len(names) and all(ce.get(m) is not None for m in names):
-        pending = Pending("prob", [_detached(uni[m]) for m in names], ys[names[0]],
-                          [_detached(ce[m]) for m in names])
+        pending = Pending("prob", [uni[m] for m in names], ys[names[0]],
+                          [ce[m] for m in names])
         return StepOutput(None, names, sizes, total=total, pending=pending)
     with torch.no_grad():
         some = next(iter(uni.values()))
         nan = torch.full((), float("nan"), device=some.device, dtype=some.dtype)
         s = torch.stack([true_class_score(uni[m], ys[m]).mean() if m in uni else nan
                          for m in names])
-        losses = [nan if m not in uni else ce[m].detach() if ce.get(m) is not None
-                  else F.cross_entropy(uni[m].detach(), ys[m]) for m in names]
+        losses = [nan if m not in uni else ce[m] if ce.get(m) is not None
+                  else F.cross_entropy(uni[m], ys[m]) for m in names]
         return StepOutput(torch.cat([s, torch.stack(losses)]), names,
                           {m: sizes.get(m, 0) for m in names}, total=total)
-
-
-def _detached(t: torch.Tensor) -> torch.Tensor:
-    return t.detach() if t.requires_grad else t
 
 
 def check_nonnegative(options, keys: tuple[str, ...]) -> None:

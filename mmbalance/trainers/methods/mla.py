@@ -103,10 +103,10 @@ class MLAMethod(Method):
                     g = head.fc.weight.grad
                     g.copy_(project(g, self.projector))
                 ctx.optimizer.step()
-                feats.append(feat.detach())
-                zs.append(z.detach())
+                feats.append(feat.detach())  # the projector's input: no graph on it
+                zs.append(z)  # read under no_grad (`batch_output`)
                 yy.append(y)
-                losses.append(loss.detach())
+                losses.append(loss)
             prev_features = feats[0] if len(feats) == 1 else torch.cat(feats)
             uni[m] = zs[0] if len(zs) == 1 else torch.cat(zs)
             ys[m] = yy[0] if len(yy) == 1 else torch.cat(yy)

@@ -27,8 +27,9 @@ class Pending:
     """A step's numbers, not computed yet. `recipe`: "log" (a paired batch: from one
     log-softmax, s_t = mean exp(log p_y), CE = -mean log p_y) or "prob" (s_t = mean
     softmax p_y; the CEs are the step's own training losses, in `extra`). `logits`: each
-    modality's detached (n, C) logits; `y`: the n labels; `extra`: 0-d tensors appended
-    after (the loss, or the CEs)."""
+    modality's (n, C) logits; `y`: the n labels; `extra`: 0-d tensors appended after (the
+    loss, or the CEs). They are read under no_grad, after the step's backward, so they
+    need not be detached."""
 
     recipe: str
     logits: list[torch.Tensor]
