@@ -157,13 +157,25 @@ def batch_output(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor],
                           [ce[m] for m in names])
         return StepOutput(None, names, sizes, total=total, pending=pending)
     with torch.no_grad():
-        some = next(iter(uni.values()))
-        nan = torch.full((), float("nan"), device=some.device, dtype=some.dtype)
-        s = torch.stack([true_class_score(uni[m], ys[m]).mean() if m in uni else nan
-                         for m in names])
+        # every trained modality's rows in one softmax (a row's value does not depend on
+        # the rows beside it), then each modality's mean over its own slice: the numbers of
+        # one softmax and one mean per modality, in a third fewer kernels (this runs at every
+        # step of a quota sampler)
+        trained = [m for m in names if m in uni]
+        true = true_class_score(torch.cat([uni[m] for m in trained]),
+                                torch.cat([ys[m] for m in trained]))
+        means, a = {}, 0
+        for m in trained:
+            n = uni[m].shape[0]
+            means[m] = true[a : a + n].mean()
+            a += n
+        nan = None
+        if len(trained) < len(names):
+            nan = torch.full((), float("nan"), device=true.device, dtype=true.dtype)
+        s = [means.get(m, nan) for m in names]
         losses = [nan if m not in uni else ce[m] if ce.get(m) is not None
                   else F.cross_entropy(uni[m], ys[m]) for m in names]
-        return StepOutput(torch.cat([s, torch.stack(losses)]), names,
+        return StepOutput(torch.stack([*s, *losses]), names,
                           {m: sizes.get(m, 0) for m in names}, total=total)
 
 
