@@ -151,7 +151,7 @@ def batch_output(uni: dict[str, torch.Tensor], ys: dict[str, torch.Tensor],
     modality of `modalities` that is missing from `uni` trained nothing this iteration
     (a `share` quota can skip one): its numbers are NaN and its size 0, and the learning
     status leaves it as it was."""
-    names = list(modalities) if modalities is not None else list(uni)
+    names = modalities if modalities is not None else list(uni)
     if same_rows and len(uni) == len(names) and all(ce.get(m) is not None for m in names):
         pending = Pending("prob", [uni[m] for m in names], ys[names[0]],
                           [ce[m] for m in names])

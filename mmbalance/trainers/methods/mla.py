@@ -77,6 +77,7 @@ class MLAMethod(Method):
 
     def step(self, batch: dict[str, torch.Tensor], want_logits: bool) -> StepOutput:
         ctx, opt = self.ctx, self.options
+        mods = ctx.modalities
         self.train_mode()
         head = ctx.model.head
         uni: dict[str, torch.Tensor] = {}
@@ -84,7 +85,7 @@ class MLAMethod(Method):
         ce: dict[str, torch.Tensor | None] = {}
         prev_features = None
         unit = self.unit
-        for m in ctx.modalities:
+        for m in mods:
             chunks = quota_chunks(batch[m], unit, ctx.quota_mode)
             if not chunks:  # a `share` quota: this modality sits this iteration out
                 continue
@@ -107,15 +108,15 @@ class MLAMethod(Method):
                 zs.append(z)  # read under no_grad (`batch_output`)
                 yy.append(y)
                 losses.append(loss)
-            prev_features = feats[0] if len(feats) == 1 else torch.cat(feats)
-            uni[m] = zs[0] if len(zs) == 1 else torch.cat(zs)
-            ys[m] = yy[0] if len(yy) == 1 else torch.cat(yy)
-            ce[m] = losses[0] if len(losses) == 1 else None  # the CE of exactly these samples
+            if len(chunks) == 1:  # one optimizer step on this modality (every paired batch)
+                prev_features, uni[m], ys[m], ce[m] = feats[0], zs[0], yy[0], losses[0]
+            else:
+                prev_features, uni[m], ys[m] = torch.cat(feats), torch.cat(zs), torch.cat(yy)
+                ce[m] = None  # no one loss of exactly these samples
         if want_logits:  # BSS samplers feed paired batches
             y = ctx.y[self.paired_index(batch)]
             return self.paired_output(uni, head.fuse(uni), y, None, True, total="sum")
-        sizes = {m: batch[m].shape[0] for m in ctx.modalities}
-        first = batch[ctx.modalities[0]]
-        paired = all(batch[m] is first for m in ctx.modalities)
-        return batch_output(uni, ys, ce, sizes, same_rows=paired, total="sum",
-                            modalities=ctx.modalities)
+        first = batch[mods[0]]
+        paired = all(batch[m] is first for m in mods)
+        return batch_output(uni, ys, ce, {m: batch[m].shape[0] for m in mods},
+                            same_rows=paired, total="sum", modalities=mods)
