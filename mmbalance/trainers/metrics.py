@@ -40,19 +40,19 @@ def classification_metrics(
     order = np.argsort(-scores, axis=1, kind=kind)
     true_pos = np.cumsum(y[order] == present[:, None], axis=1)
     # per class, the last position of each run of tied scores: tied scores form one step
-    # of the precision-recall curve (scikit-learn's definition). Finite scores sort to the
-    # same values whatever the order inside a run, so a plain sort gives them; a NaN or
-    # infinite score is a run of its own, read from the stable ranking itself.
+    # of the precision-recall curve (scikit-learn's definition). The sorted finite scores
+    # are the same whichever sort ranked them, so a plain sort gives them.
     ranked = np.take_along_axis(scores, order, 1) if kind == "stable" else np.sort(-scores, 1)
     last = np.ones(ranked.shape, dtype=bool)
     last[:, :-1] = np.diff(ranked, axis=1) != 0
+    per_class = last.sum(1)
     ranks = np.broadcast_to(np.arange(1, ranked.shape[1] + 1), ranked.shape)[last]
     hits = true_pos[last]
     precision = hits / ranks
-    recall = hits / np.repeat(support[present], last.sum(1))
+    recall = hits / np.repeat(support[present], per_class)
     # the class rows one after another: each row's recall steps start from 0
-    ends = np.cumsum(last.sum(1))
-    starts = ends - last.sum(1)
+    ends = np.cumsum(per_class)
+    starts = ends - per_class
     step = np.empty_like(recall)
     np.subtract(recall[1:], recall[:-1], out=step[1:])
     step[starts] = recall[starts]

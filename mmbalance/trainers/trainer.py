@@ -266,8 +266,7 @@ class Trainer:
         values = read_outputs(outs)
         mods = self.modalities
         k = len(mods)
-        losses = [v[2 * k] if out.total is None else out.loss_of(v)
-                  for out, v in zip(outs, values)]
+        losses = [out.loss_of(v) for out, v in zip(outs, values)]
         # each step's samples per modality, and which modalities trained in it (a `share`
         # quota can skip one; a modality a method does not size counts as trained)
         sizes = [[out.sizes.get(m, 0) for m in mods] for out in outs]
